@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up what they need first.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+# Keep the demo's services off the default ports so a developer's own Kafka/Redis are left alone.
+DEMO_ENV := TONE_STACK_DIR=$(CURDIR)/.demo-stack TONE_STACK_KAFKA_PORT=39092 TONE_STACK_REDIS_PORT=36379 \
+            TONE_STACK_MOTO_PORT=35000
+
+.PHONY: setup system-deps demo test test-unit test-integration lint lock clean
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+setup: system-deps
+	@bash scripts/setup-venv.sh
+
+demo: setup
+	@$(DEMO_ENV) bash scripts/demo.sh
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-unit: setup
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: setup
+	$(BIN)/python -m pytest tests/integration
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Regenerate constraints.txt from the current venv after changing dependencies in pyproject.toml.
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^tweet-tone' > constraints.tmp
+	{ head -2 constraints.txt; cat constraints.tmp; } > constraints.txt.new && rm constraints.tmp
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf .demo-stack .pytest_cache .mypy_cache .ruff_cache
+	rm -f $(VENV)

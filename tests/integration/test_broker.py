@@ -1,0 +1,98 @@
+"""The real broker: topics, keyed produce across partitions, a consumer group reading everything back once."""
+
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from producer.kafka_writer import TweetWriter
+from tone.schema import TweetEvent, parse_event
+
+pytestmark = pytest.mark.integration
+
+
+def test_stack_created_the_project_topics(settings):
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_list)
+    try:
+        assert len(consumer.partitions_for_topic(settings.kafka_topic_tweets)) == settings.kafka_partitions
+        assert consumer.partitions_for_topic(settings.kafka_topic_dlq)
+        assert consumer.partitions_for_topic(settings.kafka_topic_scored)
+    finally:
+        consumer.close()
+
+
+def _consume_group(settings, topic, group, expected, members=2, timeout=90.0):
+    """Run ``members`` consumers in one group until together they have read ``expected`` records."""
+    results: dict[int, list] = {i: [] for i in range(members)}
+    assigned: dict[int, set] = {i: set() for i in range(members)}
+    done = threading.Event()
+
+    def member(i: int) -> None:
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=settings.bootstrap_list,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=6000,  # the broker takes about half of this to complete a join
+            heartbeat_interval_ms=2000,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not done.is_set() and time.monotonic() < deadline:
+                for tp, records in consumer.poll(timeout_ms=200).items():
+                    assigned[i].add(tp.partition)
+                    results[i].extend(records)
+                if sum(len(r) for r in results.values()) >= expected:
+                    consumer.commit()
+                    # keep polling briefly: duplicates, if any, would arrive now
+                    end = time.monotonic() + 1.0
+                    while time.monotonic() < end:
+                        for records in consumer.poll(timeout_ms=200).values():
+                            results[i].extend(records)
+                    done.set()
+        finally:
+            consumer.close()
+
+    threads = [threading.Thread(target=member, args=(i,)) for i in range(members)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, assigned
+
+
+def test_consumer_group_reads_back_exactly_what_was_produced(settings):
+    topic = f"group-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_list)
+    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+    admin.close()
+
+    start = datetime(2026, 11, 23, tzinfo=UTC)
+    events = [
+        TweetEvent(str(i), f"user{i % 97}", f"tweet number {i}", start + timedelta(seconds=i)) for i in range(10_000)
+    ]
+    with TweetWriter(settings, topic=topic) as writer:
+        assert writer.send_all(events) == 10_000
+
+    results, assigned = _consume_group(settings, topic, f"g-{topic}", expected=10_000)
+    records = [r for member in results.values() for r in member]
+    ids = Counter(r.value for r in records)
+    assert len(records) == 10_000
+    assert max(ids.values()) == 1  # nothing read twice
+    parsed = {parse_event(r.value) for r in records}
+    assert parsed == set(events)  # nothing lost, nothing altered
+    # keyed by user id: every record of one user is on one partition, and all 4 partitions are used
+    partitions_of_user: dict[bytes, set[int]] = {}
+    for r in records:
+        partitions_of_user.setdefault(r.key, set()).add(r.partition)
+    assert all(len(p) == 1 for p in partitions_of_user.values())
+    assert {r.partition for r in records} == {0, 1, 2, 3}
+    # the group split the partitions between its two members
+    assert assigned[0] and assigned[1]
+    assert not assigned[0] & assigned[1]

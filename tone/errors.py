@@ -1,0 +1,13 @@
+"""One root exception for the project, plus the few that callers act on."""
+
+
+class ToneError(Exception):
+    """Root of every error this project raises on purpose; the CLI prints these without a traceback."""
+
+
+class ConfigError(ToneError):
+    """A setting has a value outside what is allowed; the message names the setting and the allowed values."""
+
+
+class StackError(ToneError):
+    """The local stack could not be started, checked or stopped; the message says what to do."""

@@ -1,0 +1,182 @@
+"""The one frozen settings object, read from environment variables (names in :mod:`tone.envvars`).
+
+Load it with :func:`get_settings`; a bad value raises :class:`~tone.errors.ConfigError` naming the variable, the
+value given and what is allowed, instead of pydantic's field-name-only message.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from annotated_types import Ge, Le
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tone import envvars as env
+from tone.errors import ConfigError
+
+_HOST_PORT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+BrokerStorage = Literal["memory", "s3"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def _default_stack_dir() -> Path:
+    return Path.home() / ".local" / "state" / "tweet-tone" / "stack"
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one process. Frozen: read once, passed around, never mutated."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True, case_sensitive=True)
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=env.KAFKA_BOOTSTRAP_SERVERS)
+    kafka_topic_tweets: str = Field("tweets", min_length=1, validation_alias=env.KAFKA_TOPIC_TWEETS)
+    kafka_topic_dlq: str = Field("tweets.dlq", min_length=1, validation_alias=env.KAFKA_TOPIC_DLQ)
+    kafka_topic_scored: str = Field("tweets.scored", min_length=1, validation_alias=env.KAFKA_TOPIC_SCORED)
+    kafka_partitions: int = Field(4, ge=1, le=1024, validation_alias=env.KAFKA_PARTITIONS)
+    kafka_security_protocol: SecurityProtocol = Field("PLAINTEXT", validation_alias=env.KAFKA_SECURITY_PROTOCOL)
+    kafka_sasl_mechanism: SaslMechanism | None = Field(None, validation_alias=env.KAFKA_SASL_MECHANISM)
+    kafka_sasl_username: str | None = Field(None, validation_alias=env.KAFKA_SASL_USERNAME)
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias=env.KAFKA_SASL_PASSWORD)
+
+    # Redis
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=env.REDIS_URL)
+    redis_password: SecretStr | None = Field(None, validation_alias=env.REDIS_PASSWORD)
+
+    # AWS / SageMaker: unset endpoint means real AWS; the local stack points it at moto.
+    aws_endpoint_url: str | None = Field(None, validation_alias=env.AWS_ENDPOINT_URL)
+    aws_region: str = Field("us-east-1", min_length=1, validation_alias=env.AWS_REGION)
+
+    # Live feeds
+    x_bearer_token: SecretStr | None = Field(None, validation_alias=env.X_BEARER_TOKEN)
+
+    # Tweet validation: X allows 280 characters (25k for long posts); the limit guards the scorer, not the rules.
+    max_text_chars: int = Field(4000, ge=1, le=100_000, validation_alias=env.MAX_TEXT_CHARS)
+    max_message_bytes: int = Field(65_536, ge=256, le=10_485_760, validation_alias=env.MAX_MESSAGE_BYTES)
+
+    # Local stack
+    stack_dir: Path = Field(default_factory=_default_stack_dir, validation_alias=env.STACK_DIR)
+    stack_kafka_port: int = Field(9092, ge=1, le=65535, validation_alias=env.STACK_KAFKA_PORT)
+    stack_redis_port: int = Field(6379, ge=1, le=65535, validation_alias=env.STACK_REDIS_PORT)
+    stack_moto_port: int = Field(5000, ge=1, le=65535, validation_alias=env.STACK_MOTO_PORT)
+    stack_broker_storage: BrokerStorage = Field("memory", validation_alias=env.STACK_BROKER_STORAGE)
+
+    log_level: LogLevel = Field("INFO", validation_alias=env.LOG_LEVEL)
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        bad = [s for s in servers if not _HOST_PORT.match(s)]
+        if not servers or bad:
+            msg = f"expected a comma-separated list of host:port, got {value!r}"
+            raise ValueError(msg)
+        return ",".join(servers)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(_REDIS_SCHEMES):
+            msg = f"expected a URL starting with one of {', '.join(_REDIS_SCHEMES)}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            msg = "expected an http:// or https:// URL"
+            raise ValueError(msg)
+        return value or None
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        """Bootstrap servers as a list, the form kafka-python takes."""
+        return self.kafka_bootstrap_servers.split(",")
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """Connection options shared by every kafka-python client of this project (security included)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_list,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl_mechanism"] = self.kafka_sasl_mechanism
+            config["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                config["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return config
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    alias = Settings.model_fields[field].validation_alias
+    if not isinstance(alias, str):  # every field declares one; a new field without one is a bug
+        msg = f"setting {field!r} has no environment variable"
+        raise TypeError(msg)
+    return alias
+
+
+def allowed_values(field: str) -> str:
+    """A human description of what ``field`` accepts, for error messages and `tone config show`."""
+    info: FieldInfo = Settings.model_fields[field]
+    annotation = info.annotation
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] if is_union else [annotation]
+    literal_values = [v for a in args if typing.get_origin(a) is Literal for v in typing.get_args(a)]
+    if literal_values:
+        return "one of " + ", ".join(map(str, literal_values))
+    if int in args:
+        lo = next((m.ge for m in info.metadata if isinstance(m, Ge)), None)
+        hi = next((m.le for m in info.metadata if isinstance(m, Le)), None)
+        bounds = " ".join(p for p in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if p)
+        return f"an integer {bounds}".strip()
+    if field == "kafka_bootstrap_servers":
+        return "host:port[,host:port...]"
+    if field == "redis_url":
+        return "redis://[:password@]host:port/db, rediss://... or unix://path"
+    if field == "aws_endpoint_url":
+        return "an http(s) URL, or unset for real AWS"
+    if SecretStr in args:
+        return "a secret string"
+    if Path in args:
+        return "a directory path"
+    return "a non-empty string"
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        loc = err["loc"][0] if err["loc"] else ""
+        field = next((n for n, f in Settings.model_fields.items() if loc in (n, f.validation_alias)), str(loc))
+        name = env_name(field) if field in Settings.model_fields else str(loc)
+        shown = "<secret>" if "password" in field or "token" in field else repr(err.get("input"))
+        reason = str(err["msg"]).removeprefix("Value error, ")
+        allowed = allowed_values(field) if field in Settings.model_fields else "see `tone config show`"
+        lines.append(f"{name}={shown} is invalid: {reason}. Allowed: {allowed}.")
+    return ConfigError("bad configuration:\n  " + "\n  ".join(lines))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (``overrides`` win), turning validation errors into a ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, validated once."""
+    return load_settings()
