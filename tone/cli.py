@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tone import __version__
+from tone import __version__, cli_models
 from tone.errors import ToneError
 
 if TYPE_CHECKING:  # settings pull in pydantic-settings (~0.25 s): imported in the commands, not for --help
@@ -27,6 +27,10 @@ stack_app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(stack_app, name="stack")
+app.add_typer(cli_models.data_app, name="data")
+app.add_typer(cli_models.bench_app, name="bench")
+app.command("train")(cli_models.train)
+app.command("evaluate")(cli_models.evaluate)
 
 console = Console()
 err_console = Console(stderr=True)

@@ -11,3 +11,7 @@ class ConfigError(ToneError):
 
 class StackError(ToneError):
     """The local stack could not be started, checked or stopped; the message says what to do."""
+
+
+class ArtifactError(ToneError):
+    """A model artifact is missing, corrupt, tampered with or unsafe; it is refused and nothing is loaded."""

@@ -7,6 +7,7 @@ value given and what is allowed, instead of pydantic's field-name-only message.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import types
 import typing
@@ -28,10 +29,17 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 BrokerStorage = Literal["memory", "s3"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+SCORER_KINDS = ("rnn", "transformer", "vader")
 
 
 def _default_stack_dir() -> Path:
     return Path.home() / ".local" / "state" / "tweet-tone" / "stack"
+
+
+def _cache_dir(name: str) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tweet-tone" / name
 
 
 class Settings(BaseSettings):
@@ -65,6 +73,15 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(4000, ge=1, le=100_000, validation_alias=env.MAX_TEXT_CHARS)
     max_message_bytes: int = Field(65_536, ge=256, le=10_485_760, validation_alias=env.MAX_MESSAGE_BYTES)
 
+    # Models: the scorer is a kind (rnn | transformer | vader) or the path of a model artifact.
+    scorer: str = Field("rnn", min_length=1, validation_alias=env.SCORER)
+    transformer_model: str | None = Field(None, validation_alias=env.TRANSFORMER_MODEL)
+    model_dir: Path = Field(default_factory=lambda: _cache_dir("models"), validation_alias=env.MODEL_DIR)
+    data_dir: Path = Field(default_factory=lambda: _cache_dir("data"), validation_alias=env.DATA_DIR)
+    device: Device = Field("auto", validation_alias=env.DEVICE)
+    torch_threads: int = Field(0, ge=0, le=512, validation_alias=env.TORCH_THREADS)
+    scorer_batch_size: int = Field(256, ge=1, le=65536, validation_alias=env.SCORER_BATCH_SIZE)
+
     # Local stack
     stack_dir: Path = Field(default_factory=_default_stack_dir, validation_alias=env.STACK_DIR)
     stack_kafka_port: int = Field(9092, ge=1, le=65535, validation_alias=env.STACK_KAFKA_PORT)
@@ -89,6 +106,14 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str) -> str:
         if not value.startswith(_REDIS_SCHEMES):
             msg = f"expected a URL starting with one of {', '.join(_REDIS_SCHEMES)}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("scorer")
+    @classmethod
+    def _check_scorer(cls, value: str) -> str:
+        if value not in SCORER_KINDS and not Path(value).expanduser().exists():
+            msg = f"{value!r} is neither a scorer kind nor an existing model artifact path"
             raise ValueError(msg)
         return value
 
@@ -146,6 +171,10 @@ def allowed_values(field: str) -> str:
         return "host:port[,host:port...]"
     if field == "redis_url":
         return "redis://[:password@]host:port/db, rediss://... or unix://path"
+    if field == "scorer":
+        return "rnn, transformer, vader, or the path of a model artifact"
+    if field == "transformer_model":
+        return "a Hugging Face hub id or local model directory (unset: the project's fine-tuned MiniLM)"
     if field == "aws_endpoint_url":
         return "an http(s) URL, or unset for real AWS"
     if SecretStr in args:

@@ -1,0 +1,121 @@
+"""`tone bench scorers`: tweets/s of each scorer on the same tweets, in one run.
+
+The references are Hugging Face ``pipeline("text-classification")`` with the same transformer, called per tweet
+and with ``batch_size=64``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from tone.scorers.base import Scorer
+from tone.settings import Settings
+
+WARMUP = 32
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_texts(settings: Settings, n: int) -> list[str]:
+    """``n`` real tweets, cycling the VADER-rated set (fetched on first use) in a fixed order."""
+    from model_training.datasets import load_dataset
+
+    texts = [e.text for e in load_dataset("vader-tweets", settings.data_dir)]
+    return list(itertools.islice(itertools.cycle(texts), n))
+
+
+def _transformer_for_bench(settings: Settings) -> tuple[Scorer, str]:
+    """The configured/trained transformer; else the packaged MiniLM with a fresh 3-class head (same speed)."""
+    from tone.errors import ArtifactError
+    from tone.scorers.loader import _torch_options, load_scorer
+
+    try:
+        scorer = load_scorer("transformer", settings)
+        return scorer, scorer.version
+    except ArtifactError:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from tone.labels import TONE_LABELS
+        from tone.scorers.rnn import minilm_dir
+        from tone.scorers.transformer import TransformerScorer
+
+        base = minilm_dir()
+        model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=3)
+        scorer = TransformerScorer(
+            model,
+            AutoTokenizer.from_pretrained(str(base)),
+            "minilm-untrained-head",
+            labels=TONE_LABELS,
+            **_torch_options(settings),
+        )
+        return scorer, "packaged MiniLM, untrained head"
+
+
+def run_scorer_bench(
+    settings: Settings,
+    *,
+    n: int = 2000,
+    scorers: Sequence[str] | None = None,
+    with_pipeline: bool = True,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run every scorer (and the pipeline references) on the same ``n`` tweets; return the figures."""
+    import torch
+
+    from tone.scorers.loader import load_scorer
+
+    texts = bench_texts(settings, n)
+    rows: list[dict[str, Any]] = []
+    device = "cpu"
+    transformer = None
+    for name in scorers or ("vader", "rnn", "transformer"):
+        if name == "transformer":
+            scorer, model = _transformer_for_bench(settings)
+            transformer = scorer
+        else:
+            scorer = load_scorer(name, settings, auto_train=(name == "rnn"))
+            model = scorer.version
+        device = str(getattr(scorer, "device", device))
+        scorer.predict_proba(texts[:WARMUP])
+        say(f"running {name} on {n} tweets")
+        seconds = _timed(partial(scorer.predict_proba, texts))
+        rows.append({"name": name, "model": model, "seconds": seconds, "tweets_per_s": n / seconds})
+
+    if with_pipeline and transformer is not None:
+        from transformers import pipeline
+
+        model_obj, tok = transformer.model, transformer.tokenizer  # type: ignore[attr-defined]
+        pipe = pipeline(
+            "text-classification",
+            model=model_obj,
+            tokenizer=tok,
+            top_k=None,
+            device=model_obj.device,
+            truncation=True,
+            max_length=128,
+        )
+        pipe(texts[:WARMUP], batch_size=64)
+        say(f"running HF pipeline per tweet on {n} tweets")
+        per_tweet = _timed(lambda: [pipe(t) for t in texts])
+        say(f"running HF pipeline batch_size=64 on {n} tweets")
+        batched = _timed(lambda: pipe(texts, batch_size=64))
+        ref_model = next(r["model"] for r in rows if r["name"] == "transformer")
+        rows.append(
+            {"name": "hf-pipeline-per-tweet", "model": ref_model, "seconds": per_tweet, "tweets_per_s": n / per_tweet}
+        )
+        rows.append(
+            {"name": "hf-pipeline-batch64", "model": ref_model, "seconds": batched, "tweets_per_s": n / batched}
+        )
+        for row in rows:
+            if row["name"] == "transformer":
+                row["vs_pipeline_per_tweet"] = row["tweets_per_s"] / (n / per_tweet)
+                row["vs_pipeline_b64"] = row["tweets_per_s"] / (n / batched)
+    return {"tweets": n, "device": device, "threads": torch.get_num_threads(), "rows": rows}

@@ -1,0 +1,63 @@
+"""The scorer interface shared by training, streaming and benchmarks."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tone.labels import polarity
+
+
+@dataclass(frozen=True, slots=True)
+class ToneResult:
+    """One scored text: the top label, every class probability, and p(positive) - p(negative)."""
+
+    label: str
+    probs: dict[str, float]
+    polarity: float
+
+
+class Scorer(abc.ABC):
+    """Texts in, an (n, len(labels)) array of probabilities out, rows in input order."""
+
+    kind: str
+    labels: tuple[str, ...]
+    version: str
+
+    @abc.abstractmethod
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities for each text, in input order."""
+
+    def score(self, texts: Sequence[str]) -> list[ToneResult]:
+        """Scored texts with labels and polarity."""
+        probs = self.predict_proba(texts)
+        pol = polarity(probs, self.labels)
+        top = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=int)
+        return [
+            ToneResult(self.labels[int(k)], dict(zip(self.labels, map(float, row), strict=True)), float(p))
+            for k, row, p in zip(top, probs, pol, strict=True)
+        ]
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        """Top label of each text."""
+        probs = self.predict_proba(texts)
+        return [self.labels[int(k)] for k in probs.argmax(axis=1)] if len(probs) else []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(version={self.version!r}, labels={self.labels})"
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
+    """Indices grouped into batches of similar length (longest first), so dynamic padding wastes little.
+
+    Callers write each batch's results back at these indices, which keeps the input order.
+    """
+    if batch_size < 1:
+        msg = f"batch_size must be >= 1, got {batch_size}"
+        raise ValueError(msg)
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
