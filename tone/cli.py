@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from producer import cli as producer_cli
 from tone import __version__, cli_models
 from tone.errors import ToneError
 
@@ -29,6 +30,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(stack_app, name="stack")
 app.add_typer(cli_models.data_app, name="data")
 app.add_typer(cli_models.bench_app, name="bench")
+app.command("produce")(producer_cli.produce)
 app.command("train")(cli_models.train)
 app.command("evaluate")(cli_models.evaluate)
 

@@ -1,0 +1,91 @@
+"""`tone produce`: replay a file, a dataset or a synthetic set into the tweets topic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tone.errors import ToneError
+
+console = Console(stderr=True)
+
+
+def produce(
+    source: Annotated[Path | None, typer.Argument(help="A .jsonl or .csv file of tweets.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Replay a labelled dataset's texts (vader-tweets...) with synthetic users.")
+    ] = None,
+    synthetic: Annotated[
+        int | None, typer.Option(help="Generate N tweets from real texts, Zipf users, increasing timestamps.")
+    ] = None,
+    users: Annotated[int, typer.Option(help="Synthetic user ids to draw from.")] = 1000,
+    rate: Annotated[float | None, typer.Option(help="Tweets per second (default: as fast as possible).")] = None,
+    speedup: Annotated[float | None, typer.Option(help="Replay original timestamps X times faster.")] = None,
+    loop: Annotated[bool, typer.Option(help="Start over at the end, until interrupted or --limit.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many input records.")] = None,
+    send_invalid: Annotated[
+        bool, typer.Option(help="Send invalid records too (they go to the dead-letter topic downstream).")
+    ] = False,
+    topic: Annotated[str | None, typer.Option(help="Topic (default: TONE_KAFKA_TOPIC_TWEETS).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for synthetic user ids.")] = 7,
+) -> None:
+    """Replay tweets into Kafka keyed by user id, with rate control, a progress line and a closing summary."""
+    from model_training.datasets import load_dataset
+    from producer import sources
+    from producer.kafka_writer import TweetWriter
+    from producer.replay import Summary, looped, replay
+    from tone.cli import _settings
+
+    settings = _settings()
+
+    def progress(s: Summary) -> None:
+        console.print(f"sent {s.sent} ({s.invalid} invalid)", end="\r")
+
+    chosen = [x for x in (source, dataset, synthetic) if x is not None]
+    if len(chosen) != 1:
+        console.print("[red]error:[/red] give exactly one of SOURCE, --dataset or --synthetic")
+        raise typer.Exit(2)
+    try:
+        if source is not None:
+            path = source
+
+            def make() -> sources.Iterator[sources.RawTweet]:
+                return sources.read_file(path)
+        else:
+            texts = [e.text for e in load_dataset(dataset or "vader-tweets", settings.data_dir)]
+            if synthetic is not None:
+                count = synthetic
+
+                def make() -> sources.Iterator[sources.RawTweet]:
+                    return sources.raw(sources.synthetic_events(texts, count, users=users, seed=seed))
+            else:
+
+                def make() -> sources.Iterator[sources.RawTweet]:
+                    return sources.raw(sources.dataset_events(texts, users=users, seed=seed))
+
+        with TweetWriter(settings, topic=topic) as writer:
+            summary = replay(
+                looped(make, loop),
+                writer,
+                rate=rate,
+                speedup=speedup,
+                send_invalid=send_invalid,
+                limit=limit,
+                max_text_chars=settings.max_text_chars,
+                max_message_bytes=settings.max_message_bytes,
+                on_progress=progress if console.is_terminal else None,
+            )
+    except (ToneError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        raise typer.Exit(130) from None
+    reasons = ", ".join(f"{k}={v}" for k, v in summary.reasons.most_common()) or "none"
+    typer.echo(
+        f"sent={summary.sent} valid={summary.valid} invalid={summary.invalid} ({reasons}) "
+        f"seconds={summary.seconds:.2f} tweets_per_s={summary.rate:.0f}"
+    )
