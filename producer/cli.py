@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -50,22 +51,15 @@ def produce(
         raise typer.Exit(2)
     try:
         if source is not None:
-            path = source
-
-            def make() -> sources.Iterator[sources.RawTweet]:
-                return sources.read_file(path)
+            make = partial(sources.read_file, source)
         else:
             texts = [e.text for e in load_dataset(dataset or "vader-tweets", settings.data_dir)]
-            if synthetic is not None:
-                count = synthetic
-
-                def make() -> sources.Iterator[sources.RawTweet]:
-                    return sources.raw(sources.synthetic_events(texts, count, users=users, seed=seed))
-            else:
-
-                def make() -> sources.Iterator[sources.RawTweet]:
-                    return sources.raw(sources.dataset_events(texts, users=users, seed=seed))
-
+            events = (
+                partial(sources.synthetic_events, texts, synthetic, users=users, seed=seed)
+                if synthetic
+                else partial(sources.dataset_events, texts, users=users, seed=seed)
+            )
+            make = partial(sources.raw_from, events)
         with TweetWriter(settings, topic=topic) as writer:
             summary = replay(
                 looped(make, loop),

@@ -10,7 +10,7 @@ import csv
 import itertools
 import json
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,8 +46,8 @@ def _event_time(value: object) -> datetime | None:
 def read_jsonl(path: Path) -> Iterator[RawTweet]:
     """One tweet per line, sent as it is (invalid lines included: the replay decides what to do with them)."""
     with Path(path).open("rb") as fh:
-        for line in fh:
-            line = line.rstrip(b"\r\n")
+        for raw_line in fh:
+            line = raw_line.rstrip(b"\r\n")
             if not line.strip():
                 continue
             created_at = None
@@ -119,7 +119,7 @@ def dataset_events(texts: Sequence[str], *, users: int = 200, seed: int = 7) -> 
     return synthetic_events(texts, len(texts), users=users, seed=seed, per_second=10.0)
 
 
-def raw(events: Iterator[TweetEvent]) -> Iterator[RawTweet]:
-    """Events as messages."""
-    for event in events:
+def raw_from(make_events: Callable[[], Iterator[TweetEvent]]) -> Iterator[RawTweet]:
+    """Events from a fresh ``make_events()`` as messages."""
+    for event in make_events():
         yield RawTweet(event.to_json(), event.created_at)
