@@ -205,6 +205,7 @@ def bench_scorers(
     tweets: Annotated[int, typer.Option(help="How many tweets (cycled from the dataset).")] = 2000,
     scorers: Annotated[list[str] | None, typer.Option("--scorer", help="Scorers to run (default: all).")] = None,
     pipeline: Annotated[bool, typer.Option(help="Include the Hugging Face pipeline references.")] = True,
+    repeat: Annotated[int, typer.Option(help="Time each run this many times and keep the best.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Tweets/s of each scorer on the same tweets, beside HF pipeline() per tweet and with batch_size=64."""
@@ -216,6 +217,7 @@ def bench_scorers(
             n=tweets,
             scorers=scorers,
             with_pipeline=pipeline,
+            repeat=repeat,
             say=lambda m: err_console.print(m, highlight=False),
         )
     except ToneError as exc:
@@ -224,7 +226,8 @@ def bench_scorers(
         console.print_json(json.dumps(result))
         return
     table = Table(
-        title=f"scorer throughput, {result['tweets']} tweets, {result['device']}, {result['threads']} threads"
+        title=f"scorer throughput, {result['tweets']} tweets, {result['device']}, {result['threads']} threads, "
+        f"best of {result['repeat']}"
     )
     for col in ("scorer", "model", "tweets/s", "seconds", "vs pipeline/tweet", "vs pipeline b64"):
         table.add_column(col)

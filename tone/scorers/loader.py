@@ -28,7 +28,10 @@ def default_model_path(settings: Settings, kind: str) -> Path:
 
 
 def _torch_options(settings: Settings) -> dict[str, Any]:
-    return {"device": settings.device, "threads": settings.torch_threads, "batch_size": settings.scorer_batch_size}
+    options: dict[str, Any] = {"device": settings.device, "threads": settings.torch_threads}
+    if settings.scorer_batch_size:
+        options["batch_size"] = settings.scorer_batch_size
+    return options
 
 
 def ensure_default_rnn(settings: Settings, say: Callable[[str], None] = print) -> Path:

@@ -155,7 +155,7 @@ class RNNScorer(Scorer):
         *,
         max_length: int = DEFAULT_MAX_LENGTH,
         device: str = "auto",
-        batch_size: int = 512,
+        batch_size: int = 256,
         threads: int = 0,
     ) -> None:
         """Wrap a model and its tokenizer; the model is moved to ``device`` and put in eval mode."""

@@ -1,0 +1,173 @@
+"""The Spark Structured Streaming job: Kafka -> (parse, validate, score, aggregate, sinks per partition).
+
+``foreachBatch`` hands each micro-batch's Kafka ranges to :func:`streaming.process.process_partition` through
+``mapInArrow`` (one task per Kafka partition range, no shuffle), and collects one stats row per task for progress
+reporting and the replay benchmark. :meth:`ToneStream.before_batch` is the one place between micro-batches where
+a model refresh plugs in (issue 5): it may change ``self.config.scorer``; tasks load the new model on their next batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from streaming.process import STATS_SCHEMA, JobConfig, process_partition
+from tone import envvars
+from tone.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_spark(master: str = "local[*]", app_name: str = "tweet-tone") -> Any:
+    """A SparkSession set up for this job (Python workers on this interpreter, Arrow, loopback driver)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this venv's pyarrow and models
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    from streaming.kafka_source import KafkaDataSource
+
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.python.worker.reuse", "true")  # keeps each worker's model loaded across batches
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "4096")
+    )
+    spark = builder.getOrCreate()
+    spark.dataSource.register(KafkaDataSource)
+    return spark
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as field -> string, to rebuild the same settings on the workers."""
+    out = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        secret = getattr(value, "get_secret_value", None)
+        out[name] = secret() if secret else str(value)
+    return out
+
+
+@dataclass
+class BatchReport:
+    """What one micro-batch did (summed over its tasks)."""
+
+    batch_id: int
+    records: int = 0
+    valid: int = 0
+    invalid: int = 0
+    applied_ranges: int = 0
+    skipped_ranges: int = 0
+    parse_s: float = 0.0
+    score_s: float = 0.0
+    redis_s: float = 0.0
+    kafka_s: float = 0.0
+    max_lag_s: float = 0.0
+    model_versions: set[str] = field(default_factory=set)
+
+
+class ToneStream:
+    """Builds and runs the streaming query."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        scorer: str | None = None,
+        checkpoint: Path,
+        query_name: str = "tone",
+        trigger_seconds: float = 2.0,
+        max_per_trigger: int = 0,
+        starting_offsets: str = "earliest",
+        on_batch: Callable[[BatchReport], None] | None = None,
+    ) -> None:
+        """Describe the query; nothing starts until :meth:`start`."""
+        self.settings = settings
+        self.checkpoint = checkpoint
+        self.trigger_seconds = trigger_seconds
+        self.max_per_trigger = max_per_trigger
+        self.starting_offsets = starting_offsets
+        self.on_batch = on_batch
+        self.reports: list[BatchReport] = []
+        self.config = JobConfig(
+            query=query_name,
+            scorer=scorer or settings.scorer,
+            settings_env=settings_env(settings),
+            dlq_topic=settings.kafka_topic_dlq,
+            scored_topic=settings.kafka_topic_scored,
+            half_life_s=settings.ewma_half_life_s,
+            recent_k=settings.recent_tweets,
+            top_min_count=settings.top_min_count,
+            bucket_ttl_s=settings.hourly_bucket_ttl_s,
+        )
+
+    def before_batch(self, batch_id: int) -> None:
+        """Between micro-batches: the hook where the model refresh (issue 5) swaps ``self.config.scorer``."""
+
+    def _foreach_batch(self, df: Any, batch_id: int) -> None:
+        self.before_batch(batch_id)
+        rows = df.mapInArrow(partial(process_partition, self.config), STATS_SCHEMA).collect()
+        report = BatchReport(batch_id)
+        for r in rows:
+            report.records += r.records
+            report.valid += r.valid
+            report.invalid += r.invalid
+            report.applied_ranges += int(r.applied)
+            report.skipped_ranges += int(not r.applied)
+            report.parse_s += r.parse_s
+            report.score_s += r.score_s
+            report.redis_s += r.redis_s
+            report.kafka_s += r.kafka_s
+            report.max_lag_s = max(report.max_lag_s, r.max_lag_s)
+            if r.model_version:
+                report.model_versions.add(r.model_version)
+        self.reports.append(report)
+        log.info(
+            "batch %d: %d records (%d invalid), models %s",
+            batch_id,
+            report.records,
+            report.invalid,
+            sorted(report.model_versions),
+        )
+        if self.on_batch is not None:
+            self.on_batch(report)
+
+    def start(self, spark: Any) -> Any:
+        """Start the query; returns Spark's StreamingQuery."""
+        s = self.settings
+        reader = (
+            spark.readStream.format("tone_kafka")
+            .option("kafka.bootstrap.servers", s.kafka_bootstrap_servers)
+            .option("subscribe", s.kafka_topic_tweets)
+            .option("startingOffsets", self.starting_offsets)
+            .option("kafka.security.protocol", s.kafka_security_protocol)
+        )
+        if self.max_per_trigger:
+            reader = reader.option("maxOffsetsPerTrigger", str(self.max_per_trigger))
+        writer = (
+            reader.load()
+            .writeStream.foreachBatch(self._foreach_batch)
+            .option("checkpointLocation", str(self.checkpoint))
+            .queryName(self.config.query)
+            .trigger(processingTime=f"{self.trigger_seconds} seconds")
+        )
+        return writer.start()
+
+    def with_scorer(self, scorer: str) -> None:
+        """Score later batches with another scorer spec (tasks reload on their next batch)."""
+        self.config = dataclasses.replace(self.config, scorer=scorer)
+
+
+__all__ = ["BatchReport", "ToneStream", "build_spark", "envvars"]

@@ -1,0 +1,225 @@
+"""Worker-side work of one micro-batch partition: parse -> validate -> score -> aggregate -> sinks.
+
+Each Spark task gets the records of one Kafka partition's offset range (the source plans one task per Kafka
+partition, and the producer keys tweets by user id, so every user's tweets of a batch are in one task). The task:
+
+1. parses and validates each value with the shared schema; invalid ones go to the dead-letter topic with the
+   original bytes as value and the reason in headers;
+2. scores the valid ones in one batched call, with the model loaded once per Python worker and reused;
+3. writes scored tweets to the scored topic (keyed by user id, with the model version);
+4. applies the per-user deltas to Redis in one Lua call that is idempotent per Kafka offset range: a range that
+   was applied before (a batch replayed after a crash) changes nothing.
+
+Topic writes are at-least-once (a replayed batch may send them again); Redis aggregates are exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tone.aggregate import Scored, batch_deltas
+from tone.schema import Invalid, parse_event
+
+STATS_SCHEMA = (
+    "topic string, partition int, start_offset long, end_offset long, records long, valid long, invalid long, "
+    "applied boolean, parse_s double, score_s double, redis_s double, kafka_s double, model_version string, "
+    "max_lag_s double"
+)
+
+_worker_cache: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """What every task needs, shipped to the workers (plain data: picklable)."""
+
+    query: str
+    scorer: str
+    settings_env: dict[str, str]
+    dlq_topic: str
+    scored_topic: str
+    half_life_s: float
+    recent_k: int
+    top_min_count: int
+    bucket_ttl_s: int
+    key_prefix: str = "tone:"
+
+
+def _settings(config: JobConfig) -> Any:
+    from tone.settings import load_settings
+
+    key = "settings"
+    if key not in _worker_cache:
+        _worker_cache[key] = load_settings(**{k: v for k, v in config.settings_env.items()})
+    return _worker_cache[key]
+
+
+def current_scorer(config: JobConfig) -> Any:
+    """The scorer for this worker, loaded once and reused across batches (swapped when the spec changes)."""
+    cached = _worker_cache.get("scorer")
+    if cached is not None and cached[0] == config.scorer:
+        return cached[1]
+    from tone.scorers.loader import load_scorer
+
+    scorer = load_scorer(config.scorer, _settings(config))
+    _worker_cache["scorer"] = (config.scorer, scorer)
+    return scorer
+
+
+def _producer(config: JobConfig) -> Any:
+    if "producer" not in _worker_cache:
+        from kafka import KafkaProducer
+
+        from producer.kafka_writer import PRODUCER_DEFAULTS
+
+        _worker_cache["producer"] = KafkaProducer(**_settings(config).kafka_client_config(), **PRODUCER_DEFAULTS)
+    return _worker_cache["producer"]
+
+
+def _store(config: JobConfig) -> Any:
+    if "store" not in _worker_cache:
+        from tone.store import StoreConfig, ToneStore
+
+        s = _settings(config)
+        password = s.redis_password.get_secret_value() if s.redis_password else None
+        _worker_cache["store"] = ToneStore.from_url(
+            s.redis_url,
+            password,
+            StoreConfig(
+                prefix=config.key_prefix,
+                half_life_s=config.half_life_s,
+                recent_k=config.recent_k,
+                top_min_count=config.top_min_count,
+                bucket_ttl_s=config.bucket_ttl_s,
+            ),
+        )
+    return _worker_cache["store"]
+
+
+@dataclass
+class _Stats:
+    topic: str = ""
+    partition: int = -1
+    start_offset: int = -1
+    end_offset: int = -1
+    records: int = 0
+    valid: int = 0
+    invalid: int = 0
+    applied: bool = False
+    parse_s: float = 0.0
+    score_s: float = 0.0
+    redis_s: float = 0.0
+    kafka_s: float = 0.0
+    model_version: str = ""
+    max_lag_s: float = 0.0
+
+
+def _read(config: JobConfig, batches: Iterator[Any], stats: _Stats) -> tuple[list[Any], Any, int | None]:
+    """Parse and validate a range's records; dead-letter the invalid ones. Returns events, producer, oldest ms."""
+    s = _settings(config)
+    events, producer, oldest_ms = [], None, None
+    for batch in batches:
+        cols = batch.to_pydict()
+        if not cols["offset"]:
+            continue
+        if stats.partition < 0:
+            stats.topic, stats.partition, stats.start_offset = cols["topic"][0], cols["partition"][0], cols["offset"][0]
+        stats.end_offset = max(stats.end_offset, *cols["offset"])
+        first_ms = int(cols["timestamp"][0].timestamp() * 1000)
+        oldest_ms = first_ms if oldest_ms is None else min(oldest_ms, first_ms)
+        for key, value, offset in zip(cols["key"], cols["value"], cols["offset"], strict=True):
+            stats.records += 1
+            result = parse_event(value, max_text_chars=s.max_text_chars, max_message_bytes=s.max_message_bytes)
+            if isinstance(result, Invalid):
+                stats.invalid += 1
+                producer = producer or _producer(config)
+                headers = [
+                    ("reason", result.reason.encode()),
+                    ("detail", result.detail.encode()),
+                    ("source", f"{stats.topic}:{stats.partition}:{offset}".encode()),
+                ]
+                producer.send(config.dlq_topic, key=key, value=value, headers=headers)
+            else:
+                events.append(result)
+    return events, producer, oldest_ms
+
+
+def _score_and_sink(config: JobConfig, events: list[Any], stats: _Stats) -> Any:
+    """Score valid events, send them to the scored topic, apply the deltas to Redis. Returns the producer."""
+    t0 = time.perf_counter()
+    scorer = current_scorer(config)
+    results = scorer.score([e.text for e in events])
+    stats.score_s = time.perf_counter() - t0
+    stats.model_version = scorer.version
+    stats.valid = len(events)
+
+    t0 = time.perf_counter()
+    producer = _producer(config)
+    scored = []
+    for event, res in zip(events, results, strict=True):
+        scored.append(
+            Scored(
+                event.user_id,
+                event.id,
+                event.created_at.timestamp(),
+                res.label,
+                res.probs,
+                res.polarity,
+                event.text,
+                scorer.version,
+            )
+        )
+        producer.send(
+            config.scored_topic,
+            key=event.user_id.encode(),
+            value=json.dumps(
+                {
+                    "id": event.id,
+                    "user_id": event.user_id,
+                    "created_at": event.created_at.isoformat(),
+                    "label": res.label,
+                    "probs": res.probs,
+                    "polarity": res.polarity,
+                    "model_version": scorer.version,
+                }
+            ).encode(),
+        )
+    stats.kafka_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    deltas = batch_deltas(scored, config.half_life_s, config.recent_k)
+    stats.applied = _store(config).apply_range(
+        config.query, stats.topic, stats.partition, stats.start_offset, stats.end_offset, deltas
+    )
+    stats.redis_s = time.perf_counter() - t0
+    return producer
+
+
+def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any]:
+    """``mapInArrow`` function: consume one Kafka partition range, yield one stats row."""
+    import pyarrow as pa
+
+    stats = _Stats()
+    t0 = time.perf_counter()
+    events, producer, oldest_ms = _read(config, batches, stats)
+    stats.parse_s = time.perf_counter() - t0
+    if events:
+        producer = _score_and_sink(config, events, stats)
+    elif stats.records:
+        # Only invalid records: still mark the range, so the offset bookkeeping stays contiguous.
+        stats.applied = _store(config).apply_range(
+            config.query, stats.topic, stats.partition, stats.start_offset, stats.end_offset, []
+        )
+    if producer is not None:
+        t0 = time.perf_counter()
+        producer.flush()
+        stats.kafka_s += time.perf_counter() - t0
+    if oldest_ms is not None:
+        # Age of the range's oldest record when its tweets reached Redis: its worst produce->Redis lag.
+        stats.max_lag_s = time.time() - oldest_ms / 1000
+    if stats.records:
+        yield pa.RecordBatch.from_pylist([asdict(stats)])

@@ -1,0 +1,51 @@
+"""Offset planning of the Spark Kafka source, without Spark or a broker."""
+
+import pytest
+from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
+
+from streaming.kafka_source import KafkaStreamReader, client_config
+
+
+class Planned(KafkaStreamReader):
+    def __init__(self, ends, **options):
+        super().__init__({"kafka.bootstrap.servers": "h:1", "subscribe": "t", **options})
+        self.ends = ends
+
+    def _end_offsets(self):
+        return dict(self.ends)
+
+
+def test_read_all_available():
+    reader = Planned({"0": 10, "1": 5})
+    assert reader.latestOffset({"0": 2, "1": 5}, ReadAllAvailable()) == {"0": 10, "1": 5}
+
+
+def test_max_rows_is_shared_fairly_and_never_exceeded():
+    reader = Planned({"0": 1000, "1": 10, "2": 1000})
+    end = reader.latestOffset({"0": 0, "1": 0, "2": 0}, ReadMaxRows(300))
+    assert sum(end.values()) == 300
+    assert end["1"] == 10  # the small partition gets all it has; the others split the rest
+    assert abs(end["0"] - end["2"]) <= 1
+
+
+def test_new_partitions_start_at_zero_and_ranges_skip_idle_partitions():
+    reader = Planned({"0": 4, "1": 3})
+    end = reader.latestOffset({"0": 4}, ReadAllAvailable())
+    ranges = reader.partitions({"0": 4}, end)
+    assert [(r.partition, r.start, r.end) for r in ranges] == [(1, 0, 3)]
+
+
+def test_options_are_case_insensitive_and_validated():
+    reader = Planned({}, maxoffsetspertrigger="50", startingoffsets="latest")
+    assert reader.max_rows == 50
+    assert isinstance(reader.getDefaultReadLimit(), ReadMaxRows)
+    with pytest.raises(ValueError, match="startingOffsets must be earliest or latest"):
+        Planned({}, startingoffsets="yesterday")
+    with pytest.raises(ValueError, match="subscribe=<one topic>"):
+        KafkaStreamReader({"kafka.bootstrap.servers": "h:1", "subscribe": "a,b"})
+    with pytest.raises(ValueError, match="kafka.bootstrap.servers"):
+        client_config({})
+    assert client_config({"kafka.bootstrap.servers": "a:1,b:2", "kafka.security.protocol": "SSL"}) == {
+        "bootstrap_servers": ["a:1", "b:2"],
+        "security_protocol": "SSL",
+    }

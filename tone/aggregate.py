@@ -1,0 +1,133 @@
+"""Per-user tone aggregates of one micro-batch, computed in Python before one atomic write to Redis.
+
+The recency-weighted polarity is an exponentially weighted mean in *event* time with a half-life:
+``ewma = S / W`` with ``S = sum(w_i * p_i)``, ``W = sum(w_i)``, ``w_i = 0.5 ** ((T - t_i) / half_life)`` for a
+reference time ``T``. Kept as ``(S, W, T)``, two partial sums merge exactly (decay both to the later ``T`` and
+add), so the result does not depend on batch boundaries or on tweets arriving out of order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One scored tweet, as the aggregation needs it."""
+
+    user_id: str
+    tweet_id: str
+    created_at: float  # event time, epoch seconds
+    label: str
+    probs: dict[str, float]
+    polarity: float
+    text: str = ""
+    model_version: str = ""
+
+
+@dataclass
+class Ewma:
+    """Time-decayed weighted sum ``s`` and weight ``w`` at reference time ``t`` (epoch seconds)."""
+
+    s: float = 0.0
+    w: float = 0.0
+    t: float = float("-inf")
+
+    def value(self) -> float | None:
+        """The weighted mean, or None before any observation."""
+        return self.s / self.w if self.w > 0 else None
+
+    def merge(self, other: Ewma, half_life: float) -> Ewma:
+        """Combine two partial sums (order does not matter)."""
+        if other.w == 0:
+            return Ewma(self.s, self.w, self.t)
+        if self.w == 0:
+            return Ewma(other.s, other.w, other.t)
+        t = max(self.t, other.t)
+        a = 0.5 ** ((t - self.t) / half_life)
+        b = 0.5 ** ((t - other.t) / half_life)
+        return Ewma(self.s * a + other.s * b, self.w * a + other.w * b, t)
+
+    @classmethod
+    def of(cls, points: Iterable[tuple[float, float]], half_life: float) -> Ewma:
+        """Partial sums of (event time, value) points."""
+        acc = cls()
+        for t, p in points:
+            acc = acc.merge(cls(p, 1.0, t), half_life)
+        return acc
+
+
+@dataclass
+class UserDelta:
+    """What one batch adds to one user's aggregates."""
+
+    user_id: str
+    n: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    prob_sums: dict[str, float] = field(default_factory=dict)
+    polarity_sum: float = 0.0
+    ewma: Ewma = field(default_factory=Ewma)
+    first_seen: float = float("inf")
+    last_seen: float = float("-inf")
+    hourly: dict[str, dict[str, int]] = field(default_factory=dict)
+    recent: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        """JSON-ready form for the Redis script."""
+        return {
+            "id": self.user_id,
+            "n": self.n,
+            "counts": self.counts,
+            "prob_sums": self.prob_sums,
+            "polarity_sum": self.polarity_sum,
+            "ewma_s": self.ewma.s,
+            "ewma_w": self.ewma.w,
+            "ewma_t": self.ewma.t,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "hourly": self.hourly,
+            "recent": self.recent,
+        }
+
+
+def hour_bucket(epoch_seconds: float) -> str:
+    """UTC hour of an event time, as ``YYYYMMDDHH``."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y%m%d%H")
+
+
+def batch_deltas(tweets: Iterable[Scored], half_life: float, recent_k: int) -> list[UserDelta]:
+    """Group a batch's scored tweets by user into deltas (recent tweets newest first, at most ``recent_k``)."""
+    by_user: dict[str, UserDelta] = {}
+    points: dict[str, list[tuple[float, float]]] = {}
+    for tw in tweets:
+        d = by_user.get(tw.user_id)
+        if d is None:
+            d = by_user[tw.user_id] = UserDelta(tw.user_id)
+            points[tw.user_id] = []
+        d.n += 1
+        d.counts[tw.label] = d.counts.get(tw.label, 0) + 1
+        for label, p in tw.probs.items():
+            d.prob_sums[label] = d.prob_sums.get(label, 0.0) + p
+        d.polarity_sum += tw.polarity
+        d.first_seen = min(d.first_seen, tw.created_at)
+        d.last_seen = max(d.last_seen, tw.created_at)
+        bucket = d.hourly.setdefault(hour_bucket(tw.created_at), {})
+        bucket[tw.label] = bucket.get(tw.label, 0) + 1
+        points[tw.user_id].append((tw.created_at, tw.polarity))
+        d.recent.append(
+            {
+                "id": tw.tweet_id,
+                "t": tw.created_at,
+                "label": tw.label,
+                "polarity": round(tw.polarity, 4),
+                "text": tw.text[:280],
+                "model": tw.model_version,
+            }
+        )
+    for uid, d in by_user.items():
+        d.ewma = Ewma.of(points[uid], half_life)
+        d.recent = sorted(d.recent, key=lambda r: r["t"], reverse=True)[:recent_k]
+    return list(by_user.values())
