@@ -76,6 +76,7 @@ class BatchReport:
     kafka_s: float = 0.0
     max_lag_s: float = 0.0
     model_versions: set[str] = field(default_factory=set)
+    ranges: list[tuple[int, int, int, int, bool]] = field(default_factory=list)  # partition, start, end, n, applied
 
 
 class ToneStream:
@@ -111,6 +112,7 @@ class ToneStream:
             recent_k=settings.recent_tweets,
             top_min_count=settings.top_min_count,
             bucket_ttl_s=settings.hourly_bucket_ttl_s,
+            key_prefix=settings.redis_key_prefix,
         )
 
     def before_batch(self, batch_id: int) -> None:
@@ -120,6 +122,7 @@ class ToneStream:
         self.before_batch(batch_id)
         rows = df.mapInArrow(partial(process_partition, self.config), STATS_SCHEMA).collect()
         report = BatchReport(batch_id)
+        report.ranges = [(r.partition, r.start_offset, r.end_offset, r.records, r.applied) for r in rows]
         for r in rows:
             report.records += r.records
             report.valid += r.valid

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ STATS_SCHEMA = (
     "max_lag_s double"
 )
 
-_worker_cache: dict[str, Any] = {}
+_worker_cache: dict[Any, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,21 @@ class JobConfig:
     key_prefix: str = "tone:"
 
 
+def _cached(kind: str, config: JobConfig, build: Callable[[], Any]) -> Any:
+    """Per-worker cache of clients, keyed by the job's connection settings: a worker reused by another query (or a
+    test with other topics and keys) must not write with the previous query's clients.
+    """
+    fingerprint = json.dumps({**asdict(config), "scorer": None}, sort_keys=True, default=str)
+    key = (kind, fingerprint)
+    if key not in _worker_cache:
+        _worker_cache[key] = build()
+    return _worker_cache[key]
+
+
 def _settings(config: JobConfig) -> Any:
     from tone.settings import load_settings
 
-    key = "settings"
-    if key not in _worker_cache:
-        _worker_cache[key] = load_settings(**{k: v for k, v in config.settings_env.items()})
-    return _worker_cache[key]
+    return _cached("settings", config, lambda: load_settings(**config.settings_env))
 
 
 def current_scorer(config: JobConfig) -> Any:
@@ -71,33 +79,32 @@ def current_scorer(config: JobConfig) -> Any:
 
 
 def _producer(config: JobConfig) -> Any:
-    if "producer" not in _worker_cache:
+    def build() -> Any:
         from kafka import KafkaProducer
 
         from producer.kafka_writer import PRODUCER_DEFAULTS
 
-        _worker_cache["producer"] = KafkaProducer(**_settings(config).kafka_client_config(), **PRODUCER_DEFAULTS)
-    return _worker_cache["producer"]
+        return KafkaProducer(**_settings(config).kafka_client_config(), **PRODUCER_DEFAULTS)
+
+    return _cached("producer", config, build)
 
 
 def _store(config: JobConfig) -> Any:
-    if "store" not in _worker_cache:
+    def build() -> Any:
         from tone.store import StoreConfig, ToneStore
 
         s = _settings(config)
         password = s.redis_password.get_secret_value() if s.redis_password else None
-        _worker_cache["store"] = ToneStore.from_url(
-            s.redis_url,
-            password,
-            StoreConfig(
-                prefix=config.key_prefix,
-                half_life_s=config.half_life_s,
-                recent_k=config.recent_k,
-                top_min_count=config.top_min_count,
-                bucket_ttl_s=config.bucket_ttl_s,
-            ),
+        store_config = StoreConfig(
+            prefix=config.key_prefix,
+            half_life_s=config.half_life_s,
+            recent_k=config.recent_k,
+            top_min_count=config.top_min_count,
+            bucket_ttl_s=config.bucket_ttl_s,
         )
-    return _worker_cache["store"]
+        return ToneStore.from_url(s.redis_url, password, store_config)
+
+    return _cached("store", config, build)
 
 
 @dataclass
@@ -222,4 +229,13 @@ def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any
         # Age of the range's oldest record when its tweets reached Redis: its worst produce->Redis lag.
         stats.max_lag_s = time.time() - oldest_ms / 1000
     if stats.records:
-        yield pa.RecordBatch.from_pylist([asdict(stats)])
+        types = {
+            "string": pa.string(),
+            "int": pa.int32(),
+            "long": pa.int64(),
+            "boolean": pa.bool_(),
+            "double": pa.float64(),
+        }
+        # The Arrow types must match STATS_SCHEMA exactly (int is 32-bit there; Python ints default to 64).
+        schema = pa.schema([(name, types[kind]) for name, kind in (c.split() for c in STATS_SCHEMA.split(", "))])
+        yield pa.RecordBatch.from_pylist([asdict(stats)], schema=schema)

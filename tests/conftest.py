@@ -49,3 +49,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 @pytest.fixture(scope="session")
 def settings(stack: LocalStack) -> Settings:
     return stack.settings
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the whole test session (start-up costs ~15 s)."""
+    from streaming.job import build_spark
+
+    session = build_spark("local[2]", "tone-tests")
+    yield session
+    session.stop()

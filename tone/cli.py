@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from producer import cli as producer_cli
+from streaming import cli as stream_cli
 from tone import __version__, cli_models
 from tone.errors import ToneError
 
@@ -31,6 +32,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(cli_models.data_app, name="data")
 app.add_typer(cli_models.bench_app, name="bench")
 app.command("produce")(producer_cli.produce)
+app.command("stream")(stream_cli.stream)
 app.command("train")(cli_models.train)
 app.command("evaluate")(cli_models.evaluate)
 

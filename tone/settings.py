@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     # Redis
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=env.REDIS_URL)
     redis_password: SecretStr | None = Field(None, validation_alias=env.REDIS_PASSWORD)
+    redis_key_prefix: str = Field("tone:", min_length=1, max_length=64, validation_alias=env.REDIS_KEY_PREFIX)
 
     # AWS / SageMaker: unset endpoint means real AWS; the local stack points it at moto.
     aws_endpoint_url: str | None = Field(None, validation_alias=env.AWS_ENDPOINT_URL)

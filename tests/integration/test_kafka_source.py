@@ -1,7 +1,5 @@
 """The Python Data Source reading Kafka into Spark Structured Streaming: every record once, resumable."""
 
-import os
-import sys
 import uuid
 
 import pytest
@@ -10,27 +8,6 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from producer.kafka_writer import TweetWriter
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def spark():
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    from streaming.kafka_source import KafkaDataSource
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("tone-tests")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
-    session.dataSource.register(KafkaDataSource)
-    yield session
-    session.stop()
 
 
 def _topic(settings, partitions=3):

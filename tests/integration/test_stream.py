@@ -1,0 +1,180 @@
+"""The whole stream on real parts: broker, Spark, scorer, Redis. Exactly-once per-user counts and the DLQ."""
+
+import json
+import shutil
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from producer.kafka_writer import TweetWriter
+from streaming.job import ToneStream
+from tone.schema import TweetEvent
+from tone.scorers.vader import VaderScorer
+from tone.store import StoreConfig, ToneStore
+
+pytestmark = pytest.mark.integration
+
+TEXTS = [
+    "I love this so much!",
+    "This is terrible, I hate it.",
+    "The meeting is at 3pm.",
+    "Best day ever :)",
+    "Worst service, never again",
+    "Reading the paper on the train",
+    "Great job team!",
+    "So sad and angry",
+]
+INVALID = [
+    b"not json",
+    b'{"id": "x1"}',
+    b'{"id":"x2","user_id":"u","text":"","created_at":"2026-01-01T00:00:00Z"}',
+    b'{"id":"x3","user_id":"u","text":"hi","created_at":"2026-01-01T00:00:00"}',
+    b"\xff\xfe\x00",
+]
+
+
+@pytest.fixture
+def isolated(settings):
+    """Settings with fresh topics and Redis keys, so each test starts from nothing."""
+    tag = uuid.uuid4().hex[:8]
+    s = settings.model_copy(
+        update={
+            "kafka_topic_tweets": f"tweets-{tag}",
+            "kafka_topic_dlq": f"dlq-{tag}",
+            "kafka_topic_scored": f"scored-{tag}",
+            "redis_key_prefix": f"t{tag}:",
+            "top_min_count": 2,
+        }
+    )
+    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_list)
+    admin.create_topics(
+        [NewTopic(s.kafka_topic_tweets, 4, 1), NewTopic(s.kafka_topic_dlq, 1, 1), NewTopic(s.kafka_topic_scored, 1, 1)]
+    )
+    admin.close()
+    yield s
+    client = redis.Redis.from_url(s.redis_url)
+    for key in client.scan_iter(f"{s.redis_key_prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+def events(start, n, users=13):
+    t0 = datetime(2026, 11, 23, tzinfo=UTC)
+    return [
+        TweetEvent(f"t{i}", f"user{i % users}", TEXTS[i % len(TEXTS)], t0 + timedelta(seconds=i))
+        for i in range(start, start + n)
+    ]
+
+
+def produce(s, evs, invalid=()):
+    with TweetWriter(s) as writer:
+        for i, e in enumerate(evs):
+            writer.send(e)
+            if i < len(invalid):
+                writer.send_raw(b"bad", invalid[i])
+
+
+def expected_counts(evs):
+    labels = VaderScorer().predict([e.text for e in evs])
+    counts: dict[str, Counter] = {}
+    for e, label in zip(evs, labels, strict=True):
+        counts.setdefault(e.user_id, Counter())[label] += 1
+    return counts
+
+
+def redis_counts(s, users):
+    store = ToneStore.from_url(s.redis_url, config=StoreConfig(prefix=s.redis_key_prefix))
+    out = {}
+    for u in users:
+        agg = store.user(u)
+        if agg:
+            out[u] = Counter(agg["counts"])
+    return out
+
+
+def run(spark, s, checkpoint, max_per_trigger=0, stop_after=None):
+    job = ToneStream(
+        s, scorer="vader", checkpoint=checkpoint, query_name="q", trigger_seconds=0.5, max_per_trigger=max_per_trigger
+    )
+    query = job.start(spark)
+    try:
+        if stop_after is None:
+            query.processAllAvailable()
+        else:
+            while len(job.reports) < stop_after:
+                query.awaitTermination(0.5)
+    finally:
+        query.stop()
+    return job
+
+
+def read_topic(s, topic):
+    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_list, consumer_timeout_ms=2000)
+    consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+    consumer.seek_to_beginning()
+    records = list(consumer)
+    consumer.close()
+    return records
+
+
+def test_counts_are_exact_and_invalid_records_are_dead_lettered(spark, isolated, tmp_path):
+    s = isolated
+    evs = events(0, 400)
+    produce(s, evs, INVALID)
+    job = run(spark, s, tmp_path / "ckpt")
+    assert sum(r.records for r in job.reports) == 405
+    assert redis_counts(s, {e.user_id for e in evs}) == expected_counts(evs)
+
+    dlq = read_topic(s, s.kafka_topic_dlq)
+    assert sorted(r.value for r in dlq) == sorted(INVALID)
+    reasons = sorted(dict(r.headers)["reason"].decode() for r in dlq)
+    assert reasons == sorted(["invalid_json", "missing_field", "empty_text", "naive_timestamp", "invalid_utf8"])
+
+    scored = [json.loads(r.value) for r in read_topic(s, s.kafka_topic_scored)]
+    assert len(scored) == 400
+    assert {x["model_version"] for x in scored} == {"vader-3.3.2"}
+
+    store = ToneStore.from_url(s.redis_url, config=StoreConfig(prefix=s.redis_key_prefix))
+    user0 = store.user("user0")
+    assert user0["n"] == sum(expected_counts(evs)["user0"].values())
+    assert user0["recent"][0]["id"] == max((e for e in evs if e.user_id == "user0"), key=lambda e: e.created_at).id
+    assert store.top("negative")
+
+
+def test_restart_from_checkpoint_loses_and_doubles_nothing(spark, isolated, tmp_path):
+    s = isolated
+    first = events(0, 600)
+    produce(s, first)
+    # stop mid-stream: small batches, stop after two
+    partial_job = run(spark, s, tmp_path / "ckpt", max_per_trigger=100, stop_after=2)
+    assert 0 < sum(r.records for r in partial_job.reports) < 600
+
+    second = events(600, 200)
+    produce(s, second)
+    run(spark, s, tmp_path / "ckpt")
+    assert redis_counts(s, {e.user_id for e in first + second}) == expected_counts(first + second)
+
+
+def test_a_replayed_batch_changes_nothing(spark, isolated, tmp_path):
+    s = isolated
+    evs = events(0, 300)
+    produce(s, evs)
+    checkpoint = tmp_path / "ckpt"
+    run(spark, s, checkpoint)
+    before = redis_counts(s, {e.user_id for e in evs})
+    # Forget that the last batch was committed, as after a crash between the sink and the commit:
+    # Spark runs that batch again on restart, with the same offsets.
+    commits = sorted((checkpoint / "commits").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
+    last = [p for p in commits if p.name.isdigit()][-1]
+    last.unlink()
+    shutil.rmtree(checkpoint / "commits" / f".{last.name}.crc", ignore_errors=True)
+    (checkpoint / "commits" / f".{last.name}.crc").unlink(missing_ok=True)
+    job = run(spark, s, checkpoint)
+    assert sum(r.records for r in job.reports) > 0  # the batch really ran again
+    assert all(r.applied_ranges == 0 for r in job.reports)
+    assert redis_counts(s, {e.user_id for e in evs}) == before == expected_counts(evs)
