@@ -50,8 +50,10 @@ class JobConfig:
 
 
 def _cached(kind: str, config: JobConfig, build: Callable[[], Any]) -> Any:
-    """Per-worker cache of clients, keyed by the job's connection settings: a worker reused by another query (or a
-    test with other topics and keys) must not write with the previous query's clients.
+    """Per-worker cache of settings and clients, keyed by the job's configuration.
+
+    A Python worker reused by another query (or a test with other topics and keys) must not write with the previous
+    query's clients.
     """
     fingerprint = json.dumps({**asdict(config), "scorer": None}, sort_keys=True, default=str)
     key = (kind, fingerprint)
