@@ -11,7 +11,7 @@ from rich.table import Table
 
 from producer import cli as producer_cli
 from streaming import cli as stream_cli
-from tone import __version__, cli_models
+from tone import __version__, cli_lookup, cli_models
 from tone.errors import ToneError
 
 if TYPE_CHECKING:  # settings pull in pydantic-settings (~0.25 s): imported in the commands, not for --help
@@ -33,6 +33,9 @@ app.add_typer(cli_models.data_app, name="data")
 app.add_typer(cli_models.bench_app, name="bench")
 app.command("produce")(producer_cli.produce)
 app.command("stream")(stream_cli.stream)
+app.command("lookup")(cli_lookup.lookup)
+app.command("top")(cli_lookup.top)
+app.command("serve")(cli_lookup.serve)
 app.command("train")(cli_models.train)
 app.command("evaluate")(cli_models.evaluate)
 

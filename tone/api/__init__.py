@@ -1,0 +1,1 @@
+"""The HTTP lookup API (FastAPI) over the Redis aggregates."""
