@@ -1,11 +1,40 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on embedded defaults. Until the stream job lands (issue 4) it brings up the real
-# local stack, shows it working (a round trip through the broker and Redis), and stops it again.
+# `make demo`: the main job end to end on embedded defaults, on a fresh local stack.
+#   stack up -> default RNN (trained on first use) -> replay the 4,200 rated tweets with synthetic users
+#   (+ a few invalid ones) -> Spark stream until caught up -> per-user tone and top users -> the HTTP API -> stop.
+# KEEP=1 leaves the stack running afterwards.
 set -euo pipefail
 tone=.venv/bin/tone
-cleanup() { if [ "${KEEP:-0}" != 1 ]; then "$tone" stack down; else echo "KEEP=1: stack left running"; fi; }
+stack_dir=${TONE_STACK_DIR:?}
+cleanup() {
+  [ -n "${api_pid:-}" ] && kill "$api_pid" 2>/dev/null || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "KEEP=1: stack left running; stop it with: $tone stack down"; else "$tone" stack down; fi
+}
 trap cleanup EXIT
+
+"$tone" stack down >/dev/null
+rm -rf "$stack_dir"   # a fresh broker, Redis and checkpoint every run
 "$tone" stack up
-"$tone" stack status
 eval "$("$tone" stack env)"
-"$tone" stack check
+export TONE_CHECKPOINT_DIR="$stack_dir/checkpoints" TONE_TOP_MIN_COUNT=5
+
+echo; echo "== replaying the 4,200 VADER-rated tweets as 200 synthetic users, plus examples/tweets.jsonl"
+"$tone" produce --dataset vader-tweets --users 200
+"$tone" produce examples/tweets.jsonl --send-invalid
+
+echo; echo "== streaming (Spark Structured Streaming, scorer: ${TONE_SCORER:-rnn}) until the topic is idle"
+"$tone" stream --until-idle 6
+
+echo; echo "== per-user tone"
+"$tone" lookup user00001
+"$tone" lookup demo_alice
+"$tone" top --by negative --n 5
+"$tone" top --by positive --n 5
+
+echo; echo "== the HTTP API (tone serve); e.g. curl http://127.0.0.1:8765/users/user00001/tone"
+"$tone" serve --port 8765 >"$stack_dir/api.log" 2>&1 &
+api_pid=$!
+for _ in $(seq 50); do curl -sf http://127.0.0.1:8765/healthz >/dev/null && break; sleep 0.2; done
+curl -s http://127.0.0.1:8765/users/demo_bob/tone; echo
+curl -s "http://127.0.0.1:8765/users/top?by=positive&n=3"; echo
+echo; echo "demo done: dead letters are in topic tweets.dlq, scored tweets in tweets.scored"
