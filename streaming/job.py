@@ -9,9 +9,11 @@ a model refresh plugs in (issue 5): it may change ``self.config.scorer``; tasks 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -77,6 +79,9 @@ class BatchReport:
     max_lag_s: float = 0.0
     model_versions: set[str] = field(default_factory=set)
     ranges: list[tuple[int, int, int, int, bool]] = field(default_factory=list)  # partition, start, end, n, applied
+    lags: list[float] = field(default_factory=list)  # sampled per-record produce->Redis seconds
+    started: float = 0.0  # wall clock (epoch s) when the batch reached foreachBatch
+    finished: float = 0.0
 
 
 class ToneStream:
@@ -119,9 +124,10 @@ class ToneStream:
         """Between micro-batches: the hook where the model refresh (issue 5) swaps ``self.config.scorer``."""
 
     def _foreach_batch(self, df: Any, batch_id: int) -> None:
+        started = time.time()
         self.before_batch(batch_id)
         rows = df.mapInArrow(partial(process_partition, self.config), STATS_SCHEMA).collect()
-        report = BatchReport(batch_id)
+        report = BatchReport(batch_id, started=started, finished=time.time())
         report.ranges = [(r.partition, r.start_offset, r.end_offset, r.records, r.applied) for r in rows]
         for r in rows:
             report.records += r.records
@@ -136,6 +142,7 @@ class ToneStream:
             report.max_lag_s = max(report.max_lag_s, r.max_lag_s)
             if r.model_version:
                 report.model_versions.add(r.model_version)
+            report.lags.extend(json.loads(r.lags))
         self.reports.append(report)
         log.info(
             "batch %d: %d records (%d invalid), models %s",

@@ -27,8 +27,9 @@ from tone.schema import Invalid, parse_event
 STATS_SCHEMA = (
     "topic string, partition int, start_offset long, end_offset long, records long, valid long, invalid long, "
     "applied boolean, parse_s double, score_s double, redis_s double, kafka_s double, model_version string, "
-    "max_lag_s double"
+    "max_lag_s double, lags string"
 )
+LAG_SAMPLE = 2000  # per-record produce->Redis lags returned per range (evenly spaced), for percentiles
 
 _worker_cache: dict[Any, Any] = {}
 
@@ -125,12 +126,16 @@ class _Stats:
     kafka_s: float = 0.0
     model_version: str = ""
     max_lag_s: float = 0.0
+    lags: str = "[]"
 
 
-def _read(config: JobConfig, batches: Iterator[Any], stats: _Stats) -> tuple[list[Any], Any, int | None]:
-    """Parse and validate a range's records; dead-letter the invalid ones. Returns events, producer, oldest ms."""
+def _read(config: JobConfig, batches: Iterator[Any], stats: _Stats) -> tuple[list[Any], list[float], Any, int | None]:
+    """Parse and validate a range's records; dead-letter the invalid ones.
+
+    Returns the valid events, their Kafka timestamps (epoch s), the producer if one was used, the oldest timestamp.
+    """
     s = _settings(config)
-    events, producer, oldest_ms = [], None, None
+    events, stamps, producer, oldest_ms = [], [], None, None
     for batch in batches:
         cols = batch.to_pydict()
         if not cols["offset"]:
@@ -140,7 +145,7 @@ def _read(config: JobConfig, batches: Iterator[Any], stats: _Stats) -> tuple[lis
         stats.end_offset = max(stats.end_offset, *cols["offset"])
         first_ms = int(cols["timestamp"][0].timestamp() * 1000)
         oldest_ms = first_ms if oldest_ms is None else min(oldest_ms, first_ms)
-        for key, value, offset in zip(cols["key"], cols["value"], cols["offset"], strict=True):
+        for key, value, offset, ts in zip(cols["key"], cols["value"], cols["offset"], cols["timestamp"], strict=True):
             stats.records += 1
             result = parse_event(value, max_text_chars=s.max_text_chars, max_message_bytes=s.max_message_bytes)
             if isinstance(result, Invalid):
@@ -154,7 +159,8 @@ def _read(config: JobConfig, batches: Iterator[Any], stats: _Stats) -> tuple[lis
                 producer.send(config.dlq_topic, key=key, value=value, headers=headers)
             else:
                 events.append(result)
-    return events, producer, oldest_ms
+                stamps.append(ts.timestamp())
+    return events, stamps, producer, oldest_ms
 
 
 def _score_and_sink(config: JobConfig, events: list[Any], stats: _Stats) -> Any:
@@ -214,7 +220,7 @@ def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any
 
     stats = _Stats()
     t0 = time.perf_counter()
-    events, producer, oldest_ms = _read(config, batches, stats)
+    events, stamps, producer, oldest_ms = _read(config, batches, stats)
     stats.parse_s = time.perf_counter() - t0
     if events:
         producer = _score_and_sink(config, events, stats)
@@ -229,7 +235,10 @@ def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any
         stats.kafka_s += time.perf_counter() - t0
     if oldest_ms is not None:
         # Age of the range's oldest record when its tweets reached Redis: its worst produce->Redis lag.
-        stats.max_lag_s = time.time() - oldest_ms / 1000
+        now = time.time()
+        stats.max_lag_s = now - oldest_ms / 1000
+        step = max(1, len(stamps) // LAG_SAMPLE)
+        stats.lags = json.dumps([round(now - t, 4) for t in stamps[::step]])
     if stats.records:
         types = {
             "string": pa.string(),

@@ -241,3 +241,45 @@ def bench_scorers(
             f"{row['vs_pipeline_b64']:.2f}x" if row.get("vs_pipeline_b64") else "",
         )
     console.print(table)
+
+
+@bench_app.command("replay")
+def bench_replay(
+    tweets: Annotated[int, typer.Option(help="Tweets to measure (after a warm-up).")] = 20000,
+    scorer: Annotated[str, typer.Option(help="rnn, transformer, vader or an artifact path.")] = "rnn",
+    rate: Annotated[float | None, typer.Option(help="Produce at this many tweets/s (default: flat out).")] = None,
+    trigger: Annotated[float, typer.Option(help="Seconds between micro-batches.")] = 0.5,
+    warmup: Annotated[int, typer.Option(help="Tweets sent first and not measured.")] = 2000,
+    reference: Annotated[
+        bool, typer.Option(help="Also run Spark's predict_batch_udf pattern with the same model, and compare.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Whole-path replay on the running stack: sustained tweets/s, produce->Redis latency, time per stage."""
+    from streaming.bench import run_replay_bench
+    from tone.scorers.loader import ensure_default_rnn
+
+    settings = _settings()
+    if scorer == "rnn":
+        ensure_default_rnn(settings, say=lambda m: err_console.print(m, highlight=False))
+    result = run_replay_bench(
+        settings,
+        tweets=tweets,
+        scorer=scorer,
+        rate=rate,
+        trigger_seconds=trigger,
+        warmup=warmup,
+        say=lambda m: err_console.print(m, highlight=False),
+    )
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    lat = result["latency_s"]
+    stage = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in result["stage_task_s"].items())
+    console.print(
+        f"{result['tweets']} tweets, scorer {result['scorer']} {result['model_versions']}, "
+        f"rate {result['rate'] or 'max'}: {result['tweets_per_s']:.0f} tweets/s sustained over {result['wall_s']:.1f}s "
+        f"in {result['batches']} batches; produce->Redis latency p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s "
+        f"p99 {lat['p99']:.2f}s; task time per stage: {stage}; batch wall {result['batch_wall_s']:.2f}s",
+        highlight=False,
+    )

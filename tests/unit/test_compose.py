@@ -66,3 +66,17 @@ def test_topics_created_match_the_settings():
     assert f"--topic {env[envvars.KAFKA_TOPIC_SCORED]} " in script
     assert env[envvars.KAFKA_TOPIC_TWEETS] == DEFAULTS.kafka_topic_tweets
     assert int(partitions) == DEFAULTS.kafka_partitions
+
+
+def test_app_services_run_real_tone_commands_with_known_options():
+    import typer.main
+
+    from tone.cli import app
+
+    group = typer.main.get_command(app)
+    for name in ("producer", "stream", "api"):
+        args = COMPOSE["services"][name]["command"]
+        command = group.commands[args[0]]  # KeyError: the compose file names a command tone does not have
+        known = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        flags = [a for a in args[1:] if a.startswith("--")]
+        assert set(flags) <= known, (name, set(flags) - known)

@@ -1,0 +1,176 @@
+"""`tone bench replay`: N tweets through producer -> Kafka -> Spark -> scorer -> Redis, on the running stack.
+
+Measures sustained tweets/s (first tweet produced -> last batch applied in Redis), per-record produce->Redis
+latency percentiles (from each record's Kafka timestamp to its range's Redis write), and the time per stage.
+A warm-up set goes through first, so Python worker start-up and model loading are not in the figures.
+Everything runs on fresh topics and a fresh Redis key prefix, so a benchmark never mixes with real data.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tone.settings import Settings
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by nearest rank."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def _bench_settings(settings: Settings) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return settings.model_copy(
+        update={
+            "kafka_topic_tweets": f"bench-{tag}",
+            "kafka_topic_dlq": f"bench-{tag}.dlq",
+            "kafka_topic_scored": f"bench-{tag}.scored",
+            "redis_key_prefix": f"bench{tag}:",
+        }
+    )
+
+
+def _create_topics(s: Settings) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(**s.kafka_client_config())
+    admin.create_topics(
+        [
+            NewTopic(s.kafka_topic_tweets, s.kafka_partitions, 1),
+            NewTopic(s.kafka_topic_dlq, 1, 1),
+            NewTopic(s.kafka_topic_scored, 1, 1),
+        ]
+    )
+    admin.close()
+
+
+def _produce(s: Settings, texts: list[str], n: int, seed: int, rate: float | None) -> float:
+    from producer.kafka_writer import TweetWriter
+    from producer.replay import replay
+    from producer.sources import raw_from, synthetic_events
+
+    with TweetWriter(s) as writer:
+        events = raw_from(lambda: synthetic_events(texts, n, users=5000, seed=seed))
+        summary = replay(events, writer, rate=rate)
+    return summary.seconds
+
+
+def _cleanup(s: Settings) -> None:
+    import redis
+
+    client = redis.Redis.from_url(s.redis_url)
+    for key in client.scan_iter(f"{s.redis_key_prefix}*", count=1000):
+        client.delete(key)
+    client.close()
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(**s.kafka_client_config())
+    try:
+        admin.delete_topics([s.kafka_topic_tweets, s.kafka_topic_dlq, s.kafka_topic_scored])
+    except Exception:  # noqa: BLE001 - some brokers do not delete topics; the data is throw-away either way
+        pass
+    admin.close()
+
+
+def run_replay_bench(
+    settings: Settings,
+    *,
+    tweets: int,
+    scorer: str,
+    rate: float | None = None,
+    trigger_seconds: float = 0.5,
+    warmup: int = 2000,
+    reference: bool = False,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the whole path once and return its figures."""
+    from model_training.bench import bench_texts
+    from streaming.job import ToneStream, build_spark
+
+    s = _bench_settings(settings)
+    _create_topics(s)
+    texts = bench_texts(settings, 4200)
+    spark = build_spark(settings.spark_master, "tone-bench-replay")
+    with tempfile.TemporaryDirectory() as tmp:
+        job = ToneStream(
+            s,
+            scorer=scorer,
+            checkpoint=Path(tmp) / "ckpt",
+            query_name=f"bench-{uuid.uuid4().hex[:6]}",
+            trigger_seconds=trigger_seconds,
+        )
+        if reference:
+            from streaming.reference import start_reference
+
+            query = start_reference(spark, job)
+        else:
+            query = job.start(spark)
+        try:
+
+            def processed() -> int:
+                return sum(r.records for r in job.reports)
+
+            def wait_for(count: int, timeout: float) -> None:
+                deadline = time.monotonic() + timeout
+                while processed() < count:
+                    if not query.isActive or time.monotonic() > deadline:
+                        msg = f"the stream processed {processed()} of {count} records before giving up"
+                        raise RuntimeError(msg)
+                    time.sleep(0.05)
+
+            say(f"warm-up: {warmup} tweets (Python workers start, model loads)")
+            _produce(s, texts, warmup, seed=1, rate=None)
+            wait_for(warmup, 600)
+            first_measured = len(job.reports)
+
+            say(f"measuring: {tweets} tweets" + (f" at {rate:.0f}/s" if rate else " as fast as the producer goes"))
+            t0 = time.time()
+            produce_s: list[float] = []
+            producer_thread = threading.Thread(
+                target=lambda: produce_s.append(_produce(s, texts, tweets, seed=2, rate=rate))
+            )
+            producer_thread.start()
+            producer_thread.join()
+            wait_for(warmup + tweets, 600)
+            measured = job.reports[first_measured:]
+            t_end = max(r.finished for r in measured)
+        finally:
+            query.stop()
+            spark.stop()
+    _cleanup(s)
+
+    lags = [lag for r in measured for lag in r.lags]
+    wall = t_end - t0
+    batch_wall = sum(r.finished - r.started for r in measured)
+    stage = {k: sum(getattr(r, k) for r in measured) for k in ("parse_s", "score_s", "redis_s", "kafka_s")}
+    return {
+        "pipeline": "predict_batch_udf reference" if reference else "tone stream",
+        "scorer": scorer,
+        "tweets": tweets,
+        "rate": rate,
+        "trigger_seconds": trigger_seconds,
+        "batches": len(measured),
+        "produce_s": produce_s[0] if produce_s else None,
+        "wall_s": wall,
+        "tweets_per_s": tweets / wall,
+        "latency_s": {
+            "p50": percentile(lags, 50),
+            "p95": percentile(lags, 95),
+            "p99": percentile(lags, 99),
+            "max": max(lags) if lags else None,
+            "samples": len(lags),
+        },
+        "stage_task_s": stage,  # summed over tasks (they run in parallel, one per Kafka partition)
+        "batch_wall_s": batch_wall,
+        "model_versions": sorted({v for r in measured for v in r.model_versions}),
+    }
