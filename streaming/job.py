@@ -107,10 +107,14 @@ class ToneStream:
         self.starting_offsets = starting_offsets
         self.on_batch = on_batch
         self.reports: list[BatchReport] = []
+        worker_env = settings_env(settings)
+        if not settings.torch_threads:
+            # Spark runs one task per core; a torch pool per task on top would oversubscribe the cores.
+            worker_env["torch_threads"] = "1"
         self.config = JobConfig(
             query=query_name,
             scorer=scorer or settings.scorer,
-            settings_env=settings_env(settings),
+            settings_env=worker_env,
             dlq_topic=settings.kafka_topic_dlq,
             scored_topic=settings.kafka_topic_scored,
             half_life_s=settings.ewma_half_life_s,

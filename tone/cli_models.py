@@ -262,24 +262,36 @@ def bench_replay(
     settings = _settings()
     if scorer == "rnn":
         ensure_default_rnn(settings, say=lambda m: err_console.print(m, highlight=False))
-    result = run_replay_bench(
-        settings,
-        tweets=tweets,
-        scorer=scorer,
-        rate=rate,
-        trigger_seconds=trigger,
-        warmup=warmup,
-        say=lambda m: err_console.print(m, highlight=False),
-    )
+
+    def say(message: str) -> None:
+        err_console.print(message, highlight=False)
+
+    options: dict[str, Any] = {
+        "tweets": tweets,
+        "scorer": scorer,
+        "rate": rate,
+        "trigger_seconds": trigger,
+        "warmup": warmup,
+        "say": say,
+    }
+    results = [run_replay_bench(settings, **options)]
+    if reference:
+        results.append(run_replay_bench(settings, reference=True, **options))
+        results[0]["vs_reference"] = results[0]["tweets_per_s"] / results[1]["tweets_per_s"]
     if as_json:
-        console.print_json(json.dumps(result))
+        console.print_json(json.dumps(results))
         return
-    lat = result["latency_s"]
-    stage = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in result["stage_task_s"].items())
-    console.print(
-        f"{result['tweets']} tweets, scorer {result['scorer']} {result['model_versions']}, "
-        f"rate {result['rate'] or 'max'}: {result['tweets_per_s']:.0f} tweets/s sustained over {result['wall_s']:.1f}s "
-        f"in {result['batches']} batches; produce->Redis latency p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s "
-        f"p99 {lat['p99']:.2f}s; task time per stage: {stage}; batch wall {result['batch_wall_s']:.2f}s",
-        highlight=False,
-    )
+    for result in results:
+        lat = result["latency_s"]
+        stage = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in result["stage_task_s"].items())
+        if result["pipeline"] != "tone stream":
+            stage = "n/a (one Spark plan)"
+        console.print(
+            f"[{result['pipeline']}] {result['tweets']} tweets, scorer {result['scorer']}, rate "
+            f"{result['rate'] or 'max'}: {result['tweets_per_s']:.0f} tweets/s sustained over {result['wall_s']:.1f}s "
+            f"in {result['batches']} batches; produce->Redis p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s "
+            f"p99 {lat['p99']:.2f}s; task time: {stage}; batch wall {result['batch_wall_s']:.2f}s",
+            highlight=False,
+        )
+    if reference:
+        console.print(f"tone stream vs predict_batch_udf reference: {results[0]['vs_reference']:.2f}x")
