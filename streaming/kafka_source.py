@@ -29,6 +29,8 @@ SCHEMA = "topic string, partition int, offset long, timestamp timestamp, key bin
 ARROW_BATCH_ROWS = 4096
 READ_STALL_TIMEOUT_S = 60.0
 
+_WORKER_CONSUMERS: dict[str, Any] = {}  # per Python worker process, keyed by client config
+
 # kafka-python settings that may be passed as kafka.<name> options (Spark's naming uses dots).
 _CLIENT_OPTIONS = {
     "security.protocol": "security_protocol",
@@ -183,9 +185,14 @@ class KafkaStreamReader(DataSourceStreamReader):
             msg = f"unexpected partition {partition!r}"
             raise TypeError(msg)
         tp = TopicPartition(partition.topic, partition.partition)
-        consumer = KafkaConsumer(
-            **self.config, enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024
-        )
+        # One consumer per Python worker, reused by its tasks: connecting and fetching metadata afresh for every
+        # partition range of every micro-batch cost more than reading a small range.
+        key = repr(sorted(self.config.items()))
+        consumer = _WORKER_CONSUMERS.get(key)
+        if consumer is None:
+            consumer = _WORKER_CONSUMERS[key] = KafkaConsumer(
+                **self.config, enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024
+            )
         schema = pa.schema(
             [
                 ("topic", pa.string()),
@@ -227,8 +234,12 @@ class KafkaStreamReader(DataSourceStreamReader):
                     columns = {name: [] for name in schema.names}
             if columns["offset"]:
                 yield pa.RecordBatch.from_pydict(columns, schema=schema)
-        finally:
+        except Exception:
+            _WORKER_CONSUMERS.pop(key, None)  # a broken connection must not be reused
             consumer.close()
+            raise
+        finally:
+            consumer.assign([])
 
 
 class KafkaDataSource(DataSource):

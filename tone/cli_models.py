@@ -292,6 +292,7 @@ def bench_replay(
             f"in {result['batches']} batches; produce->Redis p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s "
             f"p99 {lat['p99']:.2f}s; task time: {stage}; batch wall {result['batch_wall_s']:.2f}s",
             highlight=False,
+            markup=False,  # the "[tone stream]" tag is text, not rich markup
         )
     if reference:
         console.print(f"tone stream vs predict_batch_udf reference: {results[0]['vs_reference']:.2f}x")
