@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +33,6 @@ class TrainResult:
     """What a training run produced."""
 
     scorer: Scorer
-    manifest: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
 
@@ -238,7 +236,7 @@ def train_rnn(
         hp=hp,
         log=log,
     )
-    return TrainResult(make_scorer(), {}, history, best)
+    return TrainResult(make_scorer(), history, best)
 
 
 def train_transformer(
@@ -294,4 +292,4 @@ def train_transformer(
         hp=hp,
         log=log,
     )
-    return TrainResult(make_scorer(), {}, history, best)
+    return TrainResult(make_scorer(), history, best)
