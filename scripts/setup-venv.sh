@@ -5,7 +5,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 python=${PYTHON:-python3}
-key=$(cat constraints.txt scripts/setup-venv.sh | sha256sum | cut -c1-16)
+# The key covers what decides the installed set: the pins, this script, and pyproject's dependency lists (not its
+# tool settings, so a lint-rule change does not cost a reinstall).
+deps=$("$python" -c 'import json, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print(json.dumps([p["dependencies"], p["optional-dependencies"]], sort_keys=True))')
+key=$( { cat constraints.txt scripts/setup-venv.sh; echo "$deps"; } | sha256sum | cut -c1-16)
 cache=${TONE_VENV_CACHE:-$HOME/.cache/tweet-tone/venvs}
 venv="$cache/$key"
 
