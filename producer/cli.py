@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +22,12 @@ def produce(
     ] = None,
     synthetic: Annotated[
         int | None, typer.Option(help="Generate N tweets from real texts, Zipf users, increasing timestamps.")
+    ] = None,
+    live: Annotated[
+        str | None, typer.Option(help="Ingest a live feed: x (API v2 filtered stream) or bluesky (Jetstream).")
+    ] = None,
+    live_url: Annotated[
+        str | None, typer.Option(help="Override the live feed's base URL (a proxy, or a local test server).")
     ] = None,
     users: Annotated[int, typer.Option(help="Synthetic user ids to draw from.")] = 1000,
     rate: Annotated[float | None, typer.Option(help="Tweets per second (default: as fast as possible).")] = None,
@@ -45,12 +52,14 @@ def produce(
     def progress(s: Summary) -> None:
         console.print(f"sent {s.sent} ({s.invalid} invalid)", end="\r")
 
-    chosen = [x for x in (source, dataset, synthetic) if x is not None]
+    chosen = [x for x in (source, dataset, synthetic, live) if x is not None]
     if len(chosen) != 1:
-        console.print("[red]error:[/red] give exactly one of SOURCE, --dataset or --synthetic")
+        console.print("[red]error:[/red] give exactly one of SOURCE, --dataset, --synthetic or --live")
         raise typer.Exit(2)
     try:
-        if source is not None:
+        if live is not None:
+            make = _live_source(live, live_url, settings)
+        elif source is not None:
             make = partial(sources.read_file, source)
         else:
             texts = [e.text for e in load_dataset(dataset or "vader-tweets", settings.data_dir)]
@@ -83,3 +92,18 @@ def produce(
         f"sent={summary.sent} valid={summary.valid} invalid={summary.invalid} ({reasons}) "
         f"seconds={summary.seconds:.2f} tweets_per_s={summary.rate:.0f}"
     )
+
+
+def _live_source(kind: str, base_url: str | None, settings: Any) -> Callable[[], Iterator[Any]]:
+    from producer import live
+
+    if kind == "x":
+        if settings.x_bearer_token is None:
+            msg = "the X filtered stream needs a bearer token: set TONE_X_BEARER_TOKEN"
+            raise ValueError(msg)
+        token = settings.x_bearer_token.get_secret_value()
+        return partial(live.x_filtered_stream, token, base_url=base_url or live.X_API_BASE)
+    if kind == "bluesky":
+        return partial(live.bluesky_jetstream, base_url=base_url or live.JETSTREAM_BASE)
+    msg = f"--live must be x or bluesky, got {kind!r}"
+    raise ValueError(msg)
