@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from streaming.process import STATS_SCHEMA, JobConfig, process_partition
-from tone import envvars
 from tone.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -184,4 +183,4 @@ class ToneStream:
         self.config = dataclasses.replace(self.config, scorer=scorer)
 
 
-__all__ = ["BatchReport", "ToneStream", "build_spark", "envvars"]
+__all__ = ["BatchReport", "ToneStream", "build_spark"]
