@@ -13,7 +13,7 @@ MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 # Defaults that differ by model: a GRU from MiniLM embeddings wants a larger learning rate than fine-tuning.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "rnn": {"lr": 1e-3, "epochs": 10, "batch_size": 64, "dropout": 0.5, "warmup": 0.05},
-    "transformer": {"lr": 5e-5, "epochs": 4, "batch_size": 32, "dropout": 0.1, "warmup": 0.1},
+    "transformer": {"lr": 3e-5, "epochs": 6, "batch_size": 16, "dropout": 0.1, "warmup": 0.1},
 }
 
 # (low, high) inclusive bounds for numeric fields; the error message quotes them.

@@ -6,7 +6,7 @@ from model_training.metrics import classification_report
 
 def test_per_model_defaults():
     assert HParams(model="rnn").lr == 1e-3
-    assert HParams(model="transformer").lr == 5e-5
+    assert HParams(model="transformer").lr == 3e-5
     assert HParams(model="transformer", lr=1e-4).lr == 1e-4
 
 
