@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
@@ -65,12 +64,6 @@ class HParams:
             if not low <= value <= high:
                 msg = f"{name}={value} is out of range: allowed [{low}, {high}]"
                 raise ValueError(msg)
-
-    # The resolved values, typed as non-optional for the training code.
-    @property
-    def resolved(self) -> dict[str, Any]:
-        """All values as a plain dict (defaults filled)."""
-        return dataclasses.asdict(self)
 
     def to_hyperparameters(self) -> dict[str, str]:
         """SageMaker hyperparameters: every field, as strings (what SageMaker passes to the entry point)."""

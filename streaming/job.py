@@ -8,7 +8,6 @@ a model refresh plugs in (issue 5): it may change ``self.config.scorer``; tasks 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -177,10 +176,6 @@ class ToneStream:
             .trigger(processingTime=f"{self.trigger_seconds} seconds")
         )
         return writer.start()
-
-    def with_scorer(self, scorer: str) -> None:
-        """Score later batches with another scorer spec (tasks reload on their next batch)."""
-        self.config = dataclasses.replace(self.config, scorer=scorer)
 
 
 __all__ = ["BatchReport", "ToneStream", "build_spark"]

@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -445,10 +445,3 @@ class LocalStack:
             client.close()
         timings["redis_roundtrip_s"] = time.monotonic() - t0
         return timings
-
-    def pids(self) -> Iterator[int]:
-        """PIDs recorded for this stack that are still alive (used by tests to prove `down` left nothing)."""
-        for name in self.SERVICES:
-            pid = self.running_pid(name)
-            if pid is not None:
-                yield pid

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -55,9 +54,3 @@ def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
     for i, seq in enumerate(sequences):
         ids[i, : len(seq)] = seq
     return torch.from_numpy(ids), torch.from_numpy(lengths)
-
-
-def chunks(n: int, size: int) -> Iterator[slice]:
-    """Slices covering range(n) in steps of ``size``."""
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
