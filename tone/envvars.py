@@ -52,6 +52,17 @@ DEVICE = "TONE_DEVICE"
 TORCH_THREADS = "TONE_TORCH_THREADS"
 SCORER_BATCH_SIZE = "TONE_SCORER_BATCH_SIZE"
 
+# Model registry, hot reload and tuning
+REGISTRY_URI = "TONE_REGISTRY_URI"
+MODEL_REFRESH_S = "TONE_MODEL_REFRESH_S"
+APPROVE_METRIC = "TONE_APPROVE_METRIC"
+APPROVE_MARGIN = "TONE_APPROVE_MARGIN"
+SAGEMAKER_ROLE = "TONE_SAGEMAKER_ROLE"
+SAGEMAKER_BUCKET = "TONE_SAGEMAKER_BUCKET"
+# Read by the training entry point only (model_training/sm_entry.py): where to keep its resumable training state
+# when not on SageMaker (there it is /opt/ml/checkpoints).
+TRAIN_CHECKPOINT_DIR = "TONE_TRAIN_CHECKPOINT_DIR"
+
 # Local stack (Docker-less)
 STACK_DIR = "TONE_STACK_DIR"
 STACK_KAFKA_PORT = "TONE_STACK_KAFKA_PORT"

@@ -30,7 +30,8 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 BrokerStorage = Literal["memory", "s3"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
-SCORER_KINDS = ("rnn", "transformer", "vader")
+SCORER_KINDS = ("rnn", "transformer", "vader", "registry")
+REGISTRY_PREFIX = "registry:"
 
 
 def _default_stack_dir() -> Path:
@@ -94,6 +95,16 @@ class Settings(BaseSettings):
     # 0: each scorer's own default (rnn 512, transformer 64: the fastest measured on 2 CPU cores)
     scorer_batch_size: int = Field(0, ge=0, le=65536, validation_alias=env.SCORER_BATCH_SIZE)
 
+    # Model registry: a local directory or s3://bucket/prefix (one code path, tone/registry.py). The stream with
+    # scorer "registry" follows the approved version, checking every model_refresh_s (0: only at start).
+    registry_uri: str = Field(default_factory=lambda: str(_cache_dir("registry")), validation_alias=env.REGISTRY_URI)
+    model_refresh_s: float = Field(30.0, ge=0, le=86400, validation_alias=env.MODEL_REFRESH_S)
+    approve_metric: str = Field("test_macro_f1", min_length=1, validation_alias=env.APPROVE_METRIC)
+    # A candidate is approved only if its metric beats the approved model's by at least this much (or --force).
+    approve_margin: float = Field(0.005, ge=0, le=1, validation_alias=env.APPROVE_MARGIN)
+    sagemaker_role: str | None = Field(None, validation_alias=env.SAGEMAKER_ROLE)
+    sagemaker_bucket: str | None = Field(None, validation_alias=env.SAGEMAKER_BUCKET)
+
     # Local stack
     stack_dir: Path = Field(default_factory=_default_stack_dir, validation_alias=env.STACK_DIR)
     stack_kafka_port: int = Field(9092, ge=1, le=65535, validation_alias=env.STACK_KAFKA_PORT)
@@ -124,8 +135,23 @@ class Settings(BaseSettings):
     @field_validator("scorer")
     @classmethod
     def _check_scorer(cls, value: str) -> str:
+        if value.startswith(REGISTRY_PREFIX) and len(value) > len(REGISTRY_PREFIX):
+            return value  # a pinned registry version; fetched and verified when loaded
         if value not in SCORER_KINDS and not Path(value).expanduser().exists():
             msg = f"{value!r} is neither a scorer kind nor an existing model artifact path"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("registry_uri")
+    @classmethod
+    def _check_registry(cls, value: str) -> str:
+        if value.startswith("s3://"):
+            if not value[5:].split("/", 1)[0]:
+                msg = "expected s3://bucket[/prefix]"
+                raise ValueError(msg)
+            return value.rstrip("/")
+        if "://" in value:
+            msg = "expected a local directory or s3://bucket[/prefix]"
             raise ValueError(msg)
         return value
 
@@ -185,7 +211,14 @@ def allowed_values(field: str) -> str:
     if field == "redis_url":
         return "redis://[:password@]host:port/db, rediss://... or unix://path"
     if field == "scorer":
-        return "rnn, transformer, vader, or the path of a model artifact"
+        return (
+            "rnn, transformer, vader, registry (the approved version, hot-reloaded), registry:VERSION, "
+            "or the path of a model artifact"
+        )
+    if field == "registry_uri":
+        return "a local directory or s3://bucket/prefix"
+    if field == "sagemaker_role":
+        return "an IAM role ARN SageMaker training jobs run as"
     if field == "transformer_model":
         return "a Hugging Face hub id or local model directory (unset: the project's fine-tuned MiniLM)"
     if field == "aws_endpoint_url":

@@ -5,6 +5,7 @@
   VADER tweets when ``auto_train`` (under 3 minutes on 2 cores), else VADER with a warning;
 - ``transformer``: ``transformer_model`` when set (hub id, HF directory or artifact), else the fine-tuned MiniLM in
   ``<model_dir>/default-transformer`` (made by ``tone train --model transformer``);
+- ``registry``: the registry's approved version (``registry:VERSION`` pins one), fetched and checksum-verified;
 - a path: a model artifact (directory or ``model.tar.gz``), checksum-verified.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from tone.errors import ArtifactError
 from tone.scorers.base import Scorer
-from tone.settings import Settings
+from tone.settings import REGISTRY_PREFIX, Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,17 @@ def load_scorer(spec: str, settings: Settings, *, auto_train: bool = False) -> S
         return VaderScorer()
     from tone.scorers import artifacts
 
+    if spec == "registry" or spec.startswith(REGISTRY_PREFIX):
+        from tone.registry import Registry
+
+        registry = Registry.from_settings(settings)
+        version = spec.removeprefix(REGISTRY_PREFIX) if spec != "registry" else registry.approved_version()
+        if version is None:
+            log.warning(
+                "no approved model in the registry at %s yet: scoring with the default RNN", settings.registry_uri
+            )
+            return load_scorer("rnn", settings, auto_train=auto_train)
+        return artifacts.load(registry.fetch(version), **_torch_options(settings))
     if spec == "rnn":
         path = default_model_path(settings, "rnn")
         if auto_train:
