@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,6 +84,95 @@ def _targets(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
     return targets
 
 
+CHECKPOINT_FILE = "training-state.pt"
+
+
+def _rng_state(saved: list[Any]) -> tuple[Any, ...]:
+    version, internal, gauss = saved
+    return (version, tuple(internal), gauss)
+
+
+def _load_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    rng: random.Random,
+) -> dict[str, Any]:
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng.setstate(_rng_state(state["rng"]))
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
+def _save_checkpoint(
+    path: Path,
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    history: list[dict[str, float]],
+    best_state: dict[str, Any],
+    best_f1: float,
+    best_epoch: int,
+    stale: int,
+    rng: random.Random,
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    version, internal, gauss = rng.getstate()
+    state = {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": history,
+        "best_state": best_state,
+        "best_f1": best_f1,
+        "best_epoch": best_epoch,
+        "stale": stale,
+        "rng": [version, list(internal), gauss],
+        "torch_rng": torch.get_rng_state(),  # dropout masks: a resumed run continues the same random stream
+    }
+    torch.save(state, tmp)
+    tmp.replace(path)  # a spot interruption mid-write leaves the previous checkpoint intact
+
+
+def _optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (not biases, norms or embeddings)."""
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and (p.ndim <= 1 or "embedding" in n)]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr_
+    )
+
+
+def _step(
+    model: nn.Module,
+    forward: Callable[[list[int]], torch.Tensor],
+    batch: list[int],
+    target_t: torch.Tensor,
+    weight_t: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+) -> float:
+    """One optimisation step on ``batch``; returns its weighted loss."""
+    logits = forward(batch)
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    per_row = -(target_t[batch].to(logits.device) * log_probs).sum(-1)
+    w = weight_t[batch].to(logits.device)
+    loss = (per_row * w).sum() / w.sum().clamp(min=1e-6)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
 def fit(
     *,
     model: nn.Module,
@@ -94,20 +184,21 @@ def fit(
     val: Sequence[Example],
     hp: HParams,
     log: Callable[[str], None],
+    checkpoint_dir: Path | None = None,
 ) -> tuple[list[dict[str, float]], int]:
     """The shared loop: soft-target cross-entropy, AdamW, warm-up + linear decay, early stopping.
 
     ``forward(indices)`` returns logits for those training rows; ``weights`` scales each row's loss (1 for labelled
     examples, ``distill_weight`` for teacher-labelled ones). Restores the best epoch's weights before returning.
+
+    With ``checkpoint_dir`` (SageMaker's /opt/ml/checkpoints, synced to S3 for managed spot training) the loop saves
+    its whole state after every epoch and, when a checkpoint is already there, resumes after its epoch: a spot
+    interruption costs at most one epoch.
     """
     rng = random.Random(hp.seed)
     target_t = torch.from_numpy(targets)
     weight_t = torch.from_numpy(weights)
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and (p.ndim <= 1 or "embedding" in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr_
-    )
+    optimizer = _optimizer(model, hp)
     steps_per_epoch = -(-len(lengths) // hp.batch_size_)
     scheduler = _schedule(optimizer, steps_per_epoch * hp.epochs_, hp.warmup_)
     val_texts, val_labels = [e.text for e in val], [e.label for e in val]
@@ -116,6 +207,14 @@ def fit(
 
     history: list[dict[str, float]] = []
     best_f1, best_epoch, best_state, stale = -1.0, 0, copy.deepcopy(model.state_dict()), 0
+    first_epoch = 1
+    ckpt = checkpoint_dir / CHECKPOINT_FILE if checkpoint_dir else None
+    if ckpt is not None and ckpt.is_file():
+        state = _load_checkpoint(ckpt, model, optimizer, scheduler, rng)
+        history, best_state = state["history"], state["best_state"]
+        best_f1, best_epoch, stale = state["best_f1"], state["best_epoch"], state["stale"]
+        first_epoch = state["epoch"] + 1
+        log(f"resumed from checkpoint {ckpt} after epoch {state['epoch']}")
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -124,22 +223,15 @@ def fit(
         disable=not sys.stderr.isatty(),
     )
     with progress:
-        for epoch in range(1, hp.epochs_ + 1):
+        for epoch in range(first_epoch, hp.epochs_ + 1):
+            if hp.patience and stale >= hp.patience:
+                break  # resumed a run that had already stopped early
             model.train()
             t0, total, seen = time.monotonic(), 0.0, 0
             task = progress.add_task(f"epoch {epoch}/{hp.epochs_}", total=steps_per_epoch)
             for batch in _batches(lengths, hp.batch_size_, rng):
-                logits = forward(batch)
-                log_probs = torch.log_softmax(logits.float(), dim=-1)
-                per_row = -(target_t[batch].to(logits.device) * log_probs).sum(-1)
-                w = weight_t[batch].to(logits.device)
-                loss = (per_row * w).sum() / w.sum().clamp(min=1e-6)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                total += float(loss.detach()) * len(batch)
+                loss = _step(model, forward, batch, target_t, weight_t, optimizer, scheduler)
+                total += loss * len(batch)
                 seen += len(batch)
                 progress.advance(task)
             progress.remove_task(task)
@@ -160,9 +252,13 @@ def fit(
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 stale += 1
-                if hp.patience and stale >= hp.patience:
-                    log(f"early stop: no better val_macro_f1 for {stale} epochs")
-                    break
+            if ckpt is not None:
+                _save_checkpoint(
+                    ckpt, epoch, model, optimizer, scheduler, history, best_state, best_f1, best_epoch, stale, rng
+                )
+            if hp.patience and stale >= hp.patience:
+                log(f"early stop: no better val_macro_f1 for {stale} epochs")
+                break
     model.load_state_dict(best_state)
     model.eval()
     log(metric_line({"best_epoch": best_epoch, "best_val_macro_f1": best_f1}))
@@ -197,6 +293,7 @@ def train_rnn(
     embeddings: torch.Tensor | None = None,
     tokenizer_path: Path | None = None,
     log: Callable[[str], None] = print,
+    checkpoint_dir: Path | None = None,
 ) -> TrainResult:
     """Train the bidirectional GRU; embeddings and tokenizer default to the packaged MiniLM's."""
     from tone.scorers.rnn import BiGRUClassifier, RNNScorer, encode, load_tokenizer, minilm_embeddings
@@ -235,6 +332,7 @@ def train_rnn(
         val=val,
         hp=hp,
         log=log,
+        checkpoint_dir=checkpoint_dir,
     )
     return TrainResult(make_scorer(), history, best)
 
@@ -249,6 +347,7 @@ def train_transformer(
     teacher: Scorer | None = None,
     unlabeled: Sequence[str] = (),
     log: Callable[[str], None] = print,
+    checkpoint_dir: Path | None = None,
 ) -> TrainResult:
     """Fine-tune a Hugging Face encoder (default: the packaged MiniLM) with a fresh classification head."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -291,5 +390,6 @@ def train_transformer(
         val=val,
         hp=hp,
         log=log,
+        checkpoint_dir=checkpoint_dir,
     )
     return TrainResult(make_scorer(), history, best)

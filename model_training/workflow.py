@@ -46,6 +46,7 @@ def train_and_save(
     unlabeled: str | None = None,
     base_model: str | None = None,
     say: Callable[[str], None] = print,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train a ``model`` scorer, evaluate it on the test split of ``data`` and save it to ``out``."""
     from model_training.train import train_rnn, train_transformer
@@ -67,7 +68,13 @@ def train_and_save(
     t0 = time.monotonic()
     if model == "rnn":
         result = train_rnn(
-            split.train + extra, split.val, hp, teacher=teacher_scorer, unlabeled=unlabeled_texts, log=say
+            split.train + extra,
+            split.val,
+            hp,
+            teacher=teacher_scorer,
+            unlabeled=unlabeled_texts,
+            log=say,
+            checkpoint_dir=checkpoint_dir,
         )
     else:
         result = train_transformer(
@@ -78,6 +85,7 @@ def train_and_save(
             teacher=teacher_scorer,
             unlabeled=unlabeled_texts,
             log=say,
+            checkpoint_dir=checkpoint_dir,
         )
     train_seconds = time.monotonic() - t0
     test = evaluate_scorer(result.scorer, split.test)
