@@ -11,7 +11,7 @@ from rich.table import Table
 
 from producer import cli as producer_cli
 from streaming import cli as stream_cli
-from tone import __version__, cli_lookup, cli_models
+from tone import __version__, cli_lookup, cli_models, cli_tune
 from tone.errors import ToneError
 
 if TYPE_CHECKING:  # settings pull in pydantic-settings (~0.25 s): imported in the commands, not for --help
@@ -31,6 +31,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(stack_app, name="stack")
 app.add_typer(cli_models.data_app, name="data")
 app.add_typer(cli_models.bench_app, name="bench")
+app.add_typer(cli_tune.tune_app, name="tune")
+app.add_typer(cli_tune.models_app, name="models")
 app.command("produce")(producer_cli.produce)
 app.command("stream")(stream_cli.stream)
 app.command("lookup")(cli_lookup.lookup)
@@ -47,10 +49,17 @@ def _settings() -> Settings:
     from tone.settings import get_settings
 
     try:
-        return get_settings()
+        settings = get_settings()
     except ToneError as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
+    import logging
+
+    # Library log lines (model refresh decisions, fallbacks) go to stderr at TONE_LOG_LEVEL; py4j is chatty at INFO.
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("py4j", "kafka", "botocore", "urllib3", "sagemaker"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    return settings
 
 
 def _fail(exc: ToneError) -> typer.Exit:
