@@ -16,7 +16,11 @@ console = Console(stderr=True)
 
 def stream(
     scorer: Annotated[
-        str | None, typer.Option(help="rnn, transformer, vader or an artifact path [env: TONE_SCORER]")
+        str | None,
+        typer.Option(
+            help="rnn, transformer, vader, registry (follow the approved model), registry:VERSION or an artifact "
+            "path [env: TONE_SCORER]"
+        ),
     ] = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="Checkpoint directory [env: TONE_CHECKPOINT_DIR]/<query>.")
@@ -41,7 +45,7 @@ def stream(
     settings = _settings()
     spec = scorer or settings.scorer
     try:
-        if spec == "rnn":
+        if spec in ("rnn", "registry"):  # "registry" starts on the default RNN until a version is approved
             ensure_default_rnn(settings, say=console.print)  # train once, before the workers need it
 
         def report(r: BatchReport) -> None:

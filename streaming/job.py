@@ -3,7 +3,8 @@
 ``foreachBatch`` hands each micro-batch's Kafka ranges to :func:`streaming.process.process_partition` through
 ``mapInArrow`` (one task per Kafka partition range, no shuffle), and collects one stats row per task for progress
 reporting and the replay benchmark. :meth:`ToneStream.before_batch` is the one place between micro-batches where
-a model refresh plugs in (issue 5): it may change ``self.config.scorer``; tasks load the new model on their next batch.
+the model refresh runs (scorer ``registry``): it may change ``self.config.scorer``; tasks load the new model on their
+next batch.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from streaming.process import STATS_SCHEMA, JobConfig, process_partition
+from streaming.refresh import ModelRefresher
 from tone.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -121,9 +123,19 @@ class ToneStream:
             bucket_ttl_s=settings.hourly_bucket_ttl_s,
             key_prefix=settings.redis_key_prefix,
         )
+        self.refresher: ModelRefresher | None = None
+        if self.config.scorer == "registry":
+            self.refresher = ModelRefresher(settings)
+            self.config = replace(self.config, scorer=self.refresher.initial())
 
     def before_batch(self, batch_id: int) -> None:
-        """Between micro-batches: the hook where the model refresh (issue 5) swaps ``self.config.scorer``."""
+        """Between micro-batches: follow the registry's approved model (scorer ``registry``), see streaming/refresh."""
+        if self.refresher is None:
+            return
+        spec = self.refresher.check(self.config.scorer)
+        if spec is not None:
+            log.info("batch %d onwards scores with %s", batch_id, spec)
+            self.config = replace(self.config, scorer=spec)
 
     def _foreach_batch(self, df: Any, batch_id: int) -> None:
         started = time.time()
