@@ -158,7 +158,7 @@ class ToneStream:
                 report.model_versions.add(r.model_version)
             report.lags.extend(json.loads(r.lags))
         self.reports.append(report)
-        log.info(
+        log.debug(
             "batch %d: %d records (%d invalid), models %s",
             batch_id,
             report.records,
