@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -63,9 +63,18 @@ class TweetEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: the wire format the producer writes and the stream reads."""
-        data = asdict(self)
-        data["created_at"] = self.created_at.isoformat()
-        return {k: v for k, v in data.items() if v is not None}
+        # Built by hand: dataclasses.asdict deep-copies every field and was a third of the producer's CPU time.
+        data: dict[str, Any] = {
+            "id": self.id,
+            "user_id": self.user_id,
+            "text": self.text,
+            "created_at": self.created_at.isoformat(),
+        }
+        if self.lang is not None:
+            data["lang"] = self.lang
+        if self.source is not None:
+            data["source"] = self.source
+        return data
 
     def to_json(self) -> bytes:
         """UTF-8 JSON bytes for Kafka."""
