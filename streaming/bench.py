@@ -8,8 +8,8 @@ Everything runs on fresh topics and a fresh Redis key prefix, so a benchmark nev
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -91,6 +91,7 @@ def run_replay_bench(
     trigger_seconds: float = 0.5,
     warmup: int = 2000,
     reference: bool = False,
+    max_tasks: int | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the whole path once and return its figures."""
@@ -108,6 +109,7 @@ def run_replay_bench(
             checkpoint=Path(tmp) / "ckpt",
             query_name=f"bench-{uuid.uuid4().hex[:6]}",
             trigger_seconds=trigger_seconds,
+            max_tasks=max_tasks,
         )
         if reference:
             from streaming.reference import start_reference
@@ -135,12 +137,17 @@ def run_replay_bench(
 
             say(f"measuring: {tweets} tweets" + (f" at {rate:.0f}/s" if rate else " as fast as the producer goes"))
             t0 = time.time()
-            produce_s: list[float] = []
-            producer_thread = threading.Thread(
-                target=lambda: produce_s.append(_produce(s, texts, tweets, seed=2, rate=rate))
-            )
-            producer_thread.start()
-            producer_thread.join()
+            # The producer runs as its own process, as it would in production: in the driver's interpreter its
+            # pure-Python sends competed for the GIL with Spark's foreachBatch callbacks.
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(1) as pool:
+                pending = pool.apply_async(_produce, (s, texts, tweets, 2, rate))
+                while not pending.ready():
+                    if not query.isActive:
+                        msg = "the stream stopped while the producer was running"
+                        raise RuntimeError(msg)
+                    time.sleep(0.05)
+                produce_s = [pending.get()]
             wait_for(warmup + tweets, 600)
             measured = job.reports[first_measured:]
             t_end = max(r.finished for r in measured)
@@ -159,6 +166,7 @@ def run_replay_bench(
         "tweets": tweets,
         "rate": rate,
         "trigger_seconds": trigger_seconds,
+        "max_tasks": None if reference else job.max_tasks,
         "batches": len(measured),
         "produce_s": produce_s[0] if produce_s else None,
         "wall_s": wall,

@@ -98,8 +98,17 @@ class ToneStream:
         max_per_trigger: int = 0,
         starting_offsets: str = "earliest",
         on_batch: Callable[[BatchReport], None] | None = None,
+        fused_read: bool = True,
+        max_tasks: int | None = None,
     ) -> None:
-        """Describe the query; nothing starts until :meth:`start`."""
+        """Describe the query; nothing starts until :meth:`start`.
+
+        ``fused_read``: the source emits offset ranges and each task reads its range's records itself (see
+        streaming/kafka_source.py); False moves the records through Spark as the source's rows. ``max_tasks``
+        (fused only): tasks per micro-batch, None for one per core (Spark's default parallelism), 0 for one per
+        Kafka partition.
+        """
+        self.max_tasks = max_tasks
         self.settings = settings
         self.checkpoint = checkpoint
         self.trigger_seconds = trigger_seconds
@@ -122,6 +131,7 @@ class ToneStream:
             top_min_count=settings.top_min_count,
             bucket_ttl_s=settings.hourly_bucket_ttl_s,
             key_prefix=settings.redis_key_prefix,
+            source_options=self.source_options() | {"emit": "records"} if fused_read else None,
         )
         self.refresher: ModelRefresher | None = None
         if self.config.scorer == "registry":
@@ -168,18 +178,32 @@ class ToneStream:
         if self.on_batch is not None:
             self.on_batch(report)
 
+    def source_options(self) -> dict[str, str]:
+        """Options of the tone_kafka source (the workers read with the same ones when the read is fused)."""
+        s = self.settings
+        options = {
+            "kafka.bootstrap.servers": s.kafka_bootstrap_servers,
+            "subscribe": s.kafka_topic_tweets,
+            "startingOffsets": self.starting_offsets,
+            "kafka.security.protocol": s.kafka_security_protocol,
+        }
+        if s.kafka_sasl_mechanism:
+            options["kafka.sasl.mechanism"] = s.kafka_sasl_mechanism
+            options["kafka.sasl.plain.username"] = s.kafka_sasl_username or ""
+            if s.kafka_sasl_password is not None:
+                options["kafka.sasl.plain.password"] = s.kafka_sasl_password.get_secret_value()
+        if self.max_per_trigger:
+            options["maxOffsetsPerTrigger"] = str(self.max_per_trigger)
+        return options
+
     def start(self, spark: Any) -> Any:
         """Start the query; returns Spark's StreamingQuery."""
-        s = self.settings
-        reader = (
-            spark.readStream.format("tone_kafka")
-            .option("kafka.bootstrap.servers", s.kafka_bootstrap_servers)
-            .option("subscribe", s.kafka_topic_tweets)
-            .option("startingOffsets", self.starting_offsets)
-            .option("kafka.security.protocol", s.kafka_security_protocol)
-        )
-        if self.max_per_trigger:
-            reader = reader.option("maxOffsetsPerTrigger", str(self.max_per_trigger))
+        reader = spark.readStream.format("tone_kafka").options(**self.source_options())
+        if self.config.source_options is not None:
+            # One task per core: each scores its share of the batch in one call, and the batch runs in one wave.
+            if self.max_tasks is None:
+                self.max_tasks = int(spark.sparkContext.defaultParallelism)
+            reader = reader.option("emit", "ranges").option("maxTasks", str(self.max_tasks))
         writer = (
             reader.load()
             .writeStream.foreachBatch(self._foreach_batch)

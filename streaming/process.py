@@ -48,6 +48,8 @@ class JobConfig:
     top_min_count: int
     bucket_ttl_s: int
     key_prefix: str = "tone:"
+    # Set when the source emits ranges (emit=ranges): the source options, so tasks read their records themselves.
+    source_options: dict[str, str] | None = None
 
 
 def _cached(kind: str, config: JobConfig, build: Callable[[], Any]) -> Any:
@@ -83,6 +85,10 @@ def current_scorer(config: JobConfig) -> Any:
 
 def _producer(config: JobConfig) -> Any:
     def build() -> Any:
+        from streaming import fastkafka
+
+        if fastkafka.available():
+            return fastkafka.FastProducer(_settings(config))
         from kafka import KafkaProducer
 
         from producer.kafka_writer import PRODUCER_DEFAULTS
@@ -163,15 +169,16 @@ def _read(config: JobConfig, batches: Iterator[Any], stats: _Stats) -> tuple[lis
     return events, stamps, producer, oldest_ms
 
 
-def _score_and_sink(config: JobConfig, events: list[Any], stats: _Stats) -> Any:
-    """Score valid events, send them to the scored topic, apply the deltas to Redis. Returns the producer."""
+def _score(config: JobConfig, events: list[Any]) -> tuple[list[Any], str, float]:
+    """Score every valid event of the task in one call (bigger sets pad less); returns results, version, seconds."""
     t0 = time.perf_counter()
     scorer = current_scorer(config)
     results = scorer.score([e.text for e in events])
-    stats.score_s = time.perf_counter() - t0
-    stats.model_version = scorer.version
-    stats.valid = len(events)
+    return results, scorer.version, time.perf_counter() - t0
 
+
+def _sink(config: JobConfig, events: list[Any], results: list[Any], version: str, stats: _Stats) -> None:
+    """Send one range's scored tweets to the scored topic and apply its deltas to Redis (exactly once)."""
     t0 = time.perf_counter()
     producer = _producer(config)
     scored = []
@@ -185,7 +192,7 @@ def _score_and_sink(config: JobConfig, events: list[Any], stats: _Stats) -> Any:
                 res.probs,
                 res.polarity,
                 event.text,
-                scorer.version,
+                version,
             )
         )
         producer.send(
@@ -199,54 +206,100 @@ def _score_and_sink(config: JobConfig, events: list[Any], stats: _Stats) -> Any:
                     "label": res.label,
                     "probs": res.probs,
                     "polarity": res.polarity,
-                    "model_version": scorer.version,
+                    "model_version": version,
                 }
             ).encode(),
         )
-    stats.kafka_s = time.perf_counter() - t0
+    stats.kafka_s += time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    # Users are keyed to Kafka partitions, so one range's deltas hold every tweet of its users in this batch.
     deltas = batch_deltas(scored, config.half_life_s, config.recent_k)
     stats.applied = _store(config).apply_range(
         config.query, stats.topic, stats.partition, stats.start_offset, stats.end_offset, deltas
     )
-    stats.redis_s = time.perf_counter() - t0
-    return producer
+    stats.redis_s += time.perf_counter() - t0
+
+
+def _range_sources(config: JobConfig, batches: Iterator[Any]) -> list[Iterator[Any]]:
+    """One iterator of record batches per Kafka range this task handles.
+
+    Rows of the source itself: one range. With emit=ranges the rows name the ranges (possibly several per task,
+    see streaming/kafka_source.py) and this task reads their records.
+    """
+    if config.source_options is None:
+        return [batches]
+    from streaming.kafka_source import KafkaRange, KafkaStreamReader
+
+    reader = _cached("reader", config, lambda: KafkaStreamReader(config.source_options or {}))
+    ranges = [
+        KafkaRange(row["topic"], row["partition"], row["start_offset"], row["end_offset"])
+        for batch in batches
+        for row in batch.to_pylist()
+    ]
+    return [reader.read_range(r) for r in ranges]
+
+
+def _stats_batch(rows: list[_Stats]) -> Any:
+    import pyarrow as pa
+
+    types = {
+        "string": pa.string(),
+        "int": pa.int32(),
+        "long": pa.int64(),
+        "boolean": pa.bool_(),
+        "double": pa.float64(),
+    }
+    # The Arrow types must match STATS_SCHEMA exactly (int is 32-bit there; Python ints default to 64).
+    schema = pa.schema([(name, types[kind]) for name, kind in (c.split() for c in STATS_SCHEMA.split(", "))])
+    return pa.RecordBatch.from_pylist([asdict(r) for r in rows], schema=schema)
 
 
 def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any]:
-    """``mapInArrow`` function: consume one Kafka partition range, yield one stats row."""
-    import pyarrow as pa
+    """``mapInArrow`` function: consume this task's Kafka range(s), yield one stats row per range.
 
-    stats = _Stats()
+    Per-task times (parse, score) are reported on the first range's row; the batch report sums them.
+    """
+    parsed: list[tuple[_Stats, list[Any], list[float], int | None]] = []
+    dlq_used = False
     t0 = time.perf_counter()
-    events, stamps, producer, oldest_ms = _read(config, batches, stats)
-    stats.parse_s = time.perf_counter() - t0
-    if events:
-        producer = _score_and_sink(config, events, stats)
-    elif stats.records:
-        # Only invalid records: still mark the range, so the offset bookkeeping stays contiguous.
-        stats.applied = _store(config).apply_range(
-            config.query, stats.topic, stats.partition, stats.start_offset, stats.end_offset, []
-        )
-    if producer is not None:
+    for source in _range_sources(config, batches):
+        stats = _Stats()
+        events, stamps, producer, oldest_ms = _read(config, source, stats)
+        dlq_used = dlq_used or producer is not None
+        if stats.records:
+            parsed.append((stats, events, stamps, oldest_ms))
+    if not parsed:
+        return
+    first = parsed[0][0]
+    first.parse_s = time.perf_counter() - t0
+
+    all_events = [e for _, events, _, _ in parsed for e in events]
+    results: list[Any] = []
+    version = ""
+    if all_events:
+        results, version, first.score_s = _score(config, all_events)
+    done = 0
+    for stats, events, _, _ in parsed:
+        stats.valid = len(events)
+        if events:
+            stats.model_version = version
+            _sink(config, events, results[done : done + len(events)], version, stats)
+            done += len(events)
+        else:
+            # Only invalid records: still mark the range, so the offset bookkeeping stays contiguous.
+            stats.applied = _store(config).apply_range(
+                config.query, stats.topic, stats.partition, stats.start_offset, stats.end_offset, []
+            )
+    if all_events or dlq_used:
         t0 = time.perf_counter()
-        producer.flush()
-        stats.kafka_s += time.perf_counter() - t0
-    if oldest_ms is not None:
-        # Age of the range's oldest record when its tweets reached Redis: its worst produce->Redis lag.
-        now = time.time()
-        stats.max_lag_s = now - oldest_ms / 1000
-        step = max(1, len(stamps) // LAG_SAMPLE)
-        stats.lags = json.dumps([round(now - t, 4) for t in stamps[::step]])
-    if stats.records:
-        types = {
-            "string": pa.string(),
-            "int": pa.int32(),
-            "long": pa.int64(),
-            "boolean": pa.bool_(),
-            "double": pa.float64(),
-        }
-        # The Arrow types must match STATS_SCHEMA exactly (int is 32-bit there; Python ints default to 64).
-        schema = pa.schema([(name, types[kind]) for name, kind in (c.split() for c in STATS_SCHEMA.split(", "))])
-        yield pa.RecordBatch.from_pylist([asdict(stats)], schema=schema)
+        _producer(config).flush()
+        first.kafka_s += time.perf_counter() - t0
+    now = time.time()
+    for stats, _, stamps, oldest_ms in parsed:
+        if oldest_ms is not None:
+            # Age of the range's oldest record when its tweets reached Redis: its worst produce->Redis lag.
+            stats.max_lag_s = now - oldest_ms / 1000
+            step = max(1, len(stamps) // LAG_SAMPLE)
+            stats.lags = json.dumps([round(now - t, 4) for t in stamps[::step]])
+    yield _stats_batch([stats for stats, _, _, _ in parsed])

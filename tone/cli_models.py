@@ -250,6 +250,10 @@ def bench_replay(
     rate: Annotated[float | None, typer.Option(help="Produce at this many tweets/s (default: flat out).")] = None,
     trigger: Annotated[float, typer.Option(help="Seconds between micro-batches.")] = 0.5,
     warmup: Annotated[int, typer.Option(help="Tweets sent first and not measured.")] = 2000,
+    max_tasks: Annotated[
+        int | None,
+        typer.Option(help="Tasks per micro-batch (default: one per core; 0: one per Kafka partition)."),
+    ] = None,
     reference: Annotated[
         bool, typer.Option(help="Also run Spark's predict_batch_udf pattern with the same model, and compare.")
     ] = True,
@@ -274,9 +278,13 @@ def bench_replay(
         "warmup": warmup,
         "say": say,
     }
+    if max_tasks is not None:
+        options["max_tasks"] = max_tasks
     results = [run_replay_bench(settings, **options)]
     if reference:
-        results.append(run_replay_bench(settings, reference=True, **options))
+        results.append(
+            run_replay_bench(settings, reference=True, **{k: v for k, v in options.items() if k != "max_tasks"})
+        )
         results[0]["vs_reference"] = results[0]["tweets_per_s"] / results[1]["tweets_per_s"]
     if as_json:
         console.print_json(json.dumps(results))

@@ -24,11 +24,12 @@ def _produce(settings, topic, start, n):
             writer.send_raw(f"user{i % 11}".encode(), f"m{i}".encode())
 
 
-def _run(spark, settings, topic, checkpoint, table, max_rows=None):
+def _run(spark, settings, topic, checkpoint, table, max_rows=None, client="auto"):
     reader = (
         spark.readStream.format("tone_kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
         .option("subscribe", topic)
+        .option("kafka.client", client)
     )
     if max_rows:
         reader = reader.option("maxOffsetsPerTrigger", str(max_rows))
@@ -55,14 +56,17 @@ def _run(spark, settings, topic, checkpoint, table, max_rows=None):
     return seen, sizes
 
 
-def test_reads_every_record_once_and_resumes_from_checkpoint(spark, settings, tmp_path):
+@pytest.mark.parametrize("client", ["auto", "kafka-python"])  # auto: librdkafka (confluent-kafka) when installed
+def test_reads_every_record_once_and_resumes_from_checkpoint(spark, settings, tmp_path, client):
     topic = _topic(settings)
     _produce(settings, topic, 0, 3000)
-    first, _ = _run(spark, settings, topic, tmp_path / "ckpt", "first")
+    first, _ = _run(spark, settings, topic, tmp_path / "ckpt", "first", client=client)
     assert sorted(first) == sorted(f"m{i}" for i in range(3000))
 
     _produce(settings, topic, 3000, 500)
-    second, _ = _run(spark, settings, topic, tmp_path / "ckpt", "second")  # same checkpoint: only the new ones
+    second, _ = _run(
+        spark, settings, topic, tmp_path / "ckpt", "second", client=client
+    )  # same checkpoint: only the new ones
     assert sorted(second) == sorted(f"m{i}" for i in range(3000, 3500))
 
 

@@ -97,9 +97,15 @@ def redis_counts(s, users):
     return out
 
 
-def run(spark, s, checkpoint, max_per_trigger=0, stop_after=None):
+def run(spark, s, checkpoint, max_per_trigger=0, stop_after=None, fused_read=True):
     job = ToneStream(
-        s, scorer="vader", checkpoint=checkpoint, query_name="q", trigger_seconds=0.5, max_per_trigger=max_per_trigger
+        s,
+        scorer="vader",
+        checkpoint=checkpoint,
+        query_name="q",
+        trigger_seconds=0.5,
+        max_per_trigger=max_per_trigger,
+        fused_read=fused_read,
     )
     query = job.start(spark)
     try:
@@ -122,11 +128,12 @@ def read_topic(s, topic):
     return records
 
 
-def test_counts_are_exact_and_invalid_records_are_dead_lettered(spark, isolated, tmp_path):
+@pytest.mark.parametrize("fused_read", [True, False], ids=["tasks-read-ranges", "records-through-spark"])
+def test_counts_are_exact_and_invalid_records_are_dead_lettered(spark, isolated, tmp_path, fused_read):
     s = isolated
     evs = events(0, 400)
     produce(s, evs, INVALID)
-    job = run(spark, s, tmp_path / "ckpt")
+    job = run(spark, s, tmp_path / "ckpt", fused_read=fused_read)
     assert sum(r.records for r in job.reports) == 405
     assert redis_counts(s, {e.user_id for e in evs}) == expected_counts(evs)
 

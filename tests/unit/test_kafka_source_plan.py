@@ -49,3 +49,39 @@ def test_options_are_case_insensitive_and_validated():
         "bootstrap_servers": ["a:1", "b:2"],
         "security_protocol": "SSL",
     }
+
+
+def test_emit_ranges_groups_ranges_into_balanced_tasks():
+    from streaming.kafka_source import KafkaRanges
+
+    reader = Planned({}, emit="ranges", maxtasks="2")
+    planned = reader.partitions({}, {"0": 100, "1": 10, "2": 90, "3": 30})
+    assert all(isinstance(p, KafkaRanges) for p in planned)
+    groups = [[(r.partition, r.end) for r in p.ranges] for p in planned]
+    assert sorted(groups) == [[(0, 100), (1, 10)], [(2, 90), (3, 30)]]
+    rows = [row for p in planned for row in reader.read(p)]
+    assert sorted(rows) == [("t", 0, 0, 100), ("t", 1, 0, 10), ("t", 2, 0, 90), ("t", 3, 0, 30)]
+    # without maxTasks: one task per partition, each still a single row
+    single = Planned({}, emit="ranges").partitions({}, {"0": 5})
+    assert list(Planned({}, emit="ranges").read(single[0])) == [("t", 0, 0, 5)]
+    with pytest.raises(ValueError, match="emit must be records or ranges"):
+        Planned({}, emit="rows")
+
+
+def test_librdkafka_config_maps_security_options():
+    from streaming.kafka_source import librdkafka_config
+
+    config = client_config(
+        {
+            "kafka.bootstrap.servers": "a:1,b:2",
+            "kafka.security.protocol": "SASL_SSL",
+            "kafka.sasl.mechanism": "PLAIN",
+            "kafka.sasl.plain.username": "u",
+            "kafka.sasl.plain.password": "p",
+        }
+    )
+    out = librdkafka_config(config)
+    assert out["bootstrap.servers"] == "a:1,b:2"
+    assert (out["security.protocol"], out["sasl.mechanism"]) == ("SASL_SSL", "PLAIN")
+    assert (out["sasl.username"], out["sasl.password"]) == ("u", "p")
+    assert out["enable.auto.commit"] is False
