@@ -19,12 +19,15 @@ stream does) and ``maxTasks`` (with emit=ranges: group the ranges into at most t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
+
+log = logging.getLogger(__name__)
 
 SOURCE_NAME = "tone_kafka"
 SCHEMA = "topic string, partition int, offset long, timestamp timestamp, key binary, value binary"
@@ -107,6 +110,9 @@ class KafkaStreamReader(DataSourceStreamReader):
         # emit=ranges only: spread the ranges over at most this many tasks (0: one task per Kafka partition). One
         # task per core scores bigger sets at once, and a batch runs in one wave instead of several.
         self.max_tasks = int(self.options.get("maxtasks", "0") or 0)
+        # Like Spark's Kafka source: a partition that ends before the checkpointed offset (topic deleted and
+        # recreated, broker storage lost) fails the query unless failOnDataLoss=false.
+        self.fail_on_data_loss = self.options.get("failondataloss", "true").lower() != "false"
         if self.emit not in ("records", "ranges"):
             msg = f"emit must be records or ranges, got {self.emit!r}"
             raise ValueError(msg)
@@ -175,6 +181,19 @@ class KafkaStreamReader(DataSourceStreamReader):
         """The end of the next batch: everything new, or at most ``limit`` rows spread fairly over partitions."""
         ends = self._end_offsets()
         start = {p: int(start.get(p, 0)) for p in ends}
+        if lost := {p: (start[p], ends[p]) for p in ends if ends[p] < start[p]}:
+            detail = ", ".join(
+                f"partition {p}: checkpoint at offset {a}, topic ends at {b}" for p, (a, b) in lost.items()
+            )
+            if self.fail_on_data_loss:
+                msg = (
+                    f"topic {self.topic!r} is behind this query's checkpoint ({detail}): it was recreated or its "
+                    "data was lost. Start a new query with a new checkpoint (tone stream --query NEW also gets fresh "
+                    "offset bookkeeping in Redis), or set failOnDataLoss=false to continue from the topic's current end"
+                )
+                raise RuntimeError(msg)
+            log.warning("data loss on %s (%s): continuing from the current end", self.topic, detail)
+            start |= {p: ends[p] for p in lost}
         if not isinstance(limit, ReadMaxRows):
             return ends
         budget = int(limit.max_rows)

@@ -85,3 +85,13 @@ def test_librdkafka_config_maps_security_options():
     assert (out["security.protocol"], out["sasl.mechanism"]) == ("SASL_SSL", "PLAIN")
     assert (out["sasl.username"], out["sasl.password"]) == ("u", "p")
     assert out["enable.auto.commit"] is False
+
+
+def test_a_topic_behind_the_checkpoint_fails_the_query_unless_told_otherwise():
+    reader = Planned({"0": 10, "1": 3})
+    with pytest.raises(RuntimeError, match=r"partition 1: checkpoint at offset 50, topic ends at 3.*new query"):
+        reader.latestOffset({"0": 5, "1": 50}, ReadAllAvailable())
+    lenient = Planned({"0": 10, "1": 3}, failondataloss="false")
+    end = lenient.latestOffset({"0": 5, "1": 50}, ReadMaxRows(100))
+    assert end == {"0": 10, "1": 3}  # continues from the current end of the recreated partition
+    assert [(r.partition, r.start, r.end) for r in lenient.partitions({"0": 5, "1": 50}, end)] == [(0, 5, 10)]
