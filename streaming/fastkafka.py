@@ -34,20 +34,6 @@ def available() -> bool:
     return True
 
 
-def connection_config(settings: Settings) -> dict[str, Any]:
-    """Librdkafka connection settings (security included) from the project settings."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "security.protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_sasl_mechanism:
-        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
-        config["sasl.username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
-    return config
-
-
 class FastProducer:
     """The subset of kafka-python's KafkaProducer the workers use (``send``, ``flush``), on librdkafka.
 
@@ -59,7 +45,7 @@ class FastProducer:
         """Connect lazily (librdkafka connects in its own threads)."""
         from confluent_kafka import Producer
 
-        self._producer = Producer({**connection_config(settings), **PRODUCER_CONFIG})
+        self._producer = Producer({**settings.librdkafka_config(), **PRODUCER_CONFIG})
         self._errors: list[str] = []
         self._lock = threading.Lock()
 

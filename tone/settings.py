@@ -181,6 +181,19 @@ class Settings(BaseSettings):
                 config["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         return config
 
+    def librdkafka_config(self) -> dict[str, Any]:
+        """The same connection options in librdkafka's (confluent-kafka's) names."""
+        names = {
+            "bootstrap_servers": "bootstrap.servers",
+            "security_protocol": "security.protocol",
+            "sasl_mechanism": "sasl.mechanism",
+            "sasl_plain_username": "sasl.username",
+            "sasl_plain_password": "sasl.password",
+        }
+        config = {names[k]: v for k, v in self.kafka_client_config().items()}
+        config["bootstrap.servers"] = ",".join(config["bootstrap.servers"])
+        return config
+
 
 def env_name(field: str) -> str:
     """The environment variable that sets ``field``."""

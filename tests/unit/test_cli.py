@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tone import envvars
 
@@ -45,3 +46,24 @@ def test_bad_config_exits_2_with_the_setting_named():
     assert result.returncode == 2
     assert envvars.KAFKA_PARTITIONS in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_a_readme_section_with_an_example():
+    import typer.main
+
+    from tone.cli import app
+
+    def commands(group, prefix):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from commands(cmd, f"{prefix} {name}")
+            else:
+                yield f"{prefix} {name}"
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [c for c in commands(typer.main.get_command(app), "tone") if f"### `{c}`" not in readme]
+    assert not missing, f"README lacks a section for: {missing}"
+    for c in commands(typer.main.get_command(app), "tone"):
+        section = readme.split(f"### `{c}`", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+        examples = [line for line in section.splitlines() if line.startswith("$ ") and c in line]
+        assert examples, f"README section of {c} has no `$ {c} ...` example"

@@ -98,6 +98,13 @@ def test_sasl_config_reaches_kafka_clients(monkeypatch):
     assert config["security_protocol"] == "SASL_SSL"
     assert config["sasl_mechanism"] == "SCRAM-SHA-512"
     assert config["sasl_plain_password"] == "pw"
+    rd = load_settings().librdkafka_config()  # the workers' confluent-kafka clients get the same, renamed
+    assert (rd["security.protocol"], rd["sasl.mechanism"], rd["sasl.username"], rd["sasl.password"]) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        "svc",
+        "pw",
+    )
 
 
 def test_allowed_values_describes_each_kind():
