@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
@@ -287,20 +288,25 @@ class KafkaStreamReader(DataSourceStreamReader):
         yield from self.read_range(partition)
 
     def read_range(self, partition: KafkaRange) -> Iterator[Any]:
-        """The records of one range as Arrow record batches of SCHEMA (used by read() and by emit=ranges users)."""
+        """The records of one range as Arrow record batches of SCHEMA (what Spark gets from read())."""
+        for chunk in self.read_range_chunks(partition):
+            yield chunk.to_arrow()
+
+    def read_range_chunks(self, partition: KafkaRange) -> Iterator[RecordChunk]:
+        """The records of one range as plain column lists (emit=ranges tasks: no Arrow round trip)."""
         if self.options.get("kafka.client", "auto") != "kafka-python" and _confluent_available():
             yield from self._read_confluent(partition)
         else:
             yield from self._read_kafka_python(partition)
 
-    def _read_confluent(self, partition: KafkaRange) -> Iterator[Any]:
+    def _read_confluent(self, partition: KafkaRange) -> Iterator[RecordChunk]:
         from confluent_kafka import Consumer, KafkaError, TopicPartition
 
         key = "confluent:" + repr(sorted(self.config.items()))
         consumer = _WORKER_CONSUMERS.get(key)
         if consumer is None:
             consumer = _WORKER_CONSUMERS[key] = Consumer(librdkafka_config(self.config))
-        columns = _Columns(partition)
+        pending = RecordChunk(partition.topic, partition.partition)
         try:
             consumer.assign([TopicPartition(partition.topic, partition.partition, partition.start)])
             position, last_progress = partition.start, time.monotonic()
@@ -322,12 +328,12 @@ class KafkaStreamReader(DataSourceStreamReader):
                     offset = int(m.offset() or 0)  # always set on a message without an error
                     if offset >= partition.end:
                         break
-                    columns.add(offset, m.timestamp()[1], m.key(), m.value())
+                    pending.add(offset, m.timestamp()[1], m.key(), m.value())
                     position = offset + 1
-                if len(columns) >= ARROW_BATCH_ROWS:
-                    yield columns.flush()
-            if len(columns):
-                yield columns.flush()
+                if len(pending) >= ARROW_BATCH_ROWS:
+                    yield pending.take()
+            if len(pending):
+                yield pending.take()
         except Exception:
             _WORKER_CONSUMERS.pop(key, None)  # a broken connection must not be reused
             consumer.close()
@@ -336,7 +342,7 @@ class KafkaStreamReader(DataSourceStreamReader):
             if key in _WORKER_CONSUMERS:
                 consumer.unassign()
 
-    def _read_kafka_python(self, partition: KafkaRange) -> Iterator[Any]:
+    def _read_kafka_python(self, partition: KafkaRange) -> Iterator[RecordChunk]:
         from kafka import KafkaConsumer, TopicPartition
 
         tp = TopicPartition(partition.topic, partition.partition)
@@ -346,7 +352,7 @@ class KafkaStreamReader(DataSourceStreamReader):
             consumer = _WORKER_CONSUMERS[key] = KafkaConsumer(
                 **self.config, enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024
             )
-        columns = _Columns(partition)
+        pending = RecordChunk(partition.topic, partition.partition)
         try:
             consumer.assign([tp])
             consumer.seek(tp, partition.start)
@@ -360,12 +366,12 @@ class KafkaStreamReader(DataSourceStreamReader):
                 for r in records:
                     if r.offset >= partition.end:
                         break
-                    columns.add(r.offset, r.timestamp, r.key, r.value)
+                    pending.add(r.offset, r.timestamp, r.key, r.value)
                 position = max(position, records[-1].offset + 1)
-                if len(columns) >= ARROW_BATCH_ROWS:
-                    yield columns.flush()
-            if len(columns):
-                yield columns.flush()
+                if len(pending) >= ARROW_BATCH_ROWS:
+                    yield pending.take()
+            if len(pending):
+                yield pending.take()
         except Exception:
             _WORKER_CONSUMERS.pop(key, None)  # a broken connection must not be reused
             consumer.close()
@@ -414,57 +420,84 @@ def _check_stall(partition: KafkaRange, position: int, last_progress: float) -> 
         raise TimeoutError(msg)
 
 
-class _Columns:
-    """Column buffers for one range, flushed as Arrow record batches of the source's schema."""
+@dataclass
+class RecordChunk:
+    """Up to ARROW_BATCH_ROWS records of one partition as column lists; Arrow only where Spark needs it.
 
-    def __init__(self, partition: KafkaRange) -> None:
-        import pyarrow as pa
+    Tasks of the fused read consume these directly: building Arrow batches and converting them back to Python
+    objects (timestamps to datetimes) cost more per record than validating it.
+    """
 
-        self.pa = pa
-        self.partition = partition
-        self.schema = pa.schema(
-            [
-                ("topic", pa.string()),
-                ("partition", pa.int32()),
-                ("offset", pa.int64()),
-                ("timestamp", pa.timestamp("us", tz="UTC")),
-                ("key", pa.binary()),
-                ("value", pa.binary()),
-            ]
-        )
-        self._reset()
-
-    def _reset(self) -> None:
-        self.offsets: list[int] = []
-        self.stamps_ms: list[int] = []
-        self.keys: list[bytes | None] = []
-        self.values: list[bytes | None] = []
+    topic: str
+    partition: int
+    offsets: list[int] = field(default_factory=list)
+    stamps_ms: list[int] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.offsets)
 
     def add(self, offset: int, timestamp_ms: int, key: bytes | None, value: bytes | None) -> None:
+        """Append one record."""
         self.offsets.append(offset)
         self.stamps_ms.append(timestamp_ms)
         self.keys.append(key)
         self.values.append(value)
 
-    def flush(self) -> Any:
-        pa, n = self.pa, len(self.offsets)
+    def take(self) -> RecordChunk:
+        """The records gathered so far as a chunk of their own; this one starts empty again."""
+        out = RecordChunk(self.topic, self.partition, self.offsets, self.stamps_ms, self.keys, self.values)
+        self.offsets, self.stamps_ms, self.keys, self.values = [], [], [], []
+        return out
+
+    def to_arrow(self) -> Any:
+        """An Arrow record batch of the source's record schema."""
+        import pyarrow as pa
+
+        n = len(self.offsets)
         stamps = pa.array([t * 1000 for t in self.stamps_ms], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-        batch = pa.RecordBatch.from_arrays(
+        return pa.RecordBatch.from_arrays(
             [
-                pa.array([self.partition.topic] * n, pa.string()),
-                pa.array([self.partition.partition] * n, pa.int32()),
+                pa.array([self.topic] * n, pa.string()),
+                pa.array([self.partition] * n, pa.int32()),
                 pa.array(self.offsets, pa.int64()),
                 stamps,
                 pa.array(self.keys, pa.binary()),
                 pa.array(self.values, pa.binary()),
             ],
-            schema=self.schema,
+            schema=_record_schema(),
         )
-        self._reset()
-        return batch
+
+    @classmethod
+    def from_arrow(cls, batch: Any) -> RecordChunk:
+        """A record batch of the source's rows (the non-fused path) as a chunk; it must not be empty."""
+        import pyarrow as pa
+
+        micros = batch.column("timestamp").cast(pa.int64()).to_pylist()
+        return cls(
+            batch.column("topic")[0].as_py(),
+            batch.column("partition")[0].as_py(),
+            batch.column("offset").to_pylist(),
+            [m // 1000 for m in micros],
+            batch.column("key").to_pylist(),
+            batch.column("value").to_pylist(),
+        )
+
+
+def _record_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("topic", pa.string()),
+            ("partition", pa.int32()),
+            ("offset", pa.int64()),
+            ("timestamp", pa.timestamp("us", tz="UTC")),
+            ("key", pa.binary()),
+            ("value", pa.binary()),
+        ]
+    )
 
 
 class KafkaDataSource(DataSource):

@@ -19,10 +19,13 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tone.aggregate import Scored, batch_deltas
 from tone.schema import Invalid, parse_event
+
+if TYPE_CHECKING:
+    from streaming.kafka_source import RecordChunk
 
 STATS_SCHEMA = (
     "topic string, partition int, start_offset long, end_offset long, records long, valid long, invalid long, "
@@ -135,24 +138,24 @@ class _Stats:
     lags: str = "[]"
 
 
-def _read(config: JobConfig, batches: Iterator[Any], stats: _Stats) -> tuple[list[Any], list[float], Any, int | None]:
+def _read(
+    config: JobConfig, chunks: Iterator[RecordChunk], stats: _Stats
+) -> tuple[list[Any], list[float], Any, int | None]:
     """Parse and validate a range's records; dead-letter the invalid ones.
 
     Returns the valid events, their Kafka timestamps (epoch s), the producer if one was used, the oldest timestamp.
     """
     s = _settings(config)
     events, stamps, producer, oldest_ms = [], [], None, None
-    for batch in batches:
-        cols = batch.to_pydict()
-        if not cols["offset"]:
+    for chunk in chunks:
+        if not chunk.offsets:
             continue
         if stats.partition < 0:
-            stats.topic, stats.partition, stats.start_offset = cols["topic"][0], cols["partition"][0], cols["offset"][0]
-        stats.end_offset = max(stats.end_offset, *cols["offset"])
-        first_ms = int(cols["timestamp"][0].timestamp() * 1000)
-        oldest_ms = first_ms if oldest_ms is None else min(oldest_ms, first_ms)
-        for key, value, offset, ts in zip(cols["key"], cols["value"], cols["offset"], cols["timestamp"], strict=True):
-            stats.records += 1
+            stats.topic, stats.partition, stats.start_offset = chunk.topic, chunk.partition, chunk.offsets[0]
+        stats.end_offset = max(stats.end_offset, *chunk.offsets)
+        oldest_ms = chunk.stamps_ms[0] if oldest_ms is None else min(oldest_ms, chunk.stamps_ms[0])
+        stats.records += len(chunk.offsets)
+        for key, value, offset, ts_ms in zip(chunk.keys, chunk.values, chunk.offsets, chunk.stamps_ms, strict=True):
             result = parse_event(value, max_text_chars=s.max_text_chars, max_message_bytes=s.max_message_bytes)
             if isinstance(result, Invalid):
                 stats.invalid += 1
@@ -165,7 +168,7 @@ def _read(config: JobConfig, batches: Iterator[Any], stats: _Stats) -> tuple[lis
                 producer.send(config.dlq_topic, key=key, value=value, headers=headers)
             else:
                 events.append(result)
-                stamps.append(ts.timestamp())
+                stamps.append(ts_ms / 1000)
     return events, stamps, producer, oldest_ms
 
 
@@ -221,15 +224,16 @@ def _sink(config: JobConfig, events: list[Any], results: list[Any], version: str
     stats.redis_s += time.perf_counter() - t0
 
 
-def _range_sources(config: JobConfig, batches: Iterator[Any]) -> list[Iterator[Any]]:
-    """One iterator of record batches per Kafka range this task handles.
+def _range_sources(config: JobConfig, batches: Iterator[Any]) -> list[Iterator[RecordChunk]]:
+    """One iterator of record chunks per Kafka range this task handles.
 
     Rows of the source itself: one range. With emit=ranges the rows name the ranges (possibly several per task,
     see streaming/kafka_source.py) and this task reads their records.
     """
+    from streaming.kafka_source import KafkaRange, KafkaStreamReader, RecordChunk
+
     if config.source_options is None:
-        return [batches]
-    from streaming.kafka_source import KafkaRange, KafkaStreamReader
+        return [(RecordChunk.from_arrow(b) for b in batches if b.num_rows)]
 
     reader = _cached("reader", config, lambda: KafkaStreamReader(config.source_options or {}))
     ranges = [
@@ -237,7 +241,7 @@ def _range_sources(config: JobConfig, batches: Iterator[Any]) -> list[Iterator[A
         for batch in batches
         for row in batch.to_pylist()
     ]
-    return [reader.read_range(r) for r in ranges]
+    return [reader.read_range_chunks(r) for r in ranges]
 
 
 def _stats_batch(rows: list[_Stats]) -> Any:

@@ -3,7 +3,7 @@
 import pytest
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
-from streaming.kafka_source import KafkaStreamReader, client_config
+from streaming.kafka_source import KafkaStreamReader, RecordChunk, client_config
 
 
 class Planned(KafkaStreamReader):
@@ -95,3 +95,14 @@ def test_a_topic_behind_the_checkpoint_fails_the_query_unless_told_otherwise():
     end = lenient.latestOffset({"0": 5, "1": 50}, ReadMaxRows(100))
     assert end == {"0": 10, "1": 3}  # continues from the current end of the recreated partition
     assert [(r.partition, r.start, r.end) for r in lenient.partitions({"0": 5, "1": 50}, end)] == [(0, 5, 10)]
+
+
+def test_record_chunk_round_trips_through_arrow():
+    pending = RecordChunk("tweets", 3)
+    pending.add(10, 1_700_000_000_123, b"u1", b'{"a": 1}')
+    pending.add(11, 1_700_000_000_456, None, None)
+    chunk = pending.take()
+    assert len(pending) == 0 and len(chunk) == 2  # take() hands the records over and starts afresh
+    batch = chunk.to_arrow()
+    assert batch.schema.field("timestamp").type.unit == "us"
+    assert RecordChunk.from_arrow(batch) == chunk

@@ -98,25 +98,36 @@ class FastBiGRU:
         batch, steps = ids.shape
         h_size, device = self.hidden, ids.device
         lengths = lengths.to(device)
+        # Rows sorted longest first: the texts still running at step t are then a prefix of the batch, so each step
+        # works on that prefix alone (no masking ops, nothing computed for finished texts).
+        order = torch.argsort(lengths, descending=True, stable=True)
+        ids, lengths = ids[order], lengths[order]
         positions = torch.arange(steps, device=device)
+        running = (lengths[None, :] > positions[:, None]).sum(1).tolist()  # texts still running at each step
         # The backward GRU reads each text from its own last token: reverse every row within its length.
         reversed_ids = ids.gather(1, (lengths[:, None] - 1 - positions[None, :]).clamp(min=0))
-        both = torch.cat([ids, reversed_ids + self.vocab], 0)
+        both = torch.stack([ids, reversed_ids + self.vocab])  # (2, B, T)
         h = torch.zeros(2, batch, h_size, device=device)
         total = torch.zeros_like(h)
         peak = torch.full_like(h, float("-inf"))
         for t in range(steps):
-            x = self.table.index_select(0, both[:, t]).view(2, batch, 3 * h_size)
-            gh = torch.baddbmm(self.b_hh, h, self.w_hh)
+            k = running[t]
+            if k == 0:
+                break
+            x = self.table.index_select(0, both[:, :k, t].reshape(-1)).view(2, k, 3 * h_size)
+            h_k = h[:, :k]
+            gh = torch.baddbmm(self.b_hh, h_k, self.w_hh)
             rz = torch.sigmoid(x[..., : 2 * h_size] + gh[..., : 2 * h_size])
             n = torch.tanh(x[..., 2 * h_size :] + rz[..., :h_size] * gh[..., 2 * h_size :])
-            h_new = n + rz[..., h_size:] * (h - n)  # (1 - z) * n + z * h
-            active = (t < lengths).view(1, batch, 1)
-            h = torch.where(active, h_new, h)
-            total += h_new * active
-            peak = torch.where(active, torch.maximum(peak, h_new), peak)
+            h_new = n + rz[..., h_size:] * (h_k - n)  # (1 - z) * n + z * h
+            h_k.copy_(h_new)
+            total[:, :k] += h_new
+            torch.maximum(peak[:, :k], h_new, out=peak[:, :k])
         mean = total / lengths.view(1, batch, 1).clamp(min=1)
-        return self.head(torch.cat([mean[0], mean[1], peak[0], peak[1]], dim=-1))  # type: ignore[no-any-return]
+        logits = self.head(torch.cat([mean[0], mean[1], peak[0], peak[1]], dim=-1))
+        out = torch.empty_like(logits)
+        out[order] = logits
+        return out
 
     def to(self, device: torch.device) -> FastBiGRU:
         """Move the precomputed tensors (the head moves with its model)."""
@@ -136,7 +147,10 @@ def load_tokenizer(path: Path, max_length: int) -> Tokenizer:
 
 def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
     """Normalised texts as token ids (no [CLS]/[SEP]: the GRU does not need them); never empty."""
-    encodings = tokenizer.encode_batch([normalize_tweet(t) for t in texts], add_special_tokens=False)
+    normalized = [normalize_tweet(t) for t in texts]
+    # encode_batch_fast (tokenizers >= 0.21) skips the character offsets nobody here reads: ~20% less time.
+    batch_encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    encodings = batch_encode(normalized, add_special_tokens=False)
     unk = tokenizer.token_to_id("[UNK]") or 0
     return [e.ids or [unk] for e in encodings]
 
