@@ -37,6 +37,7 @@ SCHEMA = "topic string, partition int, offset long, timestamp timestamp, key bin
 # with read_range(). That skips moving every record Python -> JVM -> Python between the source and mapInArrow.
 RANGES_SCHEMA = "topic string, partition int, start_offset long, end_offset long"
 ARROW_BATCH_ROWS = 4096
+_Record = tuple[int, int, bytes | None, bytes | None]  # offset, timestamp (epoch ms), key, value
 READ_STALL_TIMEOUT_S = 60.0
 
 _WORKER_CONSUMERS: dict[str, Any] = {}  # per Python worker process, keyed by client config
@@ -295,18 +296,24 @@ class KafkaStreamReader(DataSourceStreamReader):
     def read_range_chunks(self, partition: KafkaRange) -> Iterator[RecordChunk]:
         """The records of one range as plain column lists (emit=ranges tasks: no Arrow round trip)."""
         if self.options.get("kafka.client", "auto") != "kafka-python" and _confluent_available():
-            yield from self._read_confluent(partition)
+            records = self._read_confluent(partition)
         else:
-            yield from self._read_kafka_python(partition)
+            records = self._read_kafka_python(partition)
+        pending = RecordChunk(partition.topic, partition.partition)
+        for record in records:
+            pending.add(*record)
+            if len(pending) >= ARROW_BATCH_ROWS:
+                yield pending.take()
+        if len(pending):
+            yield pending.take()
 
-    def _read_confluent(self, partition: KafkaRange) -> Iterator[RecordChunk]:
+    def _read_confluent(self, partition: KafkaRange) -> Iterator[_Record]:
         from confluent_kafka import Consumer, KafkaError, TopicPartition
 
         key = "confluent:" + repr(sorted(self.config.items()))
         consumer = _WORKER_CONSUMERS.get(key)
         if consumer is None:
             consumer = _WORKER_CONSUMERS[key] = Consumer(librdkafka_config(self.config))
-        pending = RecordChunk(partition.topic, partition.partition)
         try:
             consumer.assign([TopicPartition(partition.topic, partition.partition, partition.start)])
             position, last_progress = partition.start, time.monotonic()
@@ -328,12 +335,8 @@ class KafkaStreamReader(DataSourceStreamReader):
                     offset = int(m.offset() or 0)  # always set on a message without an error
                     if offset >= partition.end:
                         break
-                    pending.add(offset, m.timestamp()[1], m.key(), m.value())
+                    yield offset, m.timestamp()[1], m.key(), m.value()
                     position = offset + 1
-                if len(pending) >= ARROW_BATCH_ROWS:
-                    yield pending.take()
-            if len(pending):
-                yield pending.take()
         except Exception:
             _WORKER_CONSUMERS.pop(key, None)  # a broken connection must not be reused
             consumer.close()
@@ -342,7 +345,7 @@ class KafkaStreamReader(DataSourceStreamReader):
             if key in _WORKER_CONSUMERS:
                 consumer.unassign()
 
-    def _read_kafka_python(self, partition: KafkaRange) -> Iterator[RecordChunk]:
+    def _read_kafka_python(self, partition: KafkaRange) -> Iterator[_Record]:
         from kafka import KafkaConsumer, TopicPartition
 
         tp = TopicPartition(partition.topic, partition.partition)
@@ -352,7 +355,6 @@ class KafkaStreamReader(DataSourceStreamReader):
             consumer = _WORKER_CONSUMERS[key] = KafkaConsumer(
                 **self.config, enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024
             )
-        pending = RecordChunk(partition.topic, partition.partition)
         try:
             consumer.assign([tp])
             consumer.seek(tp, partition.start)
@@ -366,12 +368,8 @@ class KafkaStreamReader(DataSourceStreamReader):
                 for r in records:
                     if r.offset >= partition.end:
                         break
-                    pending.add(r.offset, r.timestamp, r.key, r.value)
+                    yield r.offset, r.timestamp, r.key, r.value
                 position = max(position, records[-1].offset + 1)
-                if len(pending) >= ARROW_BATCH_ROWS:
-                    yield pending.take()
-            if len(pending):
-                yield pending.take()
         except Exception:
             _WORKER_CONSUMERS.pop(key, None)  # a broken connection must not be reused
             consumer.close()
