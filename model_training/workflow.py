@@ -9,6 +9,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,27 +67,16 @@ def train_and_save(
     )
 
     t0 = time.monotonic()
-    if model == "rnn":
-        result = train_rnn(
-            split.train + extra,
-            split.val,
-            hp,
-            teacher=teacher_scorer,
-            unlabeled=unlabeled_texts,
-            log=say,
-            checkpoint_dir=checkpoint_dir,
-        )
-    else:
-        result = train_transformer(
-            split.train + extra,
-            split.val,
-            hp,
-            base_model=base_model,
-            teacher=teacher_scorer,
-            unlabeled=unlabeled_texts,
-            log=say,
-            checkpoint_dir=checkpoint_dir,
-        )
+    trainer = train_rnn if model == "rnn" else partial(train_transformer, base_model=base_model)
+    result = trainer(
+        split.train + extra,
+        split.val,
+        hp,
+        teacher=teacher_scorer,
+        unlabeled=unlabeled_texts,
+        log=say,
+        checkpoint_dir=checkpoint_dir,
+    )
     train_seconds = time.monotonic() - t0
     test = evaluate_scorer(result.scorer, split.test)
     say(

@@ -45,9 +45,9 @@ def produce(
     from producer import sources
     from producer.kafka_writer import TweetWriter
     from producer.replay import Summary, looped, replay
-    from tone.cli import _settings
+    from tone.cli_common import cli_settings
 
-    settings = _settings()
+    settings = cli_settings()
 
     def progress(s: Summary) -> None:
         console.print(f"sent {s.sent} ({s.invalid} invalid)", end="\r")

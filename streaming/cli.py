@@ -39,10 +39,10 @@ def stream(
 ) -> None:
     """Kafka -> Spark Structured Streaming -> scorer -> per-user tone in Redis (exactly once), DLQ, scored topic."""
     from streaming.job import BatchReport, ToneStream, build_spark
-    from tone.cli import _settings
+    from tone.cli_common import cli_settings
     from tone.scorers.loader import ensure_default_rnn
 
-    settings = _settings()
+    settings = cli_settings()
     spec = scorer or settings.scorer
     try:
         if spec in ("rnn", "registry"):  # "registry" starts on the default RNN until a version is approved

@@ -189,18 +189,13 @@ class ToneStream:
 
     def source_options(self) -> dict[str, str]:
         """Options of the tone_kafka source (the workers read with the same ones when the read is fused)."""
+        from streaming.kafka_source import spark_options
+
         s = self.settings
-        options = {
-            "kafka.bootstrap.servers": s.kafka_bootstrap_servers,
+        options = spark_options(s.kafka_client_config()) | {
             "subscribe": s.kafka_topic_tweets,
             "startingOffsets": self.starting_offsets,
-            "kafka.security.protocol": s.kafka_security_protocol,
         }
-        if s.kafka_sasl_mechanism:
-            options["kafka.sasl.mechanism"] = s.kafka_sasl_mechanism
-            options["kafka.sasl.plain.username"] = s.kafka_sasl_username or ""
-            if s.kafka_sasl_password is not None:
-                options["kafka.sasl.plain.password"] = s.kafka_sasl_password.get_secret_value()
         if self.max_per_trigger:
             options["maxOffsetsPerTrigger"] = str(self.max_per_trigger)
         return options

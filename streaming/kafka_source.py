@@ -28,6 +28,9 @@ from typing import Any
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
 
+from streaming import fastkafka
+from tone.settings import librdkafka_names
+
 log = logging.getLogger(__name__)
 
 SOURCE_NAME = "tone_kafka"
@@ -118,6 +121,12 @@ class KafkaStreamReader(DataSourceStreamReader):
         if self.emit not in ("records", "ranges"):
             msg = f"emit must be records or ranges, got {self.emit!r}"
             raise ValueError(msg)
+        client = self.options.get("kafka.client", "auto")
+        if client not in ("auto", "kafka-python"):
+            msg = f"kafka.client must be auto or kafka-python, got {client!r}"
+            raise ValueError(msg)
+        # auto: librdkafka (confluent-kafka) when installed; it reads and decodes records in C.
+        self.librdkafka = client == "auto" and fastkafka.available()
         self.config = client_config(self.options)
         self._consumer: Any = None
         self._rd_consumer: Any = None
@@ -152,7 +161,7 @@ class KafkaStreamReader(DataSourceStreamReader):
         mark is right. One small fetch from just before the reported end gets it.
         """
         parts = self._partitions()
-        if self.options.get("kafka.client", "auto") != "kafka-python" and _confluent_available():
+        if self.librdkafka:
             return self._end_offsets_confluent([tp.partition for tp in parts])
         consumer = self._driver_consumer()
         listed = consumer.end_offsets(parts)
@@ -295,7 +304,7 @@ class KafkaStreamReader(DataSourceStreamReader):
 
     def read_range_chunks(self, partition: KafkaRange) -> Iterator[RecordChunk]:
         """The records of one range as plain column lists (emit=ranges tasks: no Arrow round trip)."""
-        if self.options.get("kafka.client", "auto") != "kafka-python" and _confluent_available():
+        if self.librdkafka:
             records = self._read_confluent(partition)
         else:
             records = self._read_kafka_python(partition)
@@ -378,18 +387,9 @@ class KafkaStreamReader(DataSourceStreamReader):
             consumer.assign([])
 
 
-def _confluent_available() -> bool:
-    try:
-        import confluent_kafka  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def librdkafka_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The kafka-python style client config as librdkafka settings, for a consumer that only uses assign()."""
-    out: dict[str, Any] = {
-        "bootstrap.servers": ",".join(config["bootstrap_servers"]),
+    return librdkafka_names(config) | {
         # assign() never joins a group; librdkafka still wants an id, and nothing is ever committed under it
         "group.id": "tone-spark-source",
         "enable.auto.commit": False,
@@ -400,13 +400,15 @@ def librdkafka_config(config: Mapping[str, Any]) -> dict[str, Any]:
         # measured 0.51 s per range with the default 500 ms, 0.02 s with 10 ms.
         "fetch.wait.max.ms": 10,
     }
-    names = {v: k for k, v in _CLIENT_OPTIONS.items()}
-    renamed = {"sasl.plain.username": "sasl.username", "sasl.plain.password": "sasl.password"}
-    for python_name, value in config.items():
-        if python_name in names:
-            spark_name = names[python_name]
-            out[renamed.get(spark_name, spark_name)] = value
-    return out
+
+
+def spark_options(config: Mapping[str, Any]) -> dict[str, str]:
+    """A kafka-python client config as this source's ``kafka.*`` options (the inverse of :func:`client_config`)."""
+    options = {"kafka.bootstrap.servers": ",".join(config["bootstrap_servers"])}
+    for spark_name, python_name in _CLIENT_OPTIONS.items():
+        if config.get(python_name) is not None:
+            options[f"kafka.{spark_name}"] = str(config[python_name])
+    return options
 
 
 def _check_stall(partition: KafkaRange, position: int, last_progress: float) -> None:

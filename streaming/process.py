@@ -138,21 +138,22 @@ class _Stats:
     lags: str = "[]"
 
 
-def _read(
-    config: JobConfig, chunks: Iterator[RecordChunk], stats: _Stats
-) -> tuple[list[Any], list[float], Any, int | None]:
+def _read(config: JobConfig, chunks: Iterator[RecordChunk], stats: _Stats) -> tuple[list[Any], list[float], int | None]:
     """Parse and validate a range's records; dead-letter the invalid ones.
 
-    Returns the valid events, their Kafka timestamps (epoch s), the producer if one was used, the oldest timestamp.
+    Returns the valid events, their Kafka timestamps (epoch s) and the oldest timestamp (epoch ms).
     """
     s = _settings(config)
-    events, stamps, producer, oldest_ms = [], [], None, None
+    events: list[Any] = []
+    stamps: list[float] = []
+    oldest_ms: int | None = None
+    producer = None  # opened at the first invalid record (a cached lookup costs more than one record's parse)
     for chunk in chunks:
         if not chunk.offsets:
             continue
         if stats.partition < 0:
             stats.topic, stats.partition, stats.start_offset = chunk.topic, chunk.partition, chunk.offsets[0]
-        stats.end_offset = max(stats.end_offset, *chunk.offsets)
+        stats.end_offset = max(stats.end_offset, chunk.offsets[-1])  # a partition's offsets only grow
         oldest_ms = chunk.stamps_ms[0] if oldest_ms is None else min(oldest_ms, chunk.stamps_ms[0])
         stats.records += len(chunk.offsets)
         for key, value, offset, ts_ms in zip(chunk.keys, chunk.values, chunk.offsets, chunk.stamps_ms, strict=True):
@@ -169,7 +170,7 @@ def _read(
             else:
                 events.append(result)
                 stamps.append(ts_ms / 1000)
-    return events, stamps, producer, oldest_ms
+    return events, stamps, oldest_ms
 
 
 def _score(config: JobConfig, events: list[Any]) -> tuple[list[Any], str, float]:
@@ -265,12 +266,10 @@ def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any
     Per-task times (parse, score) are reported on the first range's row; the batch report sums them.
     """
     parsed: list[tuple[_Stats, list[Any], list[float], int | None]] = []
-    dlq_used = False
     t0 = time.perf_counter()
     for source in _range_sources(config, batches):
         stats = _Stats()
-        events, stamps, producer, oldest_ms = _read(config, source, stats)
-        dlq_used = dlq_used or producer is not None
+        events, stamps, oldest_ms = _read(config, source, stats)
         if stats.records:
             parsed.append((stats, events, stamps, oldest_ms))
     if not parsed:
@@ -295,7 +294,7 @@ def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any
             stats.applied = _store(config).apply_range(
                 config.query, stats.topic, stats.partition, stats.start_offset, stats.end_offset, []
             )
-    if all_events or dlq_used:
+    if all_events or any(stats.invalid for stats, _, _, _ in parsed):
         t0 = time.perf_counter()
         _producer(config).flush()
         first.kafka_s += time.perf_counter() - t0

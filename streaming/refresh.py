@@ -110,11 +110,9 @@ class ModelRefresher:
     def verify(self, version: str) -> None:
         """Fetch with checksums, load, and smoke-score; raises on any failure."""
         from tone.labels import TONE_LABELS
-        from tone.scorers import artifacts
-        from tone.scorers.loader import _torch_options
+        from tone.scorers.loader import load_registered
 
-        path = self.registry.fetch(version)
-        scorer = artifacts.load(path, **_torch_options(self.settings))
+        scorer = load_registered(self.registry, version, self.settings)
         if scorer.version != version:
             msg = f"loaded model reports version {scorer.version}"
             raise ValueError(msg)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -12,10 +12,8 @@ from rich.table import Table
 from producer import cli as producer_cli
 from streaming import cli as stream_cli
 from tone import __version__, cli_lookup, cli_models, cli_tune
+from tone.cli_common import cli_settings, fail
 from tone.errors import ToneError
-
-if TYPE_CHECKING:  # settings pull in pydantic-settings (~0.25 s): imported in the commands, not for --help
-    from tone.settings import Settings
 
 app = typer.Typer(
     help="Streaming tweet tone analyzer: Kafka -> Spark -> tone scorers -> per-user tone in Redis.",
@@ -42,29 +40,6 @@ app.command("train")(cli_models.train)
 app.command("evaluate")(cli_models.evaluate)
 
 console = Console()
-err_console = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    from tone.settings import get_settings
-
-    try:
-        settings = get_settings()
-    except ToneError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    import logging
-
-    # Library log lines (model refresh decisions, fallbacks) go to stderr at TONE_LOG_LEVEL; py4j is chatty at INFO.
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("py4j", "kafka", "botocore", "urllib3", "sagemaker"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
-    return settings
-
-
-def _fail(exc: ToneError) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-    return typer.Exit(1)
 
 
 def _version(value: bool) -> None:
@@ -91,7 +66,7 @@ def config_show(
 
     from tone.settings import Settings, allowed_values, env_name
 
-    settings = _settings()
+    settings = cli_settings()
     rows = []
     for field in Settings.model_fields:
         value = getattr(settings, field)
@@ -122,11 +97,11 @@ def stack_up() -> None:
     """Start the broker, Redis and moto (idempotent), wait until healthy and create the topics."""
     from tone.stack import LocalStack
 
-    stack = LocalStack(_settings())
+    stack = LocalStack(cli_settings())
     try:
         stack.up(log=console.print)
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print('[green]stack is up[/green]; point clients at it with: [bold]eval "$(tone stack env)"[/bold]')
 
 
@@ -135,7 +110,7 @@ def stack_down() -> None:
     """Stop the services `tone stack up` started (by PID file); leaves anything else alone."""
     from tone.stack import LocalStack
 
-    stopped = LocalStack(_settings()).down(log=console.print)
+    stopped = LocalStack(cli_settings()).down(log=console.print)
     if not stopped:
         console.print("nothing was running")
 
@@ -147,7 +122,7 @@ def stack_status(
     """Show each service's state, PID, address and log file. Exits 1 unless all are running."""
     from tone.stack import LocalStack
 
-    rows = LocalStack(_settings()).status()
+    rows = LocalStack(cli_settings()).status()
     if as_json:
         console.print_json(json.dumps([{**r.__dict__, "log": str(r.log)} for r in rows]))
     else:
@@ -170,9 +145,9 @@ def stack_check(
     from tone.stack import LocalStack
 
     try:
-        timings = LocalStack(_settings()).check(messages)
+        timings = LocalStack(cli_settings()).check(messages)
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     parts = ", ".join(f"{k}={v:.3f}" for k, v in timings.items())
     console.print(f"[green]ok[/green]: {messages} messages through the broker and back; {parts}")
 
@@ -182,7 +157,7 @@ def stack_env() -> None:
     """Print `export` lines that point this project's clients at the local stack."""
     from tone.stack import LocalStack
 
-    for key, value in LocalStack(_settings()).client_env().items():
+    for key, value in LocalStack(cli_settings()).client_env().items():
         typer.echo(f"export {key}={value}")
 
 

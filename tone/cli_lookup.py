@@ -17,13 +17,13 @@ def lookup(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A user's tone: counts per label, mean probabilities, polarity (mean and recency-weighted), recent tweets."""
-    from tone.cli import _settings
+    from tone.cli_common import cli_settings
     from tone.lookup import USER_ID_RE, open_store, user_tone
 
     if not USER_ID_RE.match(user_id):
         console.print(f"[red]error:[/red] {user_id!r} is not a valid user id (letters, digits, _ . : @ -)")
         raise typer.Exit(2)
-    result = user_tone(open_store(_settings()), user_id)
+    result = user_tone(open_store(cli_settings()), user_id)
     if result is None:
         console.print(f"no tweets seen from {user_id}")
         raise typer.Exit(1)
@@ -50,13 +50,13 @@ def top(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Users with the highest mean probability of negative (or positive) tone."""
-    from tone.cli import _settings
+    from tone.cli_common import cli_settings
     from tone.lookup import open_store
 
     if by not in ("negative", "positive"):
         console.print(f"[red]error:[/red] --by must be negative or positive, got {by!r}")
         raise typer.Exit(2)
-    rows = open_store(_settings()).top(by, n)
+    rows = open_store(cli_settings()).top(by, n)
     if as_json:
         console.print_json(json.dumps([{"user_id": u, f"mean_p_{by}": s} for u, s in rows]))
         return
@@ -74,6 +74,6 @@ def serve(
     import uvicorn
 
     from tone.api.app import create_app
-    from tone.cli import _settings
+    from tone.cli_common import cli_settings
 
-    uvicorn.run(create_app(_settings()), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(cli_settings()), host=host, port=port, log_level="info")

@@ -10,25 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tone.cli_common import cli_settings, err_console, fail
 from tone.errors import ToneError
 
 console = Console()
-err_console = Console(stderr=True)
 data_app = typer.Typer(help="Fetch and inspect labelled datasets.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
 
 DATA_HELP = "vader-tweets, vader-reviews, a TweetEval directory, a Sentiment140 CSV, or a CSV/JSONL with text,label"
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-    return typer.Exit(1)
-
-
-def _settings() -> Any:
-    from tone.cli import _settings as load
-
-    return load()
 
 
 @data_app.command("fetch")
@@ -36,12 +25,12 @@ def data_fetch(force: Annotated[bool, typer.Option(help="Download again even if 
     """Download the 4,200 VADER-rated tweets (and its rated review snippets) with pip into the data directory."""
     from model_training.datasets import fetch_vader, label_counts, load_vader
 
-    settings = _settings()
+    settings = cli_settings()
     try:
         path = fetch_vader(settings.data_dir, force=force)
         tweets = load_vader(settings.data_dir, ["tweets"])
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"VADER ground truth in {path}: {len(tweets)} tweets {label_counts(tweets)}")
 
 
@@ -51,9 +40,9 @@ def data_split(data: Annotated[str, typer.Option(help=DATA_HELP)] = "vader-tweet
     from model_training.datasets import label_counts, load_dataset, split_examples
 
     try:
-        split = split_examples(load_dataset(data, _settings().data_dir))
+        split = split_examples(load_dataset(data, cli_settings().data_dir))
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     for name in ("train", "val", "test"):
         part = getattr(split, name)
         console.print(f"{name}: {len(part)} {label_counts(part)}")
@@ -93,7 +82,7 @@ def train(
     from model_training.workflow import train_and_save
     from tone.scorers.loader import default_model_path
 
-    settings = _settings()
+    settings = cli_settings()
     try:
         hp = HParams(
             model=model,  # type: ignore[arg-type]  # checked in HParams.__post_init__
@@ -110,7 +99,7 @@ def train(
             distill_weight=distill_weight,
         )
     except ValueError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     try:
         train_and_save(
             settings,
@@ -125,7 +114,7 @@ def train(
             say=lambda m: print(m, flush=True),
         )
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 def evaluate(
@@ -144,9 +133,9 @@ def evaluate(
     from model_training.workflow import evaluate_scorer
     from tone.scorers.loader import load_scorer
 
-    settings = _settings()
+    settings = cli_settings()
     if split not in ("test", "val", "train", "all"):
-        raise _fail(ValueError(f"--split must be test, val, train or all, got {split!r}"))
+        raise fail(ValueError(f"--split must be test, val, train or all, got {split!r}"))
     try:
         examples = load_dataset(data, settings.data_dir)
         part = examples if split == "all" else getattr(split_examples(examples), split)
@@ -162,7 +151,7 @@ def evaluate(
                 **evaluate_scorer(scorer, part),
             }
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     report_dir.mkdir(parents=True, exist_ok=True)
     for spec, report in reports.items():
         stem = report_dir / f"eval-{Path(spec).name}-{split}"
@@ -213,7 +202,7 @@ def bench_scorers(
 
     try:
         result = run_scorer_bench(
-            _settings(),
+            cli_settings(),
             n=tweets,
             scorers=scorers,
             with_pipeline=pipeline,
@@ -221,7 +210,7 @@ def bench_scorers(
             say=lambda m: err_console.print(m, highlight=False),
         )
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         console.print_json(json.dumps(result))
         return
@@ -263,7 +252,7 @@ def bench_replay(
     from streaming.bench import run_replay_bench
     from tone.scorers.loader import ensure_default_rnn
 
-    settings = _settings()
+    settings = cli_settings()
     if scorer == "rnn":
         ensure_default_rnn(settings, say=lambda m: err_console.print(m, highlight=False))
 

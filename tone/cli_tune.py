@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tone.cli_common import cli_settings, fail
 from tone.errors import ToneError
 
 console = Console()
-err_console = Console(stderr=True)
 tune_app = typer.Typer(
     help="Hyperparameter tuning from one spec (tuning/*.yaml): on SageMaker, or locally with Optuna.",
     no_args_is_help=True,
@@ -24,17 +24,6 @@ models_app = typer.Typer(
 
 SPEC_HELP = "Tuning spec (YAML), e.g. tuning/rnn.yaml."
 DATA_HELP = "Dataset: vader-tweets, a CSV/JSONL with text,label, ... (default: the spec's data)."
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-    return typer.Exit(1)
-
-
-def _settings() -> Any:
-    from tone.cli import _settings as load
-
-    return load()
 
 
 def _say(line: str) -> None:
@@ -66,7 +55,7 @@ def tune_local(
     from model_training.tuning_spec import load_spec
     from tone.registry import Registry
 
-    settings = _settings()
+    settings = cli_settings()
     try:
         tuning = load_spec(spec)
         tuner = LocalTuner(
@@ -74,7 +63,7 @@ def tune_local(
         )
         result = tuner.run()
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     table = Table(title=f"study {result.study}")
     for col in ("trial", "state", tuning.objective.metric, "epochs", "seconds", *tuning.parameters):
         table.add_column(col)
@@ -91,7 +80,7 @@ def tune_local(
     console.print(table)
     console.print(f"results: {result.workdir / 'results.json'}; plot: {result.plot}", highlight=False)
     if result.best is None:
-        raise _fail(ToneError("no trial completed; see the train.log of each trial under " + str(result.workdir)))
+        raise fail(ToneError("no trial completed; see the train.log of each trial under " + str(result.workdir)))
     if publish:
         try:
             version = Registry.from_settings(settings).publish(
@@ -105,7 +94,7 @@ def tune_local(
                 },
             )
         except ToneError as exc:
-            raise _fail(exc) from None
+            raise fail(exc) from None
         console.print(
             f"published [bold]{version.version}[/bold] as a {version.status} "
             f"(test_macro_f1 {version.metrics.get('test_macro_f1', float('nan')):.4f}); "
@@ -135,7 +124,7 @@ def tune_sagemaker(
     from model_training.tuning_spec import load_spec
     from tone.registry import Registry
 
-    settings = _settings()
+    settings = cli_settings()
     scratch = workdir or Path(tempfile.mkdtemp(prefix="tone-sagemaker-"))
     try:
         tuner = SageMakerTuner(load_spec(spec), settings, data=data, bucket=bucket, role=role, say=_say)
@@ -149,7 +138,7 @@ def tune_sagemaker(
             return
         result = tuner.harvest(tuner.follow(poll_s=poll), scratch)
         if result.artifact_dir is None:
-            raise _fail(ToneError(f"tuning job {result.tuning_job} ended {result.status} with no best model"))
+            raise fail(ToneError(f"tuning job {result.tuning_job} ended {result.status} with no best model"))
         version = Registry.from_settings(settings).publish(
             result.artifact_dir,
             source={
@@ -161,7 +150,7 @@ def tune_sagemaker(
             },
         )
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"published [bold]{version.version}[/bold] as a candidate from {result.best_training_job}")
 
 
@@ -170,11 +159,11 @@ def models_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
     """Every registered version with its status and metrics, newest first."""
     from tone.registry import Registry
 
-    settings = _settings()
+    settings = cli_settings()
     try:
         versions = Registry.from_settings(settings).versions()
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         console.print_json(json.dumps([{"version": v.version, "status": v.status, **v.registration} for v in versions]))
         return
@@ -201,9 +190,9 @@ def models_show(version: Annotated[str, typer.Argument(help="A version from `ton
     from tone.registry import Registry
 
     try:
-        v = Registry.from_settings(_settings()).get(version)
+        v = Registry.from_settings(cli_settings()).get(version)
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print_json(json.dumps({"status": v.status, **v.registration}))
 
 
@@ -215,9 +204,9 @@ def models_publish(
     from tone.registry import Registry
 
     try:
-        v = Registry.from_settings(_settings()).publish(path, source={"backend": "manual", "path": str(path)})
+        v = Registry.from_settings(cli_settings()).publish(path, source={"backend": "manual", "path": str(path)})
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"{v.version}: {v.status}")
 
 
@@ -232,9 +221,9 @@ def models_approve(
     from tone.registry import Registry
 
     try:
-        line = Registry.from_settings(_settings()).approve(version, force=force, margin=margin, metric=metric)
+        line = Registry.from_settings(cli_settings()).approve(version, force=force, margin=margin, metric=metric)
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(line, highlight=False)
 
 
@@ -246,7 +235,7 @@ def models_rollback(
     from tone.registry import Registry
 
     try:
-        line = Registry.from_settings(_settings()).rollback(to)
+        line = Registry.from_settings(cli_settings()).rollback(to)
     except ToneError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(line, highlight=False)

@@ -11,6 +11,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -183,16 +184,26 @@ class Settings(BaseSettings):
 
     def librdkafka_config(self) -> dict[str, Any]:
         """The same connection options in librdkafka's (confluent-kafka's) names."""
-        names = {
-            "bootstrap_servers": "bootstrap.servers",
-            "security_protocol": "security.protocol",
-            "sasl_mechanism": "sasl.mechanism",
-            "sasl_plain_username": "sasl.username",
-            "sasl_plain_password": "sasl.password",
-        }
-        config = {names[k]: v for k, v in self.kafka_client_config().items()}
-        config["bootstrap.servers"] = ",".join(config["bootstrap.servers"])
-        return config
+        return librdkafka_names(self.kafka_client_config())
+
+
+# kafka-python's client option names -> librdkafka's
+_LIBRDKAFKA_NAMES = {
+    "bootstrap_servers": "bootstrap.servers",
+    "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+    "client_id": "client.id",
+}
+
+
+def librdkafka_names(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A kafka-python client config (connection options) in librdkafka's names; other keys are left out."""
+    out = {_LIBRDKAFKA_NAMES[k]: v for k, v in config.items() if k in _LIBRDKAFKA_NAMES}
+    if isinstance(out.get("bootstrap.servers"), list):
+        out["bootstrap.servers"] = ",".join(out["bootstrap.servers"])
+    return out
 
 
 def env_name(field: str) -> str:

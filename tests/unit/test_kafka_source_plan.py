@@ -3,7 +3,7 @@
 import pytest
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
-from streaming.kafka_source import KafkaStreamReader, RecordChunk, client_config
+from streaming.kafka_source import KafkaStreamReader, RecordChunk, client_config, spark_options
 
 
 class Planned(KafkaStreamReader):
@@ -85,6 +85,13 @@ def test_librdkafka_config_maps_security_options():
     assert (out["security.protocol"], out["sasl.mechanism"]) == ("SASL_SSL", "PLAIN")
     assert (out["sasl.username"], out["sasl.password"]) == ("u", "p")
     assert out["enable.auto.commit"] is False
+    # the stream passes its settings' client config to the source as kafka.* options: nothing lost on the way
+    assert client_config(spark_options(config)) == config
+
+
+def test_an_unknown_kafka_client_is_refused():
+    with pytest.raises(ValueError, match="kafka.client must be auto or kafka-python"):
+        Planned({}, **{"kafka.client": "confluent"})
 
 
 def test_a_topic_behind_the_checkpoint_fails_the_query_unless_told_otherwise():

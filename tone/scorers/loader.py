@@ -14,11 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tone.errors import ArtifactError
 from tone.scorers.base import Scorer
 from tone.settings import REGISTRY_PREFIX, Settings
+
+if TYPE_CHECKING:
+    from tone.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ def load_scorer(spec: str, settings: Settings, *, auto_train: bool = False) -> S
                 "no approved model in the registry at %s yet: scoring with the default RNN", settings.registry_uri
             )
             return load_scorer("rnn", settings, auto_train=auto_train)
-        return artifacts.load(registry.fetch(version), **_torch_options(settings))
+        return load_registered(registry, version, settings)
     if spec == "rnn":
         path = default_model_path(settings, "rnn")
         if auto_train:
@@ -101,3 +104,10 @@ def load_scorer(spec: str, settings: Settings, *, auto_train: bool = False) -> S
 
     # A plain Hugging Face directory or hub id (e.g. cardiffnlp/twitter-roberta-base-sentiment-latest).
     return TransformerScorer.from_pretrained(spec, **_torch_options(settings))
+
+
+def load_registered(registry: Registry, version: str, settings: Settings) -> Scorer:
+    """A registry version, fetched and checksum-verified, loaded with this machine's torch options."""
+    from tone.scorers import artifacts
+
+    return artifacts.load(registry.fetch(version), **_torch_options(settings))
