@@ -11,9 +11,12 @@ WORKDIR /app
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 COPY constraints.txt pyproject.toml README.md ./
 RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "torch==2.13.0"
+# The product's packages only: the dev tooling (devstack/, benchmarks/) stays in the checkout.
 COPY tone ./tone
+COPY tone_cli ./tone_cli
 COPY producer ./producer
 COPY streaming ./streaming
+COPY serving ./serving
 COPY model_training ./model_training
 RUN grep -v '^torch==' constraints.txt > /tmp/constraints.txt \
  && pip install --no-cache-dir -c /tmp/constraints.txt ".[ml,stream,api,aws,live]" \

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Literal, get_args
+from typing import Any
 
-ModelKind = Literal["rnn", "transformer"]
-MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+from tone.errors import ConfigError
+from tone.scoring.kinds import MODEL_KINDS, ModelKind
 
 # Defaults that differ by model: a GRU from MiniLM embeddings wants a larger learning rate than fine-tuning.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -49,10 +49,10 @@ class HParams:
     distill_weight: float = 0.5  # share of the loss from a teacher's soft labels, when a teacher is given
 
     def __post_init__(self) -> None:
-        """Fill per-model defaults, then check every value; raises ValueError naming the field."""
+        """Fill per-model defaults, then check every value; raises ConfigError naming the field."""
         if self.model not in MODEL_KINDS:
             msg = f"model must be one of {', '.join(MODEL_KINDS)}, got {self.model!r}"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         for name, value in MODEL_DEFAULTS[self.model].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
@@ -60,10 +60,10 @@ class HParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 msg = f"{name} must be a number in [{low}, {high}], got {value!r}"
-                raise ValueError(msg)
+                raise ConfigError(msg)
             if not low <= value <= high:
                 msg = f"{name}={value} is out of range: allowed [{low}, {high}]"
-                raise ValueError(msg)
+                raise ConfigError(msg)
 
     def to_hyperparameters(self) -> dict[str, str]:
         """SageMaker hyperparameters: every field, as strings (what SageMaker passes to the entry point)."""
@@ -82,7 +82,7 @@ class HParams:
         known = {f.name: f for f in fields(cls)}
         if unknown := sorted(set(values) - set(known)):
             msg = f"unknown hyperparameters {unknown}; known: {sorted(known)}"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         parsed: dict[str, Any] = {}
         for name, raw in values.items():
             kind = str(known[name].type)
@@ -98,7 +98,7 @@ class HParams:
                     parsed[name] = text
             except ValueError:
                 msg = f"{name}={text!r} is not a valid {kind}"
-                raise ValueError(msg) from None
+                raise ConfigError(msg) from None
         return cls(**parsed)
 
     # Typed accessors (mypy: the Optional fields are always filled after __post_init__).

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from model_training.datasets import Example, label_counts
 from model_training.hparams import HParams
 from model_training.metrics import classification_report
+from tone.datasets import Example, label_counts
 from tone.labels import TONE_LABELS
-from tone.scorers.base import Scorer
+from tone.scoring.base import Scorer
 
 
 @dataclass
@@ -296,7 +296,7 @@ def train_rnn(
     checkpoint_dir: Path | None = None,
 ) -> TrainResult:
     """Train the bidirectional GRU; embeddings and tokenizer default to the packaged MiniLM's."""
-    from tone.scorers.rnn import BiGRUClassifier, RNNScorer, encode, load_tokenizer, minilm_embeddings
+    from tone.scoring.rnn import BiGRUClassifier, RNNScorer, encode, load_tokenizer, minilm_embeddings
 
     seed_everything(hp.seed)
     if embeddings is None or tokenizer_path is None:
@@ -309,7 +309,7 @@ def train_rnn(
     texts, targets, weights = _with_teacher(train, labels, teacher, unlabeled, hp.distill_weight)
     ids = encode(tokenizer, texts)
 
-    from tone.scorers.torch_utils import pad_batch
+    from tone.scoring.torch_utils import pad_batch
 
     def forward(batch: list[int]) -> torch.Tensor:
         tokens, lengths = pad_batch([ids[i] for i in batch], pad_id)
@@ -352,8 +352,8 @@ def train_transformer(
     """Fine-tune a Hugging Face encoder (default: the packaged MiniLM) with a fresh classification head."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tone.scorers.rnn import minilm_dir
-    from tone.scorers.transformer import TransformerScorer
+    from tone.scoring.rnn import minilm_dir
+    from tone.scoring.transformer import TransformerScorer
     from tone.text import normalize_tweet
 
     seed_everything(hp.seed)

@@ -70,7 +70,7 @@ class LocalTuningResult:
 
 def prepare_channel(data: str, settings: Settings, directory: Path) -> Path:
     """Write the dataset as one JSONL file (id, text, label) into a channel directory; returns the file."""
-    from model_training.datasets import load_dataset
+    from tone.datasets import load_dataset
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "tweets.jsonl"

@@ -374,7 +374,7 @@ class SageMakerTuner:
     def fetch_model(self, uri: str, target: Path) -> Path:
         """Download and safely unpack model.tar.gz, then verify the artifact's checksums."""
         from tone.aws import client, split_s3_uri
-        from tone.scorers import artifacts
+        from tone.scoring import artifacts
 
         bucket, key = split_s3_uri(uri)
         with tempfile.TemporaryDirectory() as tmp:

@@ -15,8 +15,9 @@ from typing import Annotated, Any, Literal, NoReturn
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from model_training.hparams import BOUNDS, MODEL_KINDS, HParams
+from model_training.hparams import BOUNDS, HParams
 from tone.errors import ToneError
+from tone.scoring.kinds import MODEL_KINDS, ModelKind
 
 Strategy = Literal["Bayesian", "Random", "Hyperband", "Grid"]
 Scaling = Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"]
@@ -124,7 +125,7 @@ class TuningSpec(_Strict):
     """The whole spec."""
 
     name: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")  # a SageMaker tuning job name is <= 32 chars
-    model: Literal["rnn", "transformer"] = "rnn"
+    model: ModelKind = "rnn"
     data: str = "vader-tweets"
     objective: Objective = Objective()
     strategy: Strategy = "Bayesian"

@@ -13,10 +13,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from model_training.datasets import Example, label_counts, load_dataset, split_examples
 from model_training.hparams import HParams
 from model_training.metrics import classification_report
-from tone.scorers.base import Scorer
+from tone.datasets import Example, label_counts, load_dataset, split_examples
+from tone.scoring.base import Scorer
 from tone.settings import Settings
 
 # Extra labelled data for the train split by default: none. VADER's rated review snippets (`--extra-data
@@ -51,7 +51,7 @@ def train_and_save(
 ) -> dict[str, Any]:
     """Train a ``model`` scorer, evaluate it on the test split of ``data`` and save it to ``out``."""
     from model_training.train import train_rnn, train_transformer
-    from tone.scorers.loader import load_scorer
+    from tone.scoring.loader import load_scorer
 
     hp = hp or HParams(model=model)  # type: ignore[arg-type]
     if hp.model != model:

@@ -1,4 +1,4 @@
-"""The Kafka writer every source feeds: batching, compression and acks=all, keyed by user id.
+"""The Kafka writer every source feeds, keyed by user id, with the project's producer defaults (tone.kafka).
 
 Keying by ``user_id`` sends all of a user's tweets to one partition, so the stream sees them in order.
 """
@@ -8,30 +8,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tone.schema import TweetEvent
+from tone.events import TweetEvent
+from tone.kafka.clients import kafka_python_producer
+from tone.kafka.config import KafkaConnection
 from tone.settings import Settings
-
-# Throughput-oriented defaults: a 5 ms linger fills 256 KiB batches at replay rates; gzip ships with
-# kafka-python itself (lz4/zstd would need extra wheels on every client machine).
-PRODUCER_DEFAULTS: dict[str, Any] = {
-    "acks": "all",
-    "linger_ms": 5,
-    "batch_size": 256 * 1024,
-    "compression_type": "gzip",
-    "retries": 5,
-    "max_in_flight_requests_per_connection": 1,  # with retries, keeps per-key order
-}
 
 
 class TweetWriter:
     """Send tweet events (or raw bytes) to the tweets topic."""
 
     def __init__(self, settings: Settings, topic: str | None = None, **overrides: Any) -> None:
-        """Open a producer from the settings' connection options, with ``overrides`` on top of the defaults."""
-        from kafka import KafkaProducer
-
+        """Open a producer from the settings' connection, ``overrides`` (kafka-python names) over the defaults."""
         self.topic = topic or settings.kafka_topic_tweets
-        self._producer = KafkaProducer(**settings.kafka_client_config(), **(PRODUCER_DEFAULTS | overrides))
+        self._producer = kafka_python_producer(KafkaConnection.from_settings(settings), **overrides)
         self.sent = 0
 
     def send(self, event: TweetEvent) -> None:

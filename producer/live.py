@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from producer.sources import RawTweet
-from tone.schema import TweetEvent
+from tone.events import TweetEvent
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Protocol
 
 from producer.sources import RawTweet
-from tone.schema import Invalid, parse_event
+from tone.errors import ConfigError
+from tone.events import Invalid, parse_event
 
 
 class Writer(Protocol):
@@ -55,10 +56,10 @@ class Pacer:
         """Pace by ``rate`` (messages/s) or ``speedup`` (x event time); neither means as fast as possible."""
         if rate is not None and speedup is not None:
             msg = "give --rate or --speedup, not both"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         if (rate is not None and rate <= 0) or (speedup is not None and speedup <= 0):
             msg = "--rate and --speedup must be > 0"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         self.rate, self.speedup, self.clock, self.sleep = rate, speedup, clock, sleep
         self.start = clock()
         self.count = 0

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tone.errors import ToneError
-from tone.schema import TweetEvent
+from tone.events import TweetEvent
 
 SYNTHETIC_START = datetime(2026, 1, 1, tzinfo=UTC)
 

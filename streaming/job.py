@@ -22,6 +22,7 @@ from typing import Any
 
 from streaming.process import STATS_SCHEMA, JobConfig, process_partition
 from streaming.refresh import ModelRefresher
+from tone.kafka.config import KafkaConnection
 from tone.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -133,13 +134,6 @@ class ToneStream:
             query=query_name,
             scorer=scorer or settings.scorer,
             settings_env=worker_env,
-            dlq_topic=settings.kafka_topic_dlq,
-            scored_topic=settings.kafka_topic_scored,
-            half_life_s=settings.ewma_half_life_s,
-            recent_k=settings.recent_tweets,
-            top_min_count=settings.top_min_count,
-            bucket_ttl_s=settings.hourly_bucket_ttl_s,
-            key_prefix=settings.redis_key_prefix,
             source_options=self.source_options() | {"emit": "records"} if fused_read else None,
         )
         self.refresher: ModelRefresher | None = None
@@ -189,10 +183,8 @@ class ToneStream:
 
     def source_options(self) -> dict[str, str]:
         """Options of the tone_kafka source (the workers read with the same ones when the read is fused)."""
-        from streaming.kafka_source import spark_options
-
         s = self.settings
-        options = spark_options(s.kafka_client_config()) | {
+        options = KafkaConnection.from_settings(s).spark_options() | {
             "subscribe": s.kafka_topic_tweets,
             "startingOffsets": self.starting_offsets,
         }

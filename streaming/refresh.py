@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tone.errors import ToneError
-from tone.settings import REGISTRY_PREFIX, Settings
+from tone.scoring.kinds import REGISTRY_PREFIX
+from tone.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class ModelRefresher:
     def verify(self, version: str) -> None:
         """Fetch with checksums, load, and smoke-score; raises on any failure."""
         from tone.labels import TONE_LABELS
-        from tone.scorers.loader import load_registered
+        from tone.scoring.loader import load_registered
 
         scorer = load_registered(self.registry, version, self.settings)
         if scorer.version != version:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.stack import LocalStack
 from tone.settings import Settings, load_settings
-from tone.stack import LocalStack
 
 
 def free_port() -> int:

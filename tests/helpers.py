@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from model_training.datasets import Example
+from tone.datasets import Example
 
 POSITIVE_WORDS = ["love", "great", "awesome", "happy", "wonderful", "best", "amazing", "nice"]
 NEGATIVE_WORDS = ["hate", "awful", "terrible", "sad", "worst", "horrible", "angry", "bad"]
@@ -62,9 +62,12 @@ def tiny_rnn(labels: tuple[str, ...] = ("negative", "neutral", "positive"), hidd
     """An RNN scorer on MiniLM's tokenizer with small random embeddings (fast to build and run)."""
     import torch
 
-    from tone.scorers.rnn import BiGRUClassifier, RNNScorer, load_tokenizer, minilm_dir
+    from tone.scoring.rnn import BiGRUClassifier, RNNScorer, load_tokenizer, minilm_dir
 
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(minilm_dir() / "tokenizer.json", 64)
     model = BiGRUClassifier(tokenizer.get_vocab_size(), 16, hidden, len(labels), 0.1, 0)
     return RNNScorer(model, tokenizer, labels, device="cpu", batch_size=7)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -5,8 +5,11 @@ class ToneError(Exception):
     """Root of every error this project raises on purpose; the CLI prints these without a traceback."""
 
 
-class ConfigError(ToneError):
-    """A setting has a value outside what is allowed; the message names the setting and the allowed values."""
+class ConfigError(ToneError, ValueError):
+    """A setting or option has a value outside what is allowed; the message names it and the allowed values.
+
+    Also a ValueError, so validators that raise it keep working where a ValueError is expected.
+    """
 
 
 class StackError(ToneError):

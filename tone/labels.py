@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 if TYPE_CHECKING:
     import numpy as np
@@ -12,6 +12,9 @@ NEGATIVE: Final = "negative"
 NEUTRAL: Final = "neutral"
 POSITIVE: Final = "positive"
 TONE_LABELS: Final = (NEGATIVE, NEUTRAL, POSITIVE)
+# Labels users are ranked by (`tone top`, the API's /users/top, the Redis sorted sets the stream keeps).
+RankedLabel = Literal["negative", "positive"]
+RANKED_LABELS: Final[tuple[str, ...]] = get_args(RankedLabel)
 
 # Rated datasets (VADER's ground truth: mean rating in -4..+4) become 3 classes at +-0.5.
 RATING_NEUTRAL_BAND: Final = 0.5

@@ -246,7 +246,7 @@ class Registry:
     # writes ---------------------------------------------------------------------------------------------------------
     def publish(self, artifact_dir: Path, *, source: dict[str, Any]) -> ModelVersion:
         """Register a verified artifact as a candidate; publishing an existing version changes nothing."""
-        from tone.scorers import artifacts
+        from tone.scoring import artifacts
 
         artifact_dir = Path(artifact_dir)
         manifest = artifacts.verify(artifact_dir)
@@ -338,7 +338,7 @@ class Registry:
 
         A cached copy is re-verified and reused. Raises ArtifactError for a corrupt or incomplete version.
         """
-        from tone.scorers import artifacts
+        from tone.scoring import artifacts
 
         cache = Path(cache_dir or self.settings.model_dir / "registry")
         target = cache / version

@@ -11,7 +11,6 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tone import envvars as env
 from tone.errors import ConfigError
+from tone.scoring.kinds import REGISTRY_PREFIX, SCORER_KINDS, Device
 
 _HOST_PORT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -30,9 +30,6 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 BrokerStorage = Literal["memory", "s3"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-Device = Literal["auto", "cpu", "cuda", "mps"]
-SCORER_KINDS = ("rnn", "transformer", "vader", "registry")
-REGISTRY_PREFIX = "registry:"
 
 
 def _default_stack_dir() -> Path:
@@ -168,42 +165,6 @@ class Settings(BaseSettings):
     def bootstrap_list(self) -> list[str]:
         """Bootstrap servers as a list, the form kafka-python takes."""
         return self.kafka_bootstrap_servers.split(",")
-
-    def kafka_client_config(self) -> dict[str, Any]:
-        """Connection options shared by every kafka-python client of this project (security included)."""
-        config: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_list,
-            "security_protocol": self.kafka_security_protocol,
-        }
-        if self.kafka_sasl_mechanism:
-            config["sasl_mechanism"] = self.kafka_sasl_mechanism
-            config["sasl_plain_username"] = self.kafka_sasl_username
-            if self.kafka_sasl_password is not None:
-                config["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
-        return config
-
-    def librdkafka_config(self) -> dict[str, Any]:
-        """The same connection options in librdkafka's (confluent-kafka's) names."""
-        return librdkafka_names(self.kafka_client_config())
-
-
-# kafka-python's client option names -> librdkafka's
-_LIBRDKAFKA_NAMES = {
-    "bootstrap_servers": "bootstrap.servers",
-    "security_protocol": "security.protocol",
-    "sasl_mechanism": "sasl.mechanism",
-    "sasl_plain_username": "sasl.username",
-    "sasl_plain_password": "sasl.password",
-    "client_id": "client.id",
-}
-
-
-def librdkafka_names(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A kafka-python client config (connection options) in librdkafka's names; other keys are left out."""
-    out = {_LIBRDKAFKA_NAMES[k]: v for k, v in config.items() if k in _LIBRDKAFKA_NAMES}
-    if isinstance(out.get("bootstrap.servers"), list):
-        out["bootstrap.servers"] = ",".join(out["bootstrap.servers"])
-    return out
 
 
 def env_name(field: str) -> str:

@@ -7,10 +7,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from serving.api import create_app
 from tone import envvars
-from tone.aggregate import Scored, batch_deltas
-from tone.api.app import create_app
-from tone.lookup import open_store
+from tone.aggregates.deltas import Scored, batch_deltas
+from tone.aggregates.redis_store import open_store
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def test_lookup_cli_and_light_imports(api_settings):
         envvars.TOP_MIN_COUNT: "2",
     }
     code = (
-        "import sys\nfrom tone.cli import app\nsys.argv = ['tone', *sys.argv[1:]]\n"
+        "import sys\nfrom tone_cli.main import app\nsys.argv = ['tone', *sys.argv[1:]]\n"
         "try:\n    app()\nexcept SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
         "heavy = [m for m in ('torch', 'pyspark', 'transformers') if m in sys.modules]\n"
         "print('HEAVY', heavy)\nsys.exit(code)\n"
@@ -92,7 +92,7 @@ def test_lookup_cli_and_light_imports(api_settings):
         [
             sys.executable,
             "-c",
-            "import sys, tone.api.app; print([m for m in ('torch', 'pyspark', 'transformers') if m in sys.modules])",
+            "import sys, serving.api; print([m for m in ('torch', 'pyspark', 'transformers') if m in sys.modules])",
         ],
         capture_output=True,
         text=True,

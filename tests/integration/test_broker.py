@@ -11,7 +11,7 @@ from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from producer.kafka_writer import TweetWriter
-from tone.schema import TweetEvent, parse_event
+from tone.events import TweetEvent, parse_event
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,9 @@ import pytest
 from streaming.job import ToneStream
 from tests.helpers import tiny_rnn
 from tests.integration.test_stream import events, isolated, produce, read_topic  # noqa: F401 - fixture reuse
+from tone.aggregates.redis_store import RedisToneStore
+from tone.aggregates.store import StoreConfig
 from tone.registry import Registry
-from tone.store import StoreConfig, ToneStore
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +69,6 @@ def test_stream_swaps_to_the_approved_model_and_refuses_a_corrupt_one(spark, iso
     assert {scored[e.id] for e in second} == {b}
     assert {scored[e.id] for e in third} == {b}  # the corrupt version never scored a tweet
 
-    store = ToneStore.from_url(s.redis_url, config=StoreConfig(prefix=s.redis_key_prefix))
+    store = RedisToneStore.from_url(s.redis_url, config=StoreConfig(prefix=s.redis_key_prefix))
     expected = Counter(e.user_id for e in first + second + third)
     assert {u: store.user(u)["n"] for u in expected} == dict(expected)

@@ -28,7 +28,7 @@ def test_tone_produce_sends_valid_tweets_keyed_by_user(settings, tmp_path):
     path = tmp_path / "tweets.jsonl"
     path.write_text("\n".join(lines) + "\n")
     env = {**os.environ, envvars.KAFKA_BOOTSTRAP_SERVERS: settings.kafka_bootstrap_servers}
-    code = "import sys; from tone.cli import app; sys.argv = ['tone', *sys.argv[1:]]; app()"
+    code = "import sys; from tone_cli.main import app; sys.argv = ['tone', *sys.argv[1:]]; app()"
     out = subprocess.run(
         [sys.executable, "-c", code, "produce", str(path), "--topic", topic],
         capture_output=True,

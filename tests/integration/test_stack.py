@@ -9,15 +9,15 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from devstack.stack import LocalStack, _proc_start_time, port_open
 from tests.conftest import stack_settings
 from tone import envvars
-from tone.stack import LocalStack, _proc_start_time, port_open
 
 pytestmark = pytest.mark.integration
 
 
 def tone(*args, env):
-    code = "import sys; from tone.cli import app; sys.argv = ['tone', *sys.argv[1:]]; app()"
+    code = "import sys; from tone_cli.main import app; sys.argv = ['tone', *sys.argv[1:]]; app()"
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False, timeout=120
     )

@@ -1,8 +1,12 @@
+"""The store contract: the Redis store and its in-memory twin give the same answers to the same writes."""
+
 import pytest
 import redis
 
-from tone.aggregate import Ewma, Scored, batch_deltas
-from tone.store import StoreConfig, ToneStore
+from tone.aggregates.deltas import Ewma, Scored, batch_deltas
+from tone.aggregates.memory_store import MemoryToneStore
+from tone.aggregates.redis_store import RedisToneStore
+from tone.aggregates.store import StoreConfig
 
 pytestmark = pytest.mark.integration
 
@@ -11,13 +15,21 @@ POS = {"negative": 0.1, "neutral": 0.1, "positive": 0.8}
 
 
 @pytest.fixture
-def store(settings, request):
+def redis_store(settings, request):
     client = redis.Redis.from_url(settings.redis_url)
     prefix = f"t{abs(hash(request.node.name)) % 10**8}:"
-    yield ToneStore(client, StoreConfig(prefix=prefix, half_life_s=3600, recent_k=3, top_min_count=2, bucket_ttl_s=600))
+    config = StoreConfig(prefix=prefix, half_life_s=3600, recent_k=3, top_min_count=2, bucket_ttl_s=600)
+    yield RedisToneStore(client, config)
     for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture(params=["redis", "memory"])
+def store(request):
+    if request.param == "memory":
+        return MemoryToneStore(StoreConfig(half_life_s=3600, recent_k=3, top_min_count=2, bucket_ttl_s=600))
+    return request.getfixturevalue("redis_store")
 
 
 def tw(user, t, probs):
@@ -53,8 +65,30 @@ def test_recent_is_capped_and_buckets_expire(store):
     store.apply_range("q", "tweets", 0, 0, 9, batch_deltas([tw("c", t, POS) for t in range(10)], 3600, 3))
     assert len(store.user("c")["recent"]) == 3
     assert store.hourly("c", "1970010100") == {"positive": 10}
-    ttl = store.client.ttl(f"{store.config.prefix}user:c:h:1970010100")
-    assert 0 < ttl <= 600
+    if isinstance(store, RedisToneStore):  # the in-memory twin keeps buckets for its (short) life
+        ttl = store.client.ttl(f"{store.config.prefix}user:c:h:1970010100")
+        assert 0 < ttl <= 600
+
+
+def test_both_stores_hold_the_same_aggregates(redis_store):
+    memory = MemoryToneStore(redis_store.config)
+    batches = [
+        [tw("a", 10, POS), tw("a", 20, NEG), tw("b", 5, NEG), tw("b", 7000, NEG)],
+        [tw("a", 9000, NEG), tw("b", 6, POS), tw("c", 1, POS)],
+    ]
+    for i, batch in enumerate(batches):
+        for s in (memory, redis_store):
+            assert s.apply_range("q", "t", 0, 10 * i, 10 * i + 9, batch_deltas(batch, 3600, 3)) is True
+    for user in ("a", "b", "c"):
+        mine, theirs = memory.user(user), redis_store.user(user)
+        assert mine.keys() == theirs.keys()
+        for key in ("n", "counts", "dominant_label", "first_seen", "last_seen", "recent"):
+            assert mine[key] == theirs[key], (user, key)
+        for key in ("mean_polarity", "ewma_polarity"):
+            assert mine[key] == pytest.approx(theirs[key], rel=1e-9), (user, key)
+        assert mine["mean_probs"] == pytest.approx(theirs["mean_probs"])
+    for by in ("negative", "positive"):
+        assert [u for u, _ in memory.top(by)] == [u for u, _ in redis_store.top(by)]
 
 
 def test_top_users_need_the_minimum_count(store):

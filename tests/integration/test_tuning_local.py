@@ -7,9 +7,9 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.helpers import toy_examples
-from tone.cli import app
 from tone.registry import Registry
 from tone.settings import load_settings
+from tone_cli.main import app
 
 pytestmark = pytest.mark.integration
 

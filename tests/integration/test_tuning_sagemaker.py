@@ -16,7 +16,7 @@ from model_training.tuning_spec import load_spec, parse_spec
 from tests.helpers import tiny_rnn, toy_examples
 from tone import aws
 from tone.registry import Registry
-from tone.scorers import artifacts
+from tone.scoring import artifacts
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,10 @@ def test_tuning_job_request_matches_the_spec(local, tmp_path):
     bucket, key = aws.split_s3_uri(static["sagemaker_submit_directory"])
     with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
         names = set(tar.getnames())
-    assert {"sm_train.py", "requirements.txt", "model_training/sm_entry.py", "tone/scorers/rnn.py"} <= names
+    assert {"sm_train.py", "requirements.txt", "model_training/sm_entry.py", "tone/scoring/rnn.py"} <= names
+    # the bundle is the kernel and the training stage only: no CLI, local stack, stream or API
+    tops = {n.split("/", 1)[0] for n in names if "/" in n}
+    assert tops == {"tone", "model_training"}, tops
 
 
 def test_hyperband_and_warm_start_reach_the_request(local, tmp_path):

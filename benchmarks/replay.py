@@ -1,0 +1,195 @@
+"""`tone bench replay`: N tweets through producer -> Kafka -> Spark -> scorer -> Redis, on the running stack.
+
+Measures sustained tweets/s (first tweet produced -> last batch applied in Redis), per-record produce->Redis
+latency percentiles (from each record's Kafka timestamp to its range's Redis write), and the time per stage.
+A warm-up set goes through first, so Python worker start-up and model loading are not in the figures.
+Everything runs on fresh topics and a fresh Redis key prefix, so a benchmark never mixes with real data.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tone.kafka.admin import create_topics, delete_topics
+from tone.kafka.config import KafkaConnection
+from tone.settings import Settings
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by nearest rank."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def _bench_settings(settings: Settings) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return settings.model_copy(
+        update={
+            "kafka_topic_tweets": f"bench-{tag}",
+            "kafka_topic_dlq": f"bench-{tag}.dlq",
+            "kafka_topic_scored": f"bench-{tag}.scored",
+            "redis_key_prefix": f"bench{tag}:",
+        }
+    )
+
+
+def _create_topics(s: Settings) -> None:
+    wanted = {s.kafka_topic_tweets: s.kafka_partitions, s.kafka_topic_dlq: 1, s.kafka_topic_scored: 1}
+    create_topics(KafkaConnection.from_settings(s), wanted)
+
+
+def _produce(s: Settings, texts: list[str], n: int, seed: int, rate: float | None) -> float:
+    from producer.kafka_writer import TweetWriter
+    from producer.replay import replay
+    from producer.sources import raw_from, synthetic_events
+
+    with TweetWriter(s) as writer:
+        events = raw_from(lambda: synthetic_events(texts, n, users=5000, seed=seed))
+        summary = replay(events, writer, rate=rate)
+    return summary.seconds
+
+
+def _warm_up(
+    s: Settings, texts: list[str], warmup: int, wait_for: Callable[[int, float], None], say: Callable[[str], None]
+) -> None:
+    """Send the warm-up tweets in 4 rounds, each processed before the next."""
+    say(f"warm-up: {warmup} tweets in 4 rounds (Python workers start, model loads)")
+    # Several micro-batches, not one: Spark hands tasks to whichever pooled Python worker is idle, and a worker
+    # that so far only ran source reads loads the model on its first scoring task (measured: a 3-5 s first batch
+    # after a one-batch warm-up, which then dominated the p95 at 1,000 tweets/s).
+    sent = 0
+    for round_no in range(4):
+        n = warmup // 4 if round_no < 3 else warmup - 3 * (warmup // 4)
+        _produce(s, texts, n, seed=10 + round_no, rate=None)
+        sent += n
+        wait_for(sent, 600)
+
+
+def _cleanup(s: Settings) -> None:
+    import redis
+
+    client = redis.Redis.from_url(s.redis_url)
+    for key in client.scan_iter(f"{s.redis_key_prefix}*", count=1000):
+        client.delete(key)
+    client.close()
+    delete_topics(KafkaConnection.from_settings(s), [s.kafka_topic_tweets, s.kafka_topic_dlq, s.kafka_topic_scored])
+
+
+def run_replay_bench(
+    settings: Settings,
+    *,
+    tweets: int,
+    scorer: str,
+    rate: float | None = None,
+    trigger_seconds: float = 0.5,
+    warmup: int = 2000,
+    reference: bool = False,
+    max_tasks: int | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the whole path once and return its figures."""
+    from benchmarks.scorers import bench_texts
+    from streaming.job import ToneStream, build_spark
+
+    s = _bench_settings(settings)
+    _create_topics(s)
+    texts = bench_texts(settings, 4200)
+    spark = build_spark(settings.spark_master, "tone-bench-replay")
+    with tempfile.TemporaryDirectory() as tmp:
+        job = ToneStream(
+            s,
+            scorer=scorer,
+            checkpoint=Path(tmp) / "ckpt",
+            query_name=f"bench-{uuid.uuid4().hex[:6]}",
+            trigger_seconds=trigger_seconds,
+            max_tasks=max_tasks,
+        )
+        if reference:
+            from benchmarks.reference import start_reference
+
+            query = start_reference(spark, job)
+        else:
+            query = job.start(spark)
+        try:
+
+            def processed() -> int:
+                return sum(r.records for r in job.reports)
+
+            def wait_for(count: int, timeout: float) -> None:
+                deadline = time.monotonic() + timeout
+                while processed() < count:
+                    if not query.isActive or time.monotonic() > deadline:
+                        msg = f"the stream processed {processed()} of {count} records before giving up"
+                        raise RuntimeError(msg)
+                    time.sleep(0.05)
+
+            _warm_up(s, texts, warmup, wait_for, say)
+            first_measured = len(job.reports)
+
+            say(f"measuring: {tweets} tweets" + (f" at {rate:.0f}/s" if rate else " as fast as the producer goes"))
+            t0 = time.time()
+            # The producer runs as its own process, as it would in production: in the driver's interpreter its
+            # pure-Python sends competed for the GIL with Spark's foreachBatch callbacks.
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(1) as pool:
+                pending = pool.apply_async(_produce, (s, texts, tweets, 2, rate))
+                while not pending.ready():
+                    if not query.isActive:
+                        msg = "the stream stopped while the producer was running"
+                        raise RuntimeError(msg)
+                    time.sleep(0.05)
+                produce_s = [pending.get()]
+            wait_for(warmup + tweets, 600)
+            measured = job.reports[first_measured:]
+            t_end = max(r.finished for r in measured)
+        finally:
+            query.stop()
+            spark.stop()
+    _cleanup(s)
+
+    lags = [lag for r in measured for lag in r.lags]
+    wall = t_end - t0
+    batch_wall = sum(r.finished - r.started for r in measured)
+    stage = {k: sum(getattr(r, k) for r in measured) for k in ("parse_s", "score_s", "redis_s", "kafka_s")}
+    return {
+        "pipeline": "predict_batch_udf reference" if reference else "tone stream",
+        "scorer": scorer,
+        "tweets": tweets,
+        "rate": rate,
+        "trigger_seconds": trigger_seconds,
+        "max_tasks": None if reference else job.max_tasks,
+        "batches": len(measured),
+        "produce_s": produce_s[0] if produce_s else None,
+        "wall_s": wall,
+        "tweets_per_s": tweets / wall,
+        "latency_s": {
+            "p50": percentile(lags, 50),
+            "p95": percentile(lags, 95),
+            "p99": percentile(lags, 99),
+            "max": max(lags) if lags else None,
+            "samples": len(lags),
+        },
+        "stage_task_s": stage,  # summed over tasks (they run in parallel, one per Kafka partition)
+        "batch_wall_s": batch_wall,
+        "model_versions": sorted({v for r in measured for v in r.model_versions}),
+        # per batch: records, seconds from foreachBatch start to its Redis writes, worst lag (for tail analysis)
+        "per_batch": [
+            {
+                "records": r.records,
+                "wall_s": round(r.finished - r.started, 3),
+                "max_lag_s": round(r.max_lag_s, 3),
+                "parse_s": round(r.parse_s, 3),
+                "score_s": round(r.score_s, 3),
+            }
+            for r in measured
+        ],
+    }

@@ -1,0 +1,1 @@
+"""Dev tooling, never shipped: the Docker-less local stack (``tone stack``) that tests and `make demo` run on."""

@@ -1,0 +1,94 @@
+"""Offset planning of the Spark Kafka source, without Spark or a broker."""
+
+import pytest
+from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
+
+from streaming.kafka_source import KafkaStreamReader, from_arrow, to_arrow
+from tone.kafka.config import KafkaConnection
+from tone.kafka.readers import RecordChunk
+
+
+class Planned(KafkaStreamReader):
+    def __init__(self, ends, **options):
+        super().__init__({"kafka.bootstrap.servers": "h:1", "subscribe": "t", **options})
+        self.ends = ends
+
+    def _end_offsets(self):
+        return dict(self.ends)
+
+
+def test_read_all_available():
+    reader = Planned({"0": 10, "1": 5})
+    assert reader.latestOffset({"0": 2, "1": 5}, ReadAllAvailable()) == {"0": 10, "1": 5}
+
+
+def test_max_rows_is_shared_fairly_and_never_exceeded():
+    reader = Planned({"0": 1000, "1": 10, "2": 1000})
+    end = reader.latestOffset({"0": 0, "1": 0, "2": 0}, ReadMaxRows(300))
+    assert sum(end.values()) == 300
+    assert end["1"] == 10  # the small partition gets all it has; the others split the rest
+    assert abs(end["0"] - end["2"]) <= 1
+
+
+def test_new_partitions_start_at_zero_and_ranges_skip_idle_partitions():
+    reader = Planned({"0": 4, "1": 3})
+    end = reader.latestOffset({"0": 4}, ReadAllAvailable())
+    ranges = reader.partitions({"0": 4}, end)
+    assert [(r.partition, r.start, r.end) for r in ranges] == [(1, 0, 3)]
+
+
+def test_options_are_case_insensitive_and_validated():
+    reader = Planned({}, maxoffsetspertrigger="50", startingoffsets="latest")
+    assert reader.max_rows == 50
+    assert isinstance(reader.getDefaultReadLimit(), ReadMaxRows)
+    with pytest.raises(ValueError, match="startingOffsets must be earliest or latest"):
+        Planned({}, startingoffsets="yesterday")
+    with pytest.raises(ValueError, match="subscribe=<one topic>"):
+        KafkaStreamReader({"kafka.bootstrap.servers": "h:1", "subscribe": "a,b"})
+    with pytest.raises(ValueError, match="kafka.bootstrap.servers"):
+        KafkaConnection.from_options({})
+    conn = KafkaConnection.from_options({"kafka.bootstrap.servers": "a:1,b:2", "kafka.security.protocol": "SSL"})
+    assert conn.kafka_python() == {"bootstrap_servers": ["a:1", "b:2"], "security_protocol": "SSL"}
+
+
+def test_emit_ranges_groups_ranges_into_balanced_tasks():
+    from streaming.kafka_source import KafkaRanges
+
+    reader = Planned({}, emit="ranges", maxtasks="2")
+    planned = reader.partitions({}, {"0": 100, "1": 10, "2": 90, "3": 30})
+    assert all(isinstance(p, KafkaRanges) for p in planned)
+    groups = [[(r.partition, r.end) for r in p.ranges] for p in planned]
+    assert sorted(groups) == [[(0, 100), (1, 10)], [(2, 90), (3, 30)]]
+    rows = [row for p in planned for row in reader.read(p)]
+    assert sorted(rows) == [("t", 0, 0, 100), ("t", 1, 0, 10), ("t", 2, 0, 90), ("t", 3, 0, 30)]
+    # without maxTasks: one task per partition, each still a single row
+    single = Planned({}, emit="ranges").partitions({}, {"0": 5})
+    assert list(Planned({}, emit="ranges").read(single[0])) == [("t", 0, 0, 5)]
+    with pytest.raises(ValueError, match="emit must be records or ranges"):
+        Planned({}, emit="rows")
+
+
+def test_an_unknown_kafka_client_is_refused():
+    with pytest.raises(ValueError, match="kafka.client must be auto or kafka-python"):
+        Planned({}, **{"kafka.client": "confluent"})
+
+
+def test_a_topic_behind_the_checkpoint_fails_the_query_unless_told_otherwise():
+    reader = Planned({"0": 10, "1": 3})
+    with pytest.raises(RuntimeError, match=r"partition 1: checkpoint at offset 50, topic ends at 3.*new query"):
+        reader.latestOffset({"0": 5, "1": 50}, ReadAllAvailable())
+    lenient = Planned({"0": 10, "1": 3}, failondataloss="false")
+    end = lenient.latestOffset({"0": 5, "1": 50}, ReadMaxRows(100))
+    assert end == {"0": 10, "1": 3}  # continues from the current end of the recreated partition
+    assert [(r.partition, r.start, r.end) for r in lenient.partitions({"0": 5, "1": 50}, end)] == [(0, 5, 10)]
+
+
+def test_record_chunk_round_trips_through_arrow():
+    pending = RecordChunk("tweets", 3)
+    pending.add(10, 1_700_000_000_123, b"u1", b'{"a": 1}')
+    pending.add(11, 1_700_000_000_456, None, None)
+    chunk = pending.take()
+    assert len(pending) == 0 and len(chunk) == 2  # take() hands the records over and starts afresh
+    batch = to_arrow(chunk)
+    assert batch.schema.field("timestamp").type.unit == "us"
+    assert from_arrow(batch) == chunk

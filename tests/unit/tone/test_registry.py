@@ -1,0 +1,109 @@
+"""The registry on a local directory: immutable versions, the approval gate, rollback, verified fetches.
+
+The same code runs on S3 (moto) in tests/integration/test_tuning_sagemaker.py.
+"""
+
+import json
+
+import pytest
+
+from tests.helpers import tiny_rnn
+from tone.errors import ArtifactError
+from tone.registry import Registry, RegistryError
+from tone.settings import load_settings
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(registry_uri=str(tmp_path / "registry"), model_dir=tmp_path / "models", approve_margin=0.01)
+
+
+@pytest.fixture
+def registry(settings):
+    return Registry.from_settings(settings)
+
+
+def artifact(tmp_path, name, f1, seed):
+    return tiny_rnn(seed=seed), tiny_rnn(seed=seed).save(tmp_path / name, metrics={"test_macro_f1": f1})
+
+
+def test_publish_is_immutable_and_idempotent(registry, tmp_path):
+    _, manifest = artifact(tmp_path, "a", 0.70, 1)
+    first = registry.publish(tmp_path / "a", source={"backend": "test"})
+    assert first.version == manifest["version"]
+    assert first.status == "candidate"
+    assert first.registration["files"]["model.safetensors"] == manifest["files"]["model.safetensors"]
+    again = registry.publish(tmp_path / "a", source={"backend": "other"})
+    assert again.registration["source"] == {"backend": "test"}  # nothing was rewritten
+    assert [e["action"] for e in registry.events()] == ["publish"]
+
+
+def test_publish_refuses_a_tampered_artifact(registry, tmp_path):
+    artifact(tmp_path, "a", 0.7, 1)
+    (tmp_path / "a" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="checksum"):
+        registry.publish(tmp_path / "a", source={})
+    assert registry.versions() == []
+
+
+def test_approval_gate_margin_force_and_rollback(registry, tmp_path):
+    def publish(name, f1, seed):
+        artifact(tmp_path, name, f1, seed)
+        return registry.publish(tmp_path / name, source={}).version
+
+    a, b, c = publish("a", 0.700, 1), publish("b", 0.705, 2), publish("c", 0.720, 3)
+    assert "no approved version yet" in registry.approve(a)
+    with pytest.raises(RegistryError, match=r"0\.7050 does not beat .* by the margin 0\.01"):
+        registry.approve(b)  # +0.005 < margin 0.01
+    assert registry.approved_version() == a
+    assert "approved" in registry.approve(b, margin=0.001)
+    assert registry.get(a).status == "archived"
+    registry.approve(c)
+    statuses = {v.version: v.status for v in registry.versions()}
+    assert statuses == {a: "archived", b: "archived", c: "approved"}
+    assert "rolled back to " + b in registry.rollback()
+    assert registry.approved_version() == b
+    assert registry.get(c).status == "archived"
+    registry.rollback(to=a)
+    assert registry.approved_version() == a
+    with pytest.raises(RegistryError, match="forced|not approved"):
+        registry.approve(b)
+    assert "forced" in registry.approve(b, force=True)
+    assert [e["action"] for e in registry.events()][-3:] == ["rollback", "rollback", "approve"]
+
+
+def test_unknown_versions_and_empty_rollback(registry):
+    with pytest.raises(RegistryError, match="no version 'rnn-0'"):
+        registry.approve("rnn-0")
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        registry.rollback()
+
+
+def test_fetch_verifies_and_refuses_corruption(registry, settings, tmp_path):
+    scorer, _ = artifact(tmp_path, "a", 0.7, 1)
+    version = registry.publish(tmp_path / "a", source={}).version
+    path = registry.fetch(version)
+    assert path == settings.model_dir / "registry" / version
+    from tone.scoring import artifacts
+
+    assert artifacts.load(path).version == version
+    # Corrupt the stored copy (bit rot, a bad upload): a fresh fetch is refused and nothing lands in the cache.
+    stored = tmp_path / "registry" / "versions" / version / "artifact" / "model.safetensors"
+    stored.write_bytes(stored.read_bytes()[:-8] + b"\0" * 8)
+    fresh = tmp_path / "other-cache"
+    with pytest.raises(ArtifactError, match="registered sha256"):
+        registry.fetch(version, fresh)
+    assert not (fresh / version).exists()
+    # A corrupted local cache is detected and replaced (from storage, which is corrupt here: refused).
+    (path / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(ArtifactError):
+        registry.fetch(version)
+
+
+def test_index_is_plain_json(registry, tmp_path):
+    artifact(tmp_path, "a", 0.7, 1)
+    version = registry.publish(tmp_path / "a", source={}).version
+    registry.approve(version)
+    index = json.loads((tmp_path / "registry" / "index.json").read_text())
+    assert index["approved"] == version
+    assert index["versions"][version]["status"] == "approved"

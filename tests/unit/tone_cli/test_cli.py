@@ -1,0 +1,105 @@
+import json
+import os
+import subprocess
+import sys
+
+from tests.helpers import REPO_ROOT
+from tone import envvars
+
+
+def run_tone(*args, env=None):
+    code = "import sys; from tone_cli.main import app; sys.argv = ['tone', *sys.argv[1:]]; app()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False, timeout=60
+    )
+
+
+def test_help_imports_nothing_heavy():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from tone_cli.main import app\n"
+        "result = CliRunner().invoke(app, ['--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = [m for m in ('torch', 'transformers', 'pyspark', 'sagemaker', 'boto3', 'pandas', 'pydantic_settings')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_config_show_masks_secrets_and_reports_source():
+    env = {**os.environ, envvars.REDIS_PASSWORD: "hunter2", envvars.KAFKA_PARTITIONS: "6"}
+    result = run_tone("config", "show", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = {r["env"]: r for r in json.loads(result.stdout)}
+    assert "hunter2" not in result.stdout
+    assert rows[envvars.REDIS_PASSWORD]["value"] == "**********"
+    assert rows[envvars.KAFKA_PARTITIONS] == {**rows[envvars.KAFKA_PARTITIONS], "value": "6", "source": "env"}
+    assert rows[envvars.KAFKA_TOPIC_TWEETS]["source"] == "default"
+
+
+def test_bad_config_exits_2_with_the_setting_named():
+    env = {**os.environ, envvars.KAFKA_PARTITIONS: "many"}
+    result = run_tone("config", "show", env=env)
+    assert result.returncode == 2
+    assert envvars.KAFKA_PARTITIONS in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_a_readme_section_with_an_example():
+    import typer.main
+
+    from tone_cli.main import app
+
+    def commands(group, prefix):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from commands(cmd, f"{prefix} {name}")
+            else:
+                yield f"{prefix} {name}"
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    missing = [c for c in commands(typer.main.get_command(app), "tone") if f"### `{c}`" not in readme]
+    assert not missing, f"README lacks a section for: {missing}"
+    for c in commands(typer.main.get_command(app), "tone"):
+        section = readme.split(f"### `{c}`", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+        examples = [line for line in section.splitlines() if line.startswith("$ ") and c in line]
+        assert examples, f"README section of {c} has no `$ {c} ...` example"
+
+
+def test_errors_become_exit_codes_in_one_place(monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from tone.errors import ConfigError, ToneError
+    from tone_cli._errors import ToneGroup
+
+    app = typer.Typer(cls=ToneGroup)
+    sub = typer.Typer()
+    app.add_typer(sub, name="group")
+
+    @sub.command("boom")
+    def boom(kind: str) -> None:
+        raise {"config": ConfigError("TONE_X='y' is invalid"), "tone": ToneError("broker down; start it")}[kind]
+
+    @app.command("other")
+    def other() -> None:
+        raise RuntimeError("a bug keeps its traceback")
+
+    runner = CliRunner()
+    config = runner.invoke(app, ["group", "boom", "config"])
+    assert (config.exit_code, "TONE_X='y' is invalid" in config.output) == (2, True)
+    tone = runner.invoke(app, ["group", "boom", "tone"])
+    assert (tone.exit_code, "broker down; start it" in tone.output) == (1, True)
+    assert "Traceback" not in tone.output
+    bug = runner.invoke(app, ["other"])
+    assert isinstance(bug.exception, RuntimeError)
+
+
+def test_an_invalid_user_id_exits_2_before_touching_redis():
+    env = {**os.environ, envvars.REDIS_URL: "redis://127.0.0.1:1/0"}  # nothing listens there
+    result = run_tone("lookup", "not valid!", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "user_id" in result.stderr

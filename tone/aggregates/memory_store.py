@@ -1,0 +1,90 @@
+"""An in-memory twin of the Redis store, for unit tests of the per-record pipeline without services.
+
+It keeps the same hash fields as the Lua script in :mod:`tone.aggregates.redis_store` and follows the same rules
+(exactly once per offset range, recent list capped, top sets only from the minimum count); the store contract
+tests run one suite against both. Hourly buckets do not expire here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tone.aggregates.deltas import Ewma, UserDelta
+from tone.aggregates.store import StoreConfig, check_range, check_ranked, finite_top, user_view
+from tone.labels import RANKED_LABELS
+
+
+@dataclass
+class MemoryToneStore:
+    """Per-user aggregates in dictionaries (the :class:`~tone.aggregates.store.ToneStore` protocol)."""
+
+    config: StoreConfig = field(default_factory=StoreConfig)
+    users: dict[str, dict[str, str]] = field(default_factory=dict)
+    recent: dict[str, list[str]] = field(default_factory=dict)
+    buckets: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    ranks: dict[str, dict[str, float]] = field(default_factory=lambda: {label: {} for label in RANKED_LABELS})
+    applied: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    # Test hook: raise this from apply_range (before any write) to simulate a failing store.
+    fail_with: Exception | None = None
+
+    def apply_range(
+        self, query: str, topic: str, partition: int, start: int, end: int, deltas: Sequence[UserDelta]
+    ) -> bool:
+        """Apply the tweets of offsets [start, end] of one partition; False if already applied."""
+        check_range(start, end)
+        if self.fail_with is not None:
+            raise self.fail_with
+        if start <= self.applied.get((query, topic, partition), -1):
+            return False
+        half_life = self.config.half_life_s
+        for d in deltas:
+            wire = d.to_wire()
+            json.dumps(wire, allow_nan=False)  # the Redis store refuses what JSON cannot carry: so does this one
+            h = self.users.setdefault(d.user_id, {})
+            n = int(h.get("n", 0)) + d.n
+            h["n"] = str(n)
+            for label, c in d.counts.items():
+                h[f"count:{label}"] = str(int(h.get(f"count:{label}", 0)) + c)
+            for label, p in d.prob_sums.items():
+                h[f"prob_sum:{label}"] = repr(float(h.get(f"prob_sum:{label}", 0.0)) + p)
+            h["polarity_sum"] = repr(float(h.get("polarity_sum", 0.0)) + d.polarity_sum)
+            old = Ewma(float(h.get("ewma_s", 0.0)), float(h.get("ewma_w", 0.0)), float(h.get("ewma_t", "-inf")))
+            ewma = old.merge(d.ewma, half_life)
+            h["ewma_s"], h["ewma_w"], h["ewma_t"] = repr(ewma.s), repr(ewma.w), repr(ewma.t)
+            h["first_seen"] = repr(min(d.first_seen, float(h.get("first_seen", "inf"))))
+            h["last_seen"] = repr(max(d.last_seen, float(h.get("last_seen", "-inf"))))
+            recent = [json.dumps(r) for r in d.recent] + self.recent.get(d.user_id, [])
+            self.recent[d.user_id] = recent[: self.config.recent_k]
+            for hour, counts in d.hourly.items():
+                bucket = self.buckets.setdefault((d.user_id, hour), {})
+                for label, c in counts.items():
+                    bucket[label] = bucket.get(label, 0) + c
+            for label in RANKED_LABELS:
+                if n >= self.config.top_min_count:
+                    self.ranks[label][d.user_id] = float(h.get(f"prob_sum:{label}", 0.0)) / n
+                else:
+                    self.ranks[label].pop(d.user_id, None)
+        self.applied[(query, topic, partition)] = end
+        return True
+
+    def last_offset(self, query: str, topic: str, partition: int) -> int | None:
+        """Last Kafka offset of ``topic``/``partition`` whose tweets ``query`` has counted."""
+        return self.applied.get((query, topic, partition))
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        """A user's aggregates, or None for an unknown user."""
+        recent = [json.loads(r) for r in self.recent.get(user_id, [])]
+        return user_view(user_id, self.users.get(user_id, {}), recent)
+
+    def hourly(self, user_id: str, hour: str) -> dict[str, int]:
+        """Label counts of one UTC hour bucket (``YYYYMMDDHH``)."""
+        return dict(self.buckets.get((user_id, hour), {}))
+
+    def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` users with the highest mean p(``by``) (ties: the larger id first, as Redis's ZREVRANGE)."""
+        check_ranked(by)
+        rows = sorted(self.ranks[by].items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+        return finite_top(rows[:n])

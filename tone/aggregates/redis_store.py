@@ -1,0 +1,159 @@
+"""The Redis store: one atomic, idempotent write per Kafka offset range, and the lookups.
+
+Key layout (prefix ``tone:`` by default):
+
+- ``tone:user:{id}`` (hash): ``n``; ``count:{label}``; ``prob_sum:{label}`` (mean = sum / n); ``polarity_sum``;
+  ``ewma_s``, ``ewma_w``, ``ewma_t`` (event-time EWMA of polarity, see :mod:`tone.aggregates.deltas`); ``first_seen``,
+  ``last_seen`` (epoch seconds);
+- ``tone:user:{id}:recent`` (list): the last K scored tweets, newest first (JSON);
+- ``tone:user:{id}:h:{YYYYMMDDHH}`` (hash): label counts in that UTC hour; expires after the bucket TTL;
+- ``tone:top:negative`` / ``tone:top:positive`` (sorted sets): user id -> mean p(negative) / mean p(positive), for
+  users with at least the minimum count;
+- ``tone:applied:{query}:{topic}:{partition}`` (string): the last Kafka offset whose tweets are counted.
+
+Exactly once (see :mod:`tone.aggregates.store`): the Lua script applies a range only if ``start`` is past the
+stored last-applied offset, and stores ``end`` in the same atomic step, so a range replayed after a crash changes
+nothing, whatever the batch boundaries were.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from tone.aggregates.deltas import UserDelta
+from tone.aggregates.store import StoreConfig, check_range, check_ranked, finite_top, user_view
+from tone.labels import RANKED_LABELS
+
+if TYPE_CHECKING:
+    import redis
+
+    from tone.settings import Settings
+
+APPLY_BATCH = r"""
+local applied_key = KEYS[1]
+local start_offset = tonumber(ARGV[1])
+local end_offset = tonumber(ARGV[8])
+local last = tonumber(redis.call('GET', applied_key) or '-1')
+if start_offset <= last then return 0 end
+local users = cjson.decode(ARGV[2])
+local half_life = tonumber(ARGV[3])
+local recent_k = tonumber(ARGV[4])
+local min_count = tonumber(ARGV[5])
+local bucket_ttl = tonumber(ARGV[6])
+local prefix = ARGV[7]
+local ranked = cjson.decode(ARGV[9])
+for _, u in ipairs(users) do
+  local key = prefix .. 'user:' .. u.id
+  local n = redis.call('HINCRBY', key, 'n', u.n)
+  for label, c in pairs(u.counts) do redis.call('HINCRBY', key, 'count:' .. label, c) end
+  for label, s in pairs(u.prob_sums) do redis.call('HINCRBYFLOAT', key, 'prob_sum:' .. label, s) end
+  redis.call('HINCRBYFLOAT', key, 'polarity_sum', u.polarity_sum)
+  local old = redis.call('HMGET', key, 'ewma_s', 'ewma_w', 'ewma_t', 'first_seen', 'last_seen')
+  local s, w, t = u.ewma_s, u.ewma_w, u.ewma_t
+  if old[2] and tonumber(old[2]) > 0 then
+    local os, ow, ot = tonumber(old[1]), tonumber(old[2]), tonumber(old[3])
+    local tt = math.max(ot, t)
+    local a = math.pow(0.5, (tt - ot) / half_life)
+    local b = math.pow(0.5, (tt - t) / half_life)
+    s, w, t = os * a + s * b, ow * a + w * b, tt
+  end
+  local first = u.first_seen
+  if old[4] then first = math.min(first, tonumber(old[4])) end
+  local lastseen = u.last_seen
+  if old[5] then lastseen = math.max(lastseen, tonumber(old[5])) end
+  redis.call('HSET', key, 'ewma_s', tostring(s), 'ewma_w', tostring(w), 'ewma_t', tostring(t),
+             'first_seen', tostring(first), 'last_seen', tostring(lastseen))
+  for i = #u.recent, 1, -1 do redis.call('LPUSH', key .. ':recent', cjson.encode(u.recent[i])) end
+  redis.call('LTRIM', key .. ':recent', 0, recent_k - 1)
+  for hour, counts in pairs(u.hourly) do
+    local hkey = key .. ':h:' .. hour
+    for label, c in pairs(counts) do redis.call('HINCRBY', hkey, label, c) end
+    redis.call('EXPIRE', hkey, bucket_ttl)
+  end
+  for _, label in ipairs(ranked) do
+    local zkey = prefix .. 'top:' .. label
+    if n >= min_count then
+      local sum = tonumber(redis.call('HGET', key, 'prob_sum:' .. label) or '0')
+      redis.call('ZADD', zkey, sum / n, u.id)
+    else
+      redis.call('ZREM', zkey, u.id)
+    end
+  end
+end
+redis.call('SET', applied_key, end_offset)
+return 1
+"""
+
+
+class RedisToneStore:
+    """Per-user aggregates in Redis (the :class:`~tone.aggregates.store.ToneStore` protocol)."""
+
+    def __init__(self, client: redis.Redis, config: StoreConfig | None = None) -> None:
+        """Wrap a redis-py client (decode_responses=False)."""
+        self.client: Any = client  # redis-py's return types are unions of sync/async shapes; we use sync bytes
+        self.config = config or StoreConfig()
+        self._apply = client.register_script(APPLY_BATCH)
+
+    @classmethod
+    def from_url(cls, url: str, password: str | None = None, config: StoreConfig | None = None) -> RedisToneStore:
+        """Connect by URL."""
+        import redis
+
+        return cls(redis.Redis.from_url(url, password=password), config)
+
+    def apply_range(
+        self, query: str, topic: str, partition: int, start: int, end: int, deltas: Sequence[UserDelta]
+    ) -> bool:
+        """Apply the tweets of offsets [start, end] of one partition atomically; False if already applied."""
+        check_range(start, end)
+        c = self.config
+        payload = json.dumps([d.to_wire() for d in deltas], allow_nan=False)
+        applied = self._apply(
+            keys=[self._applied_key(query, topic, partition)],
+            args=[
+                start,
+                payload,
+                c.half_life_s,
+                c.recent_k,
+                c.top_min_count,
+                c.bucket_ttl_s,
+                c.prefix,
+                end,
+                json.dumps(RANKED_LABELS),
+            ],
+        )
+        return bool(applied)
+
+    def _applied_key(self, query: str, topic: str, partition: int) -> str:
+        return f"{self.config.prefix}applied:{query}:{topic}:{partition}"
+
+    def last_offset(self, query: str, topic: str, partition: int) -> int | None:
+        """Last Kafka offset of ``topic``/``partition`` whose tweets ``query`` has counted."""
+        value = self.client.get(self._applied_key(query, topic, partition))
+        return int(value) if value is not None else None
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        """A user's aggregates, or None for an unknown user."""
+        key = f"{self.config.prefix}user:{user_id}"
+        fields = {k.decode(): v.decode() for k, v in self.client.hgetall(key).items()}
+        recent = [json.loads(r) for r in self.client.lrange(f"{key}:recent", 0, -1)] if fields else []
+        return user_view(user_id, fields, recent)
+
+    def hourly(self, user_id: str, hour: str) -> dict[str, int]:
+        """Label counts of one UTC hour bucket (``YYYYMMDDHH``)."""
+        key = f"{self.config.prefix}user:{user_id}:h:{hour}"
+        return {k.decode(): int(v) for k, v in self.client.hgetall(key).items()}
+
+    def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` users with the highest mean p(``by``)."""
+        check_ranked(by)
+        rows = self.client.zrevrange(f"{self.config.prefix}top:{by}", 0, n - 1, withscores=True)
+        return finite_top([(member.decode(), float(score)) for member, score in rows])
+
+
+def open_store(settings: Settings, *, prefix: str | None = None) -> RedisToneStore:
+    """The store on the configured Redis (password from the settings), with the configured parameters."""
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    return RedisToneStore.from_url(settings.redis_url, password, StoreConfig.from_settings(settings, prefix=prefix))

@@ -1,1 +1,0 @@
-"""The HTTP lookup API (FastAPI) over the Redis aggregates."""

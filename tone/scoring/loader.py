@@ -1,0 +1,96 @@
+"""Turn the ``scorer`` setting into a loaded scorer: one place for training, streaming and benchmarks.
+
+- ``vader``: the lexicon scorer;
+- ``rnn``: the project's default RNN in ``<model_dir>/default-rnn``, else VADER with a warning (training it is
+  the caller's decision: ``model_training.defaults.ensure_default_rnn``, which `tone stream` and the benchmarks
+  call; the kernel never trains);
+- ``transformer``: ``transformer_model`` when set (hub id, HF directory or artifact), else the fine-tuned MiniLM in
+  ``<model_dir>/default-transformer`` (made by ``tone train --model transformer``);
+- ``registry``: the registry's approved version (``registry:VERSION`` pins one), fetched and checksum-verified;
+- a path: a model artifact (directory or ``model.tar.gz``), checksum-verified.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tone.errors import ArtifactError
+from tone.scoring.base import Scorer
+from tone.scoring.kinds import REGISTRY_PREFIX
+from tone.settings import Settings
+
+if TYPE_CHECKING:
+    from tone.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+def default_model_path(settings: Settings, kind: str) -> Path:
+    """Where the default model of ``kind`` is cached."""
+    return settings.model_dir / f"default-{kind}"
+
+
+def torch_options(settings: Settings) -> dict[str, Any]:
+    """Device, threads and batch size from the settings, as the torch scorers' keyword arguments."""
+    options: dict[str, Any] = {"device": settings.device, "threads": settings.torch_threads}
+    if settings.scorer_batch_size:
+        options["batch_size"] = settings.scorer_batch_size
+    return options
+
+
+def load_scorer(spec: str, settings: Settings) -> Scorer:
+    """Load the scorer named by ``spec`` (a kind or an artifact path) with the device/thread settings."""
+    if spec == "vader":
+        from tone.scoring.vader import VaderScorer
+
+        return VaderScorer()
+    from tone.scoring import artifacts
+
+    if spec == "registry" or spec.startswith(REGISTRY_PREFIX):
+        from tone.registry import Registry
+
+        registry = Registry.from_settings(settings)
+        version = spec.removeprefix(REGISTRY_PREFIX) if spec != "registry" else registry.approved_version()
+        if version is None:
+            log.warning(
+                "no approved model in the registry at %s yet: scoring with the default RNN", settings.registry_uri
+            )
+            return load_scorer("rnn", settings)
+        return load_registered(registry, version, settings)
+    if spec == "rnn":
+        path = default_model_path(settings, "rnn")
+        try:
+            return artifacts.load(path, **torch_options(settings))
+        except ArtifactError as exc:
+            from tone.scoring.vader import VaderScorer
+
+            log.warning("no usable default RNN (%s); scoring with VADER. Train it with: tone train --model rnn", exc)
+            return VaderScorer()
+    if spec == "transformer":
+        name = settings.transformer_model
+        if name is None:
+            path = default_model_path(settings, "transformer")
+            if not (path / artifacts.MANIFEST).is_file():
+                msg = (
+                    f"no transformer configured and none trained in {path}: run `tone train --model transformer`, "
+                    "or set TONE_TRANSFORMER_MODEL to a hub id or model directory"
+                )
+                raise ArtifactError(msg)
+            return artifacts.load(path, **torch_options(settings))
+        spec = name
+    path = Path(spec).expanduser()
+    if (path / artifacts.MANIFEST).is_file() or path.is_file():
+        return artifacts.load(path, **torch_options(settings))
+    from tone.scoring.transformer import TransformerScorer
+
+    # A plain Hugging Face directory or hub id (e.g. cardiffnlp/twitter-roberta-base-sentiment-latest).
+    return TransformerScorer.from_pretrained(spec, **torch_options(settings))
+
+
+def load_registered(registry: Registry, version: str, settings: Settings) -> Scorer:
+    """A registry version, fetched and checksum-verified, loaded with this machine's torch options."""
+    from tone.scoring import artifacts
+
+    return artifacts.load(registry.fetch(version), **torch_options(settings))

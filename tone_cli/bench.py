@@ -1,0 +1,106 @@
+"""`tone bench scorers|replay`: benchmarks that print figures (dev tooling in benchmarks/)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tone_cli._common import cli_settings, console, dev_tool, say
+
+app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
+
+
+@app.command("scorers")
+def bench_scorers(
+    tweets: Annotated[int, typer.Option(help="How many tweets (cycled from the dataset).")] = 2000,
+    scorers: Annotated[list[str] | None, typer.Option("--scorer", help="Scorers to run (default: all).")] = None,
+    pipeline: Annotated[bool, typer.Option(help="Include the Hugging Face pipeline references.")] = True,
+    repeat: Annotated[int, typer.Option(help="Time each run this many times and keep the best.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Tweets/s of each scorer on the same tweets, beside HF pipeline() per tweet and with batch_size=64."""
+    run_scorer_bench = dev_tool("benchmarks.scorers").run_scorer_bench
+
+    result = run_scorer_bench(cli_settings(), n=tweets, scorers=scorers, with_pipeline=pipeline, repeat=repeat, say=say)
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    table = Table(
+        title=f"scorer throughput, {result['tweets']} tweets, {result['device']}, {result['threads']} threads, "
+        f"best of {result['repeat']}"
+    )
+    for col in ("scorer", "model", "tweets/s", "seconds", "vs pipeline/tweet", "vs pipeline b64"):
+        table.add_column(col)
+    for row in result["rows"]:
+        table.add_row(
+            row["name"],
+            row["model"],
+            f"{row['tweets_per_s']:.0f}",
+            f"{row['seconds']:.2f}",
+            f"{row['vs_pipeline_per_tweet']:.1f}x" if row.get("vs_pipeline_per_tweet") else "",
+            f"{row['vs_pipeline_b64']:.2f}x" if row.get("vs_pipeline_b64") else "",
+        )
+    console.print(table)
+
+
+@app.command("replay")
+def bench_replay(
+    tweets: Annotated[int, typer.Option(help="Tweets to measure (after a warm-up).")] = 20000,
+    scorer: Annotated[str, typer.Option(help="rnn, transformer, vader or an artifact path.")] = "rnn",
+    rate: Annotated[float | None, typer.Option(help="Produce at this many tweets/s (default: flat out).")] = None,
+    trigger: Annotated[float, typer.Option(help="Seconds between micro-batches.")] = 0.5,
+    warmup: Annotated[int, typer.Option(help="Tweets sent first and not measured.")] = 2000,
+    max_tasks: Annotated[
+        int | None,
+        typer.Option(help="Tasks per micro-batch (default: one per core; 0: one per Kafka partition)."),
+    ] = None,
+    reference: Annotated[
+        bool, typer.Option(help="Also run Spark's predict_batch_udf pattern with the same model, and compare.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Whole-path replay on the running stack: sustained tweets/s, produce->Redis latency, time per stage."""
+    run_replay_bench = dev_tool("benchmarks.replay").run_replay_bench
+    from model_training.defaults import ensure_default_rnn
+
+    settings = cli_settings()
+    if scorer == "rnn":
+        ensure_default_rnn(settings, say=say)
+
+    options: dict[str, Any] = {
+        "tweets": tweets,
+        "scorer": scorer,
+        "rate": rate,
+        "trigger_seconds": trigger,
+        "warmup": warmup,
+        "say": say,
+    }
+    if max_tasks is not None:
+        options["max_tasks"] = max_tasks
+    results = [run_replay_bench(settings, **options)]
+    if reference:
+        results.append(
+            run_replay_bench(settings, reference=True, **{k: v for k, v in options.items() if k != "max_tasks"})
+        )
+        results[0]["vs_reference"] = results[0]["tweets_per_s"] / results[1]["tweets_per_s"]
+    if as_json:
+        console.print_json(json.dumps(results))
+        return
+    for result in results:
+        lat = result["latency_s"]
+        stage = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in result["stage_task_s"].items())
+        if result["pipeline"] != "tone stream":
+            stage = "n/a (one Spark plan)"
+        console.print(
+            f"[{result['pipeline']}] {result['tweets']} tweets, scorer {result['scorer']}, rate "
+            f"{result['rate'] or 'max'}: {result['tweets_per_s']:.0f} tweets/s sustained over {result['wall_s']:.1f}s "
+            f"in {result['batches']} batches; produce->Redis p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s "
+            f"p99 {lat['p99']:.2f}s; task time: {stage}; batch wall {result['batch_wall_s']:.2f}s",
+            highlight=False,
+            markup=False,  # the "[tone stream]" tag is text, not rich markup
+        )
+    if reference:
+        console.print(f"tone stream vs predict_batch_udf reference: {results[0]['vs_reference']:.2f}x")

@@ -1,0 +1,78 @@
+"""`tone lookup`, `tone top` and `tone serve`: the read side (serving/), Redis only."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tone.errors import ConfigError
+from tone_cli._common import cli_settings, console
+
+
+def lookup(
+    user_id: Annotated[str, typer.Argument(help="The user id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A user's tone: counts per label, mean probabilities, polarity (mean and recency-weighted), recent tweets."""
+    from serving.lookup import user_tone
+    from tone.aggregates.redis_store import open_store
+    from tone.events import check_user_id
+
+    if problem := check_user_id(user_id):
+        raise ConfigError(problem)
+    result = user_tone(open_store(cli_settings()), user_id)
+    if result is None:
+        console.print(f"no tweets seen from {user_id}")
+        raise typer.Exit(1)
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    console.print(
+        f"[bold]{user_id}[/bold]: {result['tweets']} tweets, mostly {result['dominant_label']}; "
+        f"mean polarity {result['mean_polarity']:+.3f}, recent (EWMA) {result['ewma_polarity']:+.3f}; "
+        f"seen {result['first_seen']} .. {result['last_seen']}",
+        highlight=False,
+    )
+    table = Table("label", "tweets", "mean p")
+    for label, p in sorted(result["mean_probs"].items()):
+        table.add_row(label, str(result["counts"].get(label, 0)), f"{p:.3f}")
+    console.print(table)
+    for r in result["recent"][:5]:
+        console.print(f"  {r['t']}  {r['label']:>8}  {r['polarity']:+.2f}  {r['text'][:70]}", highlight=False)
+
+
+def top(
+    by: Annotated[str, typer.Option(help="negative or positive.")] = "negative",
+    n: Annotated[int, typer.Option(help="How many users.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Users with the highest mean probability of negative (or positive) tone."""
+    from tone.aggregates.redis_store import open_store
+    from tone.labels import RANKED_LABELS
+
+    if by not in RANKED_LABELS:
+        msg = f"--by must be one of {', '.join(RANKED_LABELS)}, got {by!r}"
+        raise ConfigError(msg)
+    rows = open_store(cli_settings()).top(by, n)
+    if as_json:
+        console.print_json(json.dumps([{"user_id": u, f"mean_p_{by}": s} for u, s in rows]))
+        return
+    table = Table("rank", "user", f"mean p({by})", title=f"most {by} users")
+    for i, (u, s) in enumerate(rows, 1):
+        table.add_row(str(i), u, f"{s:.3f}")
+    console.print(table)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve the HTTP lookup API (OpenAPI page at /docs)."""
+    import uvicorn
+
+    from serving.api import create_app
+
+    uvicorn.run(create_app(cli_settings()), host=host, port=port, log_level="info")

@@ -1,0 +1,94 @@
+"""`tone models list|show|publish|approve|rollback`: the model registry (tone.registry)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tone_cli._common import cli_settings, console
+
+app = typer.Typer(
+    help="The model registry (TONE_REGISTRY_URI: a directory or s3://bucket/prefix).", no_args_is_help=True
+)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@app.command("list")
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every registered version with its status and metrics, newest first."""
+    from tone.registry import Registry
+
+    settings = cli_settings()
+    versions = Registry.from_settings(settings).versions()
+    if as_json:
+        console.print_json(json.dumps([{"version": v.version, "status": v.status, **v.registration} for v in versions]))
+        return
+    table = Table(title=f"registry {settings.registry_uri}")
+    for col in ("version", "status", "test_macro_f1", "val_macro_f1", "created", "source"):
+        table.add_column(col, overflow="fold")
+    colors = {"approved": "green", "candidate": "yellow", "archived": "dim"}
+    for v in versions:
+        src = v.registration.get("source", {})
+        table.add_row(
+            v.version,
+            f"[{colors[v.status]}]{v.status}[/]",
+            _fmt(v.metrics.get("test_macro_f1", "")),
+            _fmt(v.metrics.get("val_macro_f1", "")),
+            v.registration.get("created_at", ""),
+            " ".join(f"{k}={src[k]}" for k in ("backend", "study", "trial", "tuning_job") if k in src),
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(version: Annotated[str, typer.Argument(help="A version from `tone models list`.")]) -> None:
+    """One version's registration (metrics, params, file checksums, source) and status, as JSON."""
+    from tone.registry import Registry
+
+    v = Registry.from_settings(cli_settings()).get(version)
+    console.print_json(json.dumps({"status": v.status, **v.registration}))
+
+
+@app.command("publish")
+def publish(
+    path: Annotated[Path, typer.Argument(help="A model artifact directory (e.g. from `tone train --out`).")],
+) -> None:
+    """Register a trained artifact as a candidate (checksums verified first)."""
+    from tone.registry import Registry
+
+    v = Registry.from_settings(cli_settings()).publish(path, source={"backend": "manual", "path": str(path)})
+    console.print(f"{v.version}: {v.status}")
+
+
+@app.command("approve")
+def approve(
+    version: Annotated[str, typer.Argument(help="The candidate to promote.")],
+    force: Annotated[bool, typer.Option(help="Skip the metric gate.")] = False,
+    margin: Annotated[float | None, typer.Option(help="Required improvement [env: TONE_APPROVE_MARGIN].")] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric compared [env: TONE_APPROVE_METRIC].")] = None,
+) -> None:
+    """Approve a version if its metric beats the approved one's by the margin; running streams pick it up."""
+    from tone.registry import Registry
+
+    line = Registry.from_settings(cli_settings()).approve(version, force=force, margin=margin, metric=metric)
+    console.print(line, highlight=False)
+
+
+@app.command("rollback")
+def rollback(
+    to: Annotated[str | None, typer.Option(help="Version to approve (default: the previously approved one).")] = None,
+) -> None:
+    """Re-approve the previous (or a given) version and archive the current one; no metric gate."""
+    from tone.registry import Registry
+
+    line = Registry.from_settings(cli_settings()).rollback(to)
+    console.print(line, highlight=False)

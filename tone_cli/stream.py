@@ -1,0 +1,87 @@
+"""`tone stream`: run the Spark job until stopped (or until the topic is idle, for demos and benchmarks)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tone_cli._common import cli_settings, err_console
+
+
+def stream(
+    scorer: Annotated[
+        str | None,
+        typer.Option(
+            help="rnn, transformer, vader, registry (follow the approved model), registry:VERSION or an artifact "
+            "path [env: TONE_SCORER]"
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint directory [env: TONE_CHECKPOINT_DIR]/<query>.")
+    ] = None,
+    query: Annotated[str, typer.Option(help="Query name (also names its checkpoint and offset bookkeeping).")] = "tone",
+    trigger: Annotated[
+        float | None, typer.Option(help="Seconds between micro-batches [env: TONE_TRIGGER_SECONDS]")
+    ] = None,
+    max_per_trigger: Annotated[
+        int | None, typer.Option(help="Max records per batch [env: TONE_MAX_PER_TRIGGER]")
+    ] = None,
+    starting_offsets: Annotated[str, typer.Option(help="earliest or latest, for a new checkpoint.")] = "earliest",
+    until_idle: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds with no new records (default: run forever).")
+    ] = None,
+) -> None:
+    """Kafka -> Spark Structured Streaming -> scorer -> per-user tone in Redis (exactly once), DLQ, scored topic."""
+    from model_training.defaults import ensure_default_rnn
+    from streaming.job import BatchReport, ToneStream, build_spark
+
+    settings = cli_settings()
+    spec = scorer or settings.scorer
+    if spec in ("rnn", "registry"):  # "registry" starts on the default RNN until a version is approved
+        ensure_default_rnn(settings, say=err_console.print)  # train once, before the workers need it
+
+    def report(r: BatchReport) -> None:
+        err_console.print(
+            f"batch {r.batch_id}: {r.records} records, {r.invalid} invalid, "
+            f"score {r.score_s:.2f}s, redis {r.redis_s:.2f}s, lag {r.max_lag_s:.2f}s, "
+            f"models {sorted(r.model_versions)}",
+            highlight=False,
+        )
+
+    job = ToneStream(
+        settings,
+        scorer=spec,
+        checkpoint=checkpoint or settings.checkpoint_dir / query,
+        query_name=query,
+        trigger_seconds=trigger or settings.trigger_seconds,
+        max_per_trigger=settings.max_per_trigger if max_per_trigger is None else max_per_trigger,
+        starting_offsets=starting_offsets,
+        on_batch=report,
+    )
+    spark = build_spark(settings.spark_master)
+    running = job.start(spark)
+    err_console.print(f"streaming {settings.kafka_topic_tweets} -> Redis with scorer {spec}; Ctrl-C stops")
+    try:
+        if until_idle is None:
+            running.awaitTermination()
+        else:
+            last_seen, seen = time.monotonic(), -1
+            while running.isActive:
+                running.processAllAvailable()
+                total = sum(r.records for r in job.reports)
+                if total != seen:
+                    seen, last_seen = total, time.monotonic()
+                elif time.monotonic() - last_seen > until_idle:
+                    break
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+        spark.stop()
+    total = sum(r.records for r in job.reports)
+    invalid = sum(r.invalid for r in job.reports)
+    typer.echo(f"stopped after {len(job.reports)} batches: records={total} invalid={invalid}")
