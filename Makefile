@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Keep the demo's services off the default ports so a developer's own Kafka/Redis are left alone, and below
 # Linux's ephemeral range (32768-60999): a client socket that happened to get port 35000 once kept moto from binding.
-DEMO_ENV := TONE_STACK_DIR=$(CURDIR)/.demo-stack TONE_STACK_KAFKA_PORT=21092 TONE_STACK_REDIS_PORT=21379 \
+DEMO_ENV := TONE_STACK_DIR=$(CURDIR)/.demo-stack TONE_STACK_KAFKA_PORT=21092 TONE_STACK_KAFKA_CONTROLLER_PORT=21093 \
+            TONE_STACK_REDIS_PORT=21379 \
             TONE_STACK_MOTO_PORT=21500
 
 .PHONY: setup system-deps demo test test-unit test-integration lint lock clean

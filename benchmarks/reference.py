@@ -1,6 +1,7 @@
-"""The reference pipeline for `tone bench replay --reference`: Spark's own ``predict_batch_udf`` pattern.
+"""The reference pipelines for `tone bench replay`: Spark's own ``predict_batch_udf`` pattern.
 
-Same Kafka source, same model, same Redis aggregates; the differences are the usual way of writing such a job:
+Same model, same Redis aggregates, on either Kafka source: the project's (``python``) or Spark's own connector
+(``native``: what a Spark user would write by hand). The differences are the usual way of writing such a job:
 JSON parsed by Spark SQL (``from_json``), validity checked with column expressions, the model applied through
 ``pyspark.ml.functions.predict_batch_udf`` (model loaded once per worker by Spark), and the scored rows collected
 to the driver in ``foreachBatch`` to update Redis. Invalid rows are dropped here (no dead-letter topic), which
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from streaming.kafka_source import SOURCE_NAME
 from streaming.process import JobConfig
 from tone.kafka.config import KafkaConnection
 
@@ -37,8 +39,11 @@ def make_predict_fn(config: JobConfig) -> Callable[[], Callable[[np.ndarray], np
     return factory
 
 
-def start_reference(spark: Any, job: Any) -> Any:
-    """Start the reference query with a ToneStream's settings and config; returns the StreamingQuery."""
+def start_reference(spark: Any, job: Any, source: str = "python") -> Any:
+    """Start the reference query with a ToneStream's settings and config; returns the StreamingQuery.
+
+    ``source``: ``python`` (format tone_kafka) or ``native`` (Spark's ``format("kafka")``; needs the connector).
+    """
     from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql import functions as F  # noqa: N812 - Spark's convention
     from pyspark.sql.types import ArrayType, FloatType
@@ -55,7 +60,7 @@ def start_reference(spark: Any, job: Any) -> Any:
     store = open_store(s)
 
     raw = (
-        spark.readStream.format("tone_kafka")
+        spark.readStream.format("kafka" if source == "native" else SOURCE_NAME)
         .options(**KafkaConnection.from_settings(s).spark_options())
         .option("subscribe", s.kafka_topic_tweets)
         .option("startingOffsets", "earliest")

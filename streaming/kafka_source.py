@@ -235,19 +235,25 @@ def to_arrow(chunk: RecordChunk) -> Any:
     )
 
 
-def from_arrow(batch: Any) -> RecordChunk:
-    """A non-empty record batch of the source's rows (what Spark's Kafka sources give) as a chunk."""
+def from_arrow(batch: Any) -> list[RecordChunk]:
+    """A record batch of Kafka rows (this source's or Spark's own) as chunks, one per run of one partition.
+
+    Spark's Kafka source gives a task one partition's offset range, but nothing here relies on it.
+    """
     import pyarrow as pa
 
+    topics = batch.column("topic").to_pylist()
+    partitions = batch.column("partition").to_pylist()
+    offsets = batch.column("offset").to_pylist()
     micros = batch.column("timestamp").cast(pa.int64()).to_pylist()
-    return RecordChunk(
-        batch.column("topic")[0].as_py(),
-        batch.column("partition")[0].as_py(),
-        batch.column("offset").to_pylist(),
-        [m // 1000 for m in micros],
-        batch.column("key").to_pylist(),
-        batch.column("value").to_pylist(),
-    )
+    keys = batch.column("key").to_pylist()
+    values = batch.column("value").to_pylist()
+    chunks: list[RecordChunk] = []
+    for i, (topic, partition) in enumerate(zip(topics, partitions, strict=True)):
+        if not chunks or (chunks[-1].topic, chunks[-1].partition) != (topic, partition):
+            chunks.append(RecordChunk(topic, partition))
+        chunks[-1].add(offsets[i], micros[i] // 1000, keys[i], values[i])
+    return chunks
 
 
 class KafkaDataSource(DataSource):

@@ -1,4 +1,4 @@
-"""Shared fixtures. Integration tests get one real local stack per session (broker, Redis, moto).
+"""Shared fixtures. Integration tests get one real local stack per session (Apache Kafka, Redis, moto).
 
 There is no skip when a service is missing: the stack fixture raises, and the tests that need it error out.
 """
@@ -6,12 +6,16 @@ There is no skip when a service is missing: the stack fixture raises, and the te
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from devstack.stack import LocalStack
+from tone.kafka.admin import create_topics
+from tone.kafka.config import KafkaConnection
 from tone.settings import Settings, load_settings
 
 
@@ -23,10 +27,11 @@ def free_port() -> int:
 
 def stack_settings(state_dir: Path, **overrides: object) -> Settings:
     """Settings for a stack on free ports in ``state_dir``, with clients pointed at it."""
-    kafka, redis_port, moto = free_port(), free_port(), free_port()
+    kafka, controller, redis_port, moto = free_port(), free_port(), free_port(), free_port()
     return load_settings(
         stack_dir=state_dir,
         stack_kafka_port=kafka,
+        stack_kafka_controller_port=controller,
         stack_redis_port=redis_port,
         stack_moto_port=moto,
         kafka_bootstrap_servers=f"127.0.0.1:{kafka}",
@@ -53,9 +58,33 @@ def settings(stack: LocalStack) -> Settings:
 
 @pytest.fixture(scope="session")
 def spark():
-    """One local Spark session for the whole test session (start-up costs ~15 s)."""
-    from streaming.job import build_spark
+    """One local Spark session for the whole test session (start-up costs ~15 s), with Spark's Kafka connector so
+    tests can run both Kafka sources."""
+    from streaming.job import build_spark, kafka_connector_config
+    from tone.settings import load_settings
 
-    session = build_spark("local[2]", "tone-tests")
+    session = build_spark("local[2]", "tone-tests", extra=kafka_connector_config(load_settings()))
     yield session
     session.stop()
+
+
+@pytest.fixture
+def isolated(settings):
+    """Settings with fresh topics and Redis keys, so each test starts from nothing."""
+    tag = uuid.uuid4().hex[:8]
+    s = settings.model_copy(
+        update={
+            "kafka_topic_tweets": f"tweets-{tag}",
+            "kafka_topic_dlq": f"dlq-{tag}",
+            "kafka_topic_scored": f"scored-{tag}",
+            "redis_key_prefix": f"t{tag}:",
+            "top_min_count": 2,
+        }
+    )
+    topics = {s.kafka_topic_tweets: 4, s.kafka_topic_dlq: 1, s.kafka_topic_scored: 1}
+    create_topics(KafkaConnection.from_settings(s), topics)
+    yield s
+    client = redis.Redis.from_url(s.redis_url)
+    for key in client.scan_iter(f"{s.redis_key_prefix}*"):
+        client.delete(key)
+    client.close()

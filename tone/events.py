@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 # Stable reason codes written to the dead-letter topic; add, never rename.
@@ -27,6 +28,9 @@ EMPTY_TEXT: Final = "empty_text"
 OVERSIZED_TEXT: Final = "oversized_text"
 INVALID_TIMESTAMP: Final = "invalid_timestamp"
 NAIVE_TIMESTAMP: Final = "naive_timestamp"
+# Not a property of the bytes: handling this one record raised (the exception is in the detail); the rest of its
+# batch goes on.
+INTERNAL_ERROR: Final = "internal_error"
 REASONS: Final = (
     OVERSIZED_MESSAGE,
     INVALID_UTF8,
@@ -39,16 +43,25 @@ REASONS: Final = (
     OVERSIZED_TEXT,
     INVALID_TIMESTAMP,
     NAIVE_TIMESTAMP,
+    INTERNAL_ERROR,
 )
 
 DEFAULT_MAX_TEXT_CHARS: Final = 4000
 DEFAULT_MAX_MESSAGE_BYTES: Final = 65_536
 MAX_ID_CHARS: Final = 64
+MAX_USER_ID_CHARS: Final = 256
 MAX_LANG_CHARS: Final = 16
 MAX_SOURCE_CHARS: Final = 64
 
-# User ids become Redis key parts and URL path segments: keep them to a safe alphabet.
+# Tweet ids keep to a safe alphabet. User ids may be any text (the store encodes them inside its keys, see
+# tone.aggregates.store.key_part); see check_user_id.
 ID_ALPHABET: Final = "letters, digits and _ . : @ -"
+# The user-id rule (see check_user_id) as a pattern plus a length, as the API publishes it in its OpenAPI schema
+# (written for both Python's and Rust's regex engines: no look-around). Lone surrogates cannot reach the API (URLs
+# are UTF-8); check_user_id refuses them too.
+USER_ID_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+_USER_ID_RE: Final = re.compile(USER_ID_PATTERN)
+_SURROGATE_ID_RE: Final = re.compile("[\ud800-\udfff]")
 ID_PATTERN: Final = rf"^[A-Za-z0-9_.:@-]{{1,{MAX_ID_CHARS}}}$"
 _ID_RE: Final = re.compile(ID_PATTERN)
 # Lone UTF-16 surrogates survive json.loads ("\ud800") but cannot be encoded to UTF-8 downstream.
@@ -128,6 +141,25 @@ class ScoredTweet:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record the stream could not use, as it goes to the dead-letter topic.
+
+    The original key and bytes as they arrived, and headers ``reason`` (a stable code), ``detail`` and ``source``
+    (``topic:partition:offset``).
+    """
+
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    detail: str
+    source: str
+
+    def headers(self) -> list[tuple[str, str | bytes | None]]:
+        """The Kafka headers of the dead letter."""
+        return [("reason", self.reason.encode()), ("detail", self.detail.encode()), ("source", self.source.encode())]
+
+
+@dataclass(frozen=True, slots=True)
 class Invalid:
     """Why a record was rejected: ``reason`` is one of :data:`REASONS`, ``detail`` says what exactly."""
 
@@ -150,11 +182,31 @@ def check_id(value: str, name: str = "user_id") -> str | None:
 
 
 def check_user_id(value: str) -> str | None:
-    """Why ``value`` is not a valid user id, or None: the rule shared by the stream, the CLI and the API."""
-    return check_id(value, "user_id")
+    """Why ``value`` is not a valid user id, or None: the rule shared by the stream, the CLI and the API.
+
+    A user id is any text of 1 to 256 characters that is not only whitespace and holds no control character
+    (U+0000-U+001F, U+007F-U+009F) and no lone UTF-16 surrogate. ``:``, ``*``, braces, spaces and any other
+    character are fine: ids never become key syntax.
+    """
+    if len(value) <= MAX_USER_ID_CHARS and _USER_ID_RE.match(value) and not _SURROGATE_ID_RE.search(value):
+        return None
+    if not value:
+        return "user_id must not be empty"
+    if len(value) > MAX_USER_ID_CHARS:
+        return f"user_id is {len(value)} characters, more than {MAX_USER_ID_CHARS}"
+    if not value.isprintable():
+        for ch in value:
+            category = unicodedata.category(ch)
+            if category == "Cc":
+                return f"user_id holds a control character U+{ord(ch):04X}"
+            if category == "Cs":
+                return "user_id holds a lone UTF-16 surrogate"
+    if not value.strip():
+        return "user_id is only whitespace"
+    return f"user_id {value[:20]!r} does not match {USER_ID_PATTERN}"  # not reached: the cases above cover it
 
 
-def _id_field(obj: dict[str, Any], name: str) -> str | Invalid:
+def _id_field(obj: dict[str, Any], name: str) -> str | Invalid:  # noqa: PLR0911 - one reason per branch
     if name not in obj or obj[name] is None:
         return Invalid(MISSING_FIELD, f"{name} is required")
     value = obj[name]
@@ -163,7 +215,7 @@ def _id_field(obj: dict[str, Any], name: str) -> str | Invalid:
         value = str(value)
     if not isinstance(value, str):
         return Invalid(WRONG_TYPE, f"{name} must be a string or integer, got {type(value).__name__}")
-    if problem := check_id(value, name):
+    if problem := (check_user_id(value) if name == "user_id" else check_id(value, name)):
         return Invalid(INVALID_VALUE, problem)
     return value
 
@@ -191,6 +243,11 @@ def _timestamp(obj: dict[str, Any]) -> datetime | Invalid:
         return Invalid(INVALID_TIMESTAMP, f"created_at {raw[:40]!r} is not ISO-8601")
     if value.tzinfo is None or value.utcoffset() is None:
         return Invalid(NAIVE_TIMESTAMP, f"created_at {raw[:40]!r} has no timezone; add Z or +00:00")
+    try:
+        # Aggregation works in UTC: a time valid in its own offset may not exist there (9999-12-31T23:59:59-23:59).
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return Invalid(INVALID_TIMESTAMP, f"created_at {raw[:40]!r} is out of range in UTC (years 1-9999)")
     return value
 
 
@@ -255,6 +312,8 @@ def parse_event(
         obj = json.loads(raw)
     except json.JSONDecodeError as exc:
         return Invalid(INVALID_JSON, f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+    except ValueError as exc:  # Python's int-digit limit (an integer of thousands of digits)
+        return Invalid(INVALID_JSON, f"a number is too large: {str(exc)[:120]}")
     except RecursionError:
         return Invalid(INVALID_JSON, "JSON nested too deeply")
     return validate_event(obj, max_text_chars=max_text_chars)

@@ -245,11 +245,17 @@ class Registry:
 
     # writes ---------------------------------------------------------------------------------------------------------
     def publish(self, artifact_dir: Path, *, source: dict[str, Any]) -> ModelVersion:
-        """Register a verified artifact as a candidate; publishing an existing version changes nothing."""
+        """Register a verified artifact as a candidate; publishing an existing version changes nothing.
+
+        The artifact must load and pass the smoke test first (``tone.scoring.smoke``): checksums alone let a
+        truncated weights file with a regenerated manifest through.
+        """
         from tone.scoring import artifacts
+        from tone.scoring.smoke import load_checked
 
         artifact_dir = Path(artifact_dir)
         manifest = artifacts.verify(artifact_dir)
+        load_checked(artifact_dir, self.settings)
         version = manifest["version"]
         index = self._index()
         if version in index["versions"]:

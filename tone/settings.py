@@ -28,7 +28,7 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-BrokerStorage = Literal["memory", "s3"]
+KafkaSource = Literal["python", "native"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: SaslMechanism | None = Field(None, validation_alias=env.KAFKA_SASL_MECHANISM)
     kafka_sasl_username: str | None = Field(None, validation_alias=env.KAFKA_SASL_USERNAME)
     kafka_sasl_password: SecretStr | None = Field(None, validation_alias=env.KAFKA_SASL_PASSWORD)
+    # How the stream reads Kafka: the project's Python Data Source (python) or Spark's own connector (native).
+    kafka_source: KafkaSource = Field("python", validation_alias=env.KAFKA_SOURCE)
+    # A record the broker has not acknowledged this long after it was sent fails, and the sender says so.
+    kafka_delivery_timeout_s: float = Field(60.0, ge=1, le=3600, validation_alias=env.KAFKA_DELIVERY_TIMEOUT_S)
 
     # Redis
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=env.REDIS_URL)
@@ -77,7 +81,13 @@ class Settings(BaseSettings):
     checkpoint_dir: Path = Field(default_factory=lambda: _cache_dir("checkpoints"), validation_alias=env.CHECKPOINT_DIR)
     trigger_seconds: float = Field(2.0, gt=0, le=3600, validation_alias=env.TRIGGER_SECONDS)
     max_per_trigger: int = Field(0, ge=0, validation_alias=env.MAX_PER_TRIGGER)  # 0: all available
+    # Self-healing: a failed query restarts from its checkpoint (capped exponential backoff) this many times in a
+    # row without progress before `tone stream` gives up; the sinks retry a transient Redis error this long first.
+    max_restarts: int = Field(10, ge=0, le=1000, validation_alias=env.MAX_RESTARTS)
+    sink_retry_s: float = Field(30.0, ge=0, le=3600, validation_alias=env.SINK_RETRY_S)
     spark_master: str = Field("local[*]", min_length=1, validation_alias=env.SPARK_MASTER)
+    # JVM artifacts from Maven Central (Kafka broker, Spark's Kafka connector), one directory per version.
+    jars_dir: Path = Field(default_factory=lambda: _cache_dir("jars"), validation_alias=env.JARS_DIR)
     ewma_half_life_s: float = Field(3600.0, gt=0, validation_alias=env.EWMA_HALF_LIFE_S)
     recent_tweets: int = Field(20, ge=1, le=10_000, validation_alias=env.RECENT_TWEETS)
     top_min_count: int = Field(5, ge=1, validation_alias=env.TOP_MIN_COUNT)
@@ -108,7 +118,9 @@ class Settings(BaseSettings):
     stack_kafka_port: int = Field(9092, ge=1, le=65535, validation_alias=env.STACK_KAFKA_PORT)
     stack_redis_port: int = Field(6379, ge=1, le=65535, validation_alias=env.STACK_REDIS_PORT)
     stack_moto_port: int = Field(5000, ge=1, le=65535, validation_alias=env.STACK_MOTO_PORT)
-    stack_broker_storage: BrokerStorage = Field("memory", validation_alias=env.STACK_BROKER_STORAGE)
+    stack_kafka_controller_port: int = Field(9093, ge=1, le=65535, validation_alias=env.STACK_KAFKA_CONTROLLER_PORT)
+    # The broker's JVM heap: 512 MiB carries the project's loads on a 2-core machine (see devstack/stack.py).
+    stack_kafka_heap_mb: int = Field(512, ge=128, le=65536, validation_alias=env.STACK_KAFKA_HEAP_MB)
 
     log_level: LogLevel = Field("INFO", validation_alias=env.LOG_LEVEL)
 

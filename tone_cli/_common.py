@@ -34,6 +34,9 @@ def cli_settings() -> Settings:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("py4j", "kafka", "botocore", "urllib3", "sagemaker"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # librdkafka warns about every transient retry (a new broker's coordinator loading, a reconnect); its errors
+    # surface as delivery reports and exceptions anyway.
+    logging.getLogger("librdkafka").setLevel(max(logging.ERROR, logging.getLogger().level))
     return settings
 
 

@@ -50,6 +50,13 @@ def bench_scorers(
 def bench_replay(
     tweets: Annotated[int, typer.Option(help="Tweets to measure (after a warm-up).")] = 20000,
     scorer: Annotated[str, typer.Option(help="rnn, transformer, vader or an artifact path.")] = "rnn",
+    backlog: Annotated[
+        bool,
+        typer.Option(help="Produce the tweets first, then time only the stream draining them (its capacity)."),
+    ] = False,
+    source: Annotated[
+        str | None, typer.Option(help="Kafka source of the tone stream: python or native [env: TONE_KAFKA_SOURCE]")
+    ] = None,
     rate: Annotated[float | None, typer.Option(help="Produce at this many tweets/s (default: flat out).")] = None,
     trigger: Annotated[float, typer.Option(help="Seconds between micro-batches.")] = 0.5,
     warmup: Annotated[int, typer.Option(help="Tweets sent first and not measured.")] = 2000,
@@ -58,12 +65,16 @@ def bench_replay(
         typer.Option(help="Tasks per micro-batch (default: one per core; 0: one per Kafka partition)."),
     ] = None,
     reference: Annotated[
-        bool, typer.Option(help="Also run Spark's predict_batch_udf pattern with the same model, and compare.")
+        bool,
+        typer.Option(
+            help="Also run Spark's predict_batch_udf pattern with the same model, on the project's Kafka source and on "
+            "Spark's own, and compare."
+        ),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Whole-path replay on the running stack: sustained tweets/s, produce->Redis latency, time per stage."""
-    run_replay_bench = dev_tool("benchmarks.replay").run_replay_bench
+    replay = dev_tool("benchmarks.replay")
     from model_training.defaults import ensure_default_rnn
 
     settings = cli_settings()
@@ -73,34 +84,35 @@ def bench_replay(
     options: dict[str, Any] = {
         "tweets": tweets,
         "scorer": scorer,
+        "backlog": backlog,
         "rate": rate,
         "trigger_seconds": trigger,
         "warmup": warmup,
         "say": say,
     }
-    if max_tasks is not None:
-        options["max_tasks"] = max_tasks
-    results = [run_replay_bench(settings, **options)]
+    results = [replay.run_replay_bench(settings, pipeline=replay.TONE, source=source, max_tasks=max_tasks, **options)]
     if reference:
-        results.append(
-            run_replay_bench(settings, reference=True, **{k: v for k, v in options.items() if k != "max_tasks"})
-        )
-        results[0]["vs_reference"] = results[0]["tweets_per_s"] / results[1]["tweets_per_s"]
+        for pipeline in (replay.REFERENCE, replay.NATIVE_REFERENCE):
+            results.append(replay.run_replay_bench(settings, pipeline=pipeline, **options))
+        results[0]["vs_reference"] = {
+            r["pipeline"]: results[0]["tweets_per_s"] / r["tweets_per_s"] for r in results[1:]
+        }
     if as_json:
         console.print_json(json.dumps(results))
         return
     for result in results:
         lat = result["latency_s"]
         stage = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in result["stage_task_s"].items())
-        if result["pipeline"] != "tone stream":
+        if result["pipeline"] != replay.TONE:
             stage = "n/a (one Spark plan)"
+        how = "backlog drained" if backlog else f"rate {result['rate'] or 'max'}"
         console.print(
-            f"[{result['pipeline']}] {result['tweets']} tweets, scorer {result['scorer']}, rate "
-            f"{result['rate'] or 'max'}: {result['tweets_per_s']:.0f} tweets/s sustained over {result['wall_s']:.1f}s "
-            f"in {result['batches']} batches; produce->Redis p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s "
-            f"p99 {lat['p99']:.2f}s; task time: {stage}; batch wall {result['batch_wall_s']:.2f}s",
+            f"[{result['pipeline']}, {result['source']} source] {result['tweets']} tweets, scorer {result['scorer']}, "
+            f"{how}: {result['tweets_per_s']:.0f} tweets/s over {result['wall_s']:.1f}s in {result['batches']} "
+            f"batches; produce->Redis p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s p99 {lat['p99']:.2f}s; "
+            f"task time: {stage}; batch wall {result['batch_wall_s']:.2f}s",
             highlight=False,
             markup=False,  # the "[tone stream]" tag is text, not rich markup
         )
-    if reference:
-        console.print(f"tone stream vs predict_batch_udf reference: {results[0]['vs_reference']:.2f}x")
+    for name, ratio in results[0].get("vs_reference", {}).items():
+        console.print(f"tone stream vs {name}: {ratio:.2f}x", highlight=False)

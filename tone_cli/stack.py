@@ -11,7 +11,7 @@ from rich.table import Table
 from tone_cli._common import cli_settings, console, dev_tool
 
 app = typer.Typer(
-    help="The Docker-less local stack: Kafka-protocol broker (Tansu), Redis, moto (local AWS).",
+    help="The Docker-less local stack: Apache Kafka (KRaft), Redis, moto (local AWS).",
     no_args_is_help=True,
 )
 
@@ -23,7 +23,7 @@ def _stack() -> Any:
 
 @app.command("up")
 def up() -> None:
-    """Start the broker, Redis and moto (idempotent), wait until healthy and create the topics."""
+    """Start Apache Kafka, Redis and moto (idempotent), wait until healthy and create the topics."""
     _stack().up(log=console.print)
     console.print('[green]stack is up[/green]; point clients at it with: [bold]eval "$(tone stack env)"[/bold]')
 
@@ -45,11 +45,12 @@ def status(
         console.print_json(json.dumps([{**r.__dict__, "log": str(r.log)} for r in rows]))
     else:
         table = Table(title="local stack")
-        for col in ("service", "state", "pid", "address", "log"):
+        for col in ("service", "software", "state", "pid", "address", "log"):
             table.add_column(col, overflow="fold")
         colors = {"running": "green", "stopped": "dim", "stale": "yellow", "unhealthy": "red"}
         for r in rows:
-            table.add_row(r.name, f"[{colors[r.state]}]{r.state}[/]", str(r.pid or ""), r.address, str(r.log))
+            state = f"[{colors[r.state]}]{r.state}[/]"
+            table.add_row(r.name, r.software, state, str(r.pid or ""), r.address, str(r.log))
         console.print(table)
     if any(r.state != "running" for r in rows):
         raise typer.Exit(1)

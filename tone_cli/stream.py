@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -30,13 +29,26 @@ def stream(
         int | None, typer.Option(help="Max records per batch [env: TONE_MAX_PER_TRIGGER]")
     ] = None,
     starting_offsets: Annotated[str, typer.Option(help="earliest or latest, for a new checkpoint.")] = "earliest",
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="Kafka source: python (this project's, no jars) or native (Spark's format(\"kafka\") with the "
+            "connector jars) [env: TONE_KAFKA_SOURCE]"
+        ),
+    ] = None,
+    max_restarts: Annotated[
+        int | None,
+        typer.Option(
+            help="Restarts from the checkpoint in a row (no batch between) before giving up [env: TONE_MAX_RESTARTS]"
+        ),
+    ] = None,
     until_idle: Annotated[
         float | None, typer.Option(help="Stop after this many seconds with no new records (default: run forever).")
     ] = None,
 ) -> None:
     """Kafka -> Spark Structured Streaming -> scorer -> per-user tone in Redis (exactly once), DLQ, scored topic."""
     from model_training.defaults import ensure_default_rnn
-    from streaming.job import BatchReport, ToneStream, build_spark
+    from streaming.job import BatchReport, ToneStream, build_spark, kafka_connector_config
 
     settings = cli_settings()
     spec = scorer or settings.scorer
@@ -60,28 +72,19 @@ def stream(
         max_per_trigger=settings.max_per_trigger if max_per_trigger is None else max_per_trigger,
         starting_offsets=starting_offsets,
         on_batch=report,
+        source=source,
     )
-    spark = build_spark(settings.spark_master)
-    running = job.start(spark)
-    err_console.print(f"streaming {settings.kafka_topic_tweets} -> Redis with scorer {spec}; Ctrl-C stops")
+    extra = kafka_connector_config(settings) if job.source == "native" else {}
+    spark = build_spark(settings.spark_master, extra=extra)
+    err_console.print(
+        f"streaming {settings.kafka_topic_tweets} -> Redis with scorer {spec}, {job.source} Kafka source; Ctrl-C stops"
+    )
     try:
-        if until_idle is None:
-            running.awaitTermination()
-        else:
-            last_seen, seen = time.monotonic(), -1
-            while running.isActive:
-                running.processAllAvailable()
-                total = sum(r.records for r in job.reports)
-                if total != seen:
-                    seen, last_seen = total, time.monotonic()
-                elif time.monotonic() - last_seen > until_idle:
-                    break
-                time.sleep(0.5)
+        job.run(spark, until_idle, max_restarts=max_restarts)
     except KeyboardInterrupt:
         pass
     finally:
-        running.stop()
         spark.stop()
-    total = sum(r.records for r in job.reports)
     invalid = sum(r.invalid for r in job.reports)
-    typer.echo(f"stopped after {len(job.reports)} batches: records={total} invalid={invalid}")
+    restarts = f" restarts={job.restarts}" if job.restarts else ""
+    typer.echo(f"stopped after {len(job.reports)} batches: records={job.records} invalid={invalid}{restarts}")

@@ -42,13 +42,16 @@ def test_api_answers_from_redis(api_settings):
     top = client.get("/users/top", params={"by": "positive", "n": 5}).json()
     assert top["users"][0] == {"user_id": "sunny.2", "mean_p_positive": 0.8}
     assert client.get("/healthz").json()["status"] == "ok"
-    assert "/users/{user_id}/tone" in client.get("/openapi.json").json()["paths"]
+    operation = client.get("/openapi.json").json()["paths"]["/users/{user_id}/tone"]["get"]
+    assert {"200", "404", "422"} <= set(operation["responses"])
 
 
 def test_api_errors(api_settings):
     client = TestClient(create_app(api_settings))
     assert client.get("/users/nobody/tone").status_code == 404
-    assert client.get("/users/bad%20id/tone").status_code == 422
+    assert client.get("/users/bad%20id/tone").status_code == 404  # a valid id nobody tweeted from
+    assert client.get("/users/bad%00id/tone").status_code == 422
+    assert client.get("/users/" + "x" * 257 + "/tone").status_code == 422
     assert client.get("/users/top", params={"by": "neutral"}).status_code == 422
     assert client.get("/users/top", params={"n": 0}).status_code == 422
 
@@ -99,3 +102,47 @@ def test_lookup_cli_and_light_imports(api_settings):
         check=True,
     )
     assert app_import.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("user_id", ["a:recent", "a:h:2026112310", "*", "{x}", "a/b", "ünï 🙂", " spaced "])
+def test_any_id_gets_its_own_data_or_a_404_never_an_internal_key(api_settings, user_id):
+    from urllib.parse import quote
+
+    client = TestClient(create_app(api_settings), raise_server_exceptions=False)
+    path = f"/users/{quote(user_id, safe='')}/tone"
+    assert client.get(path).status_code == 404  # never seen; and "a:recent" is not a's recent list
+    store = open_store(api_settings)
+    store.apply_range(
+        "h", "tweets", 1, 0, 0, batch_deltas([Scored(user_id, "t1", 1_700_000_000, "negative", NEG, -0.7)], 3600, 5)
+    )
+    store.apply_range(
+        "h", "tweets", 2, 0, 0, batch_deltas([Scored("a", "t2", 1_700_000_000, "positive", POS, 0.7)], 3600, 5)
+    )
+    body = client.get(path).json()
+    assert (body["user_id"], body["tweets"], body["counts"]) == (user_id, 1, {"negative": 1})
+
+
+def test_the_api_conforms_to_its_openapi_schema_for_generated_requests(api_settings):
+    """schemathesis generates requests from /openapi.json: every answer is documented, none is a 5xx."""
+    import schemathesis
+    from hypothesis import HealthCheck, settings
+
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(api_settings))
+    failures = []
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    def check(case):
+        response = case.call()
+        assert response.status_code < 500, (case.path, response.status_code)
+        case.validate_response(response)
+
+    for operation in schema.get_all_operations():
+        op = operation.ok()
+        try:
+            op.as_strategy()  # noqa: B018 - builds the request strategy
+            from hypothesis import given
+
+            given(op.as_strategy())(check)()
+        except Exception as exc:  # noqa: BLE001 - collect every operation's failure
+            failures.append(f"{op.method.upper()} {op.path}: {exc}")
+    assert not failures, "\n".join(failures)

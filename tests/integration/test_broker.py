@@ -96,3 +96,37 @@ def test_consumer_group_reads_back_exactly_what_was_produced(settings):
     # the group split the partitions between its two members
     assert assigned[0] and assigned[1]
     assert not assigned[0] & assigned[1]
+
+
+def test_watermarks_are_exact(settings):
+    """What lag monitors and Spark's Kafka source rely on (an earlier broker reported 1 after 14 in one batch)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from tone.kafka.admin import create_topics
+    from tone.kafka.clients import open_producer
+    from tone.kafka.config import KafkaConnection
+    from tone.kafka.readers import open_reader
+
+    conn = KafkaConnection.from_settings(settings)
+    small, big = f"wm-{uuid.uuid4().hex[:8]}", f"wm-{uuid.uuid4().hex[:8]}"
+    create_topics(conn, {small: 1, big: 4})
+    producer = open_producer(conn)
+    for i in range(14):  # one batch
+        producer.send(small, value=f"d{i}".encode())
+    for i in range(20_000):
+        producer.send(big, key=f"user{i % 333}".encode(), value=b"x")
+    producer.flush()
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "wm"})
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(small, 0), timeout=10) == (0, 14)
+        highs = [consumer.get_watermark_offsets(TopicPartition(big, p), timeout=10)[1] for p in range(4)]
+        assert sum(highs) == 20_000
+    finally:
+        consumer.close()
+    for client in ("auto", "kafka-python"):
+        reader = open_reader(conn, client)
+        try:
+            assert reader.end_offsets(big, reader.partitions(big)) == dict(enumerate(highs))
+        finally:
+            reader.close()

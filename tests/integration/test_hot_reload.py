@@ -8,7 +8,7 @@ import pytest
 
 from streaming.job import ToneStream
 from tests.helpers import tiny_rnn
-from tests.integration.test_stream import events, isolated, produce, read_topic  # noqa: F401 - fixture reuse
+from tests.integration.test_stream import events, produce, read_topic
 from tone.aggregates.redis_store import RedisToneStore
 from tone.aggregates.store import StoreConfig
 from tone.registry import Registry

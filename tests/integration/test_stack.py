@@ -1,17 +1,22 @@
-"""`tone stack` as a user runs it, and the broker's durable (S3-on-moto) storage mode."""
+"""`tone stack` as a user runs it, and Apache Kafka's durability across restarts."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from devstack.stack import LocalStack, _proc_start_time, port_open
 from tests.conftest import stack_settings
 from tone import envvars
+from tone.jars import KAFKA_VERSION
+from tone.kafka.clients import open_producer
+from tone.kafka.config import KafkaConnection
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +33,6 @@ def read_all(bootstrap, topic):
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=2000)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:  # the topic is gone (a memory-storage broker restarted)
-            return []
         consumer.assign([TopicPartition(topic, p) for p in partitions])
         consumer.seek_to_beginning()
         return [r.value for r in consumer]
@@ -43,6 +46,7 @@ def test_cli_up_status_down_leaves_nothing_running(tmp_path):
         **os.environ,
         envvars.STACK_DIR: str(s.stack_dir),
         envvars.STACK_KAFKA_PORT: str(s.stack_kafka_port),
+        envvars.STACK_KAFKA_CONTROLLER_PORT: str(s.stack_kafka_controller_port),
         envvars.STACK_REDIS_PORT: str(s.stack_redis_port),
         envvars.STACK_MOTO_PORT: str(s.stack_moto_port),
     }
@@ -60,6 +64,7 @@ def test_cli_up_status_down_leaves_nothing_running(tmp_path):
         assert status.returncode == 0, status.stdout
         rows = json.loads(status.stdout)
         assert [r["state"] for r in rows] == ["running"] * 3
+        assert rows[2]["software"].startswith(f"Apache Kafka {KAFKA_VERSION}")
         pids = [r["pid"] for r in rows]
         assert all(_proc_start_time(p) is not None for p in pids)
 
@@ -111,43 +116,50 @@ def test_port_taken_by_a_foreign_process_is_a_clear_error(tmp_path, stack):
         local.down()
 
 
-def test_s3_storage_keeps_messages_across_a_broker_restart(tmp_path):
-    s = stack_settings(tmp_path / "durable", stack_broker_storage="s3")
+def _produce_acked(bootstrap, topic, values):
+    """Send and wait for every acknowledgement (flush raises if the broker did not take them all)."""
+    producer = open_producer(KafkaConnection((bootstrap,)))
+    for v in values:
+        producer.send(topic, key=v[-1:], value=v)
+    producer.flush()
+    return producer.stats.acked
+
+
+def test_a_broker_kill_9_loses_no_acknowledged_message(tmp_path):
+    s = stack_settings(tmp_path / "kill9")
     local = LocalStack(s)
     topic = f"durable-{uuid.uuid4().hex[:8]}"
-    values = [f"m{i}".encode() for i in range(500)]
+    first = [f"m{i}".encode() for i in range(5000)]
+    second = [f"n{i}".encode() for i in range(500)]
     try:
         local.up()
-        producer = KafkaProducer(bootstrap_servers=local.bootstrap, acks="all")
-        for v in values:
-            producer.send(topic, v)
-        producer.flush()
-        producer.close()
-
+        assert _produce_acked(local.bootstrap, topic, first) == 5000
         old_pid = local.running_pid("kafka")
-        local._stop("kafka")
-        assert not port_open(s.stack_kafka_port)
-        local.up()  # restarts only the broker; moto (holding the data) kept running
-        assert local.running_pid("kafka") != old_pid
-
-        assert sorted(read_all(local.bootstrap, topic)) == sorted(values)
+        os.kill(old_pid, signal.SIGKILL)  # no clean shutdown: the log is recovered on restart
+        deadline = time.monotonic() + 10
+        while _proc_start_time(old_pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        local.up()  # restarts only the broker
+        assert local.running_pid("kafka") not in (None, old_pid)
+        assert _produce_acked(local.bootstrap, topic, second) == 500
+        assert sorted(read_all(local.bootstrap, topic)) == sorted(first + second)
     finally:
         local.down()
 
 
-def test_memory_storage_loses_messages_on_restart(tmp_path):
-    """The contrast that makes the durable test meaningful: the default mode keeps nothing."""
-    s = stack_settings(tmp_path / "volatile")
+def test_topics_and_messages_survive_down_and_up(tmp_path):
+    s = stack_settings(tmp_path / "downup")
     local = LocalStack(s)
-    topic = f"volatile-{uuid.uuid4().hex[:8]}"
+    topic = f"kept-{uuid.uuid4().hex[:8]}"
     try:
         local.up()
-        producer = KafkaProducer(bootstrap_servers=local.bootstrap, acks="all")
-        producer.send(topic, b"gone")
-        producer.flush()
-        producer.close()
-        local._stop("kafka")
-        local.up()
-        assert read_all(local.bootstrap, topic) == []
+        _produce_acked(local.bootstrap, topic, [b"kept"])
+        local.down()
+        logs = []
+        local.up(log=logs.append)
+        assert not any("created topics" in line for line in logs)  # the project's topics were still there
+        assert read_all(local.bootstrap, topic) == [b"kept"]
+        kafka = next(r for r in local.status() if r.name == "kafka")
+        assert (kafka.state, kafka.software) == ("running", f"Apache Kafka {KAFKA_VERSION} (KRaft, broker+controller)")
     finally:
         local.down()

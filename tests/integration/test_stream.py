@@ -2,14 +2,11 @@
 
 import json
 import shutil
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from producer.kafka_writer import TweetWriter
 from streaming.job import ToneStream
@@ -37,31 +34,6 @@ INVALID = [
     b'{"id":"x3","user_id":"u","text":"hi","created_at":"2026-01-01T00:00:00"}',
     b"\xff\xfe\x00",
 ]
-
-
-@pytest.fixture
-def isolated(settings):
-    """Settings with fresh topics and Redis keys, so each test starts from nothing."""
-    tag = uuid.uuid4().hex[:8]
-    s = settings.model_copy(
-        update={
-            "kafka_topic_tweets": f"tweets-{tag}",
-            "kafka_topic_dlq": f"dlq-{tag}",
-            "kafka_topic_scored": f"scored-{tag}",
-            "redis_key_prefix": f"t{tag}:",
-            "top_min_count": 2,
-        }
-    )
-    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap_list)
-    admin.create_topics(
-        [NewTopic(s.kafka_topic_tweets, 4, 1), NewTopic(s.kafka_topic_dlq, 1, 1), NewTopic(s.kafka_topic_scored, 1, 1)]
-    )
-    admin.close()
-    yield s
-    client = redis.Redis.from_url(s.redis_url)
-    for key in client.scan_iter(f"{s.redis_key_prefix}*"):
-        client.delete(key)
-    client.close()
 
 
 def events(start, n, users=13):
@@ -98,7 +70,7 @@ def redis_counts(s, users):
     return out
 
 
-def run(spark, s, checkpoint, max_per_trigger=0, stop_after=None, fused_read=True):
+def run(spark, s, checkpoint, max_per_trigger=0, stop_after=None, fused_read=True, source="python"):
     job = ToneStream(
         s,
         scorer="vader",
@@ -107,6 +79,7 @@ def run(spark, s, checkpoint, max_per_trigger=0, stop_after=None, fused_read=Tru
         trigger_seconds=0.5,
         max_per_trigger=max_per_trigger,
         fused_read=fused_read,
+        source=source,
     )
     query = job.start(spark)
     try:
@@ -129,12 +102,19 @@ def read_topic(s, topic):
     return records
 
 
-@pytest.mark.parametrize("fused_read", [True, False], ids=["tasks-read-ranges", "records-through-spark"])
-def test_counts_are_exact_and_invalid_records_are_dead_lettered(spark, isolated, tmp_path, fused_read):
+SOURCES = ["python", "native"]
+
+
+@pytest.mark.parametrize(
+    ("source", "fused_read"),
+    [("python", True), ("python", False), ("native", False)],
+    ids=["python-tasks-read-ranges", "python-records-through-spark", "native-spark-kafka-source"],
+)
+def test_counts_are_exact_and_invalid_records_are_dead_lettered(spark, isolated, tmp_path, source, fused_read):
     s = isolated
     evs = events(0, 400)
     produce(s, evs, INVALID)
-    job = run(spark, s, tmp_path / "ckpt", fused_read=fused_read)
+    job = run(spark, s, tmp_path / "ckpt", fused_read=fused_read, source=source)
     assert sum(r.records for r in job.reports) == 405
     assert redis_counts(s, {e.user_id for e in evs}) == expected_counts(evs)
 
@@ -154,26 +134,29 @@ def test_counts_are_exact_and_invalid_records_are_dead_lettered(spark, isolated,
     assert store.top("negative")
 
 
-def test_restart_from_checkpoint_loses_and_doubles_nothing(spark, isolated, tmp_path):
+@pytest.mark.parametrize("source", SOURCES)
+def test_restart_from_checkpoint_loses_and_doubles_nothing(spark, isolated, tmp_path, source):
     s = isolated
     first = events(0, 600)
     produce(s, first)
     # stop mid-stream: small batches, stop after two
-    partial_job = run(spark, s, tmp_path / "ckpt", max_per_trigger=100, stop_after=2)
+    partial_job = run(spark, s, tmp_path / "ckpt", max_per_trigger=100, stop_after=2, source=source)
     assert 0 < sum(r.records for r in partial_job.reports) < 600
+    assert max(r.records for r in partial_job.reports) <= 100  # maxOffsetsPerTrigger caps each batch
 
     second = events(600, 200)
     produce(s, second)
-    run(spark, s, tmp_path / "ckpt")
+    run(spark, s, tmp_path / "ckpt", source=source)
     assert redis_counts(s, {e.user_id for e in first + second}) == expected_counts(first + second)
 
 
-def test_a_replayed_batch_changes_nothing(spark, isolated, tmp_path):
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_replayed_batch_changes_nothing(spark, isolated, tmp_path, source):
     s = isolated
     evs = events(0, 300)
     produce(s, evs)
     checkpoint = tmp_path / "ckpt"
-    run(spark, s, checkpoint)
+    run(spark, s, checkpoint, source=source)
     before = redis_counts(s, {e.user_id for e in evs})
     # Forget that the last batch was committed, as after a crash between the sink and the commit:
     # Spark runs that batch again on restart, with the same offsets.
@@ -182,7 +165,7 @@ def test_a_replayed_batch_changes_nothing(spark, isolated, tmp_path):
     last.unlink()
     shutil.rmtree(checkpoint / "commits" / f".{last.name}.crc", ignore_errors=True)
     (checkpoint / "commits" / f".{last.name}.crc").unlink(missing_ok=True)
-    job = run(spark, s, checkpoint)
+    job = run(spark, s, checkpoint, source=source)
     assert sum(r.records for r in job.reports) > 0  # the batch really ran again
     assert all(r.applied_ranges == 0 for r in job.reports)
     assert redis_counts(s, {e.user_id for e in evs}) == before == expected_counts(evs)

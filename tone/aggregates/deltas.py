@@ -76,9 +76,12 @@ class UserDelta:
     recent: list[dict[str, Any]] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
-        """JSON-ready form for the Redis script."""
+        """JSON-ready form for the Redis script (``key``: the id as it appears inside keys)."""
+        from tone.aggregates.store import key_part
+
         return {
             "id": self.user_id,
+            "key": key_part(self.user_id),
             "n": self.n,
             "counts": self.counts,
             "prob_sums": self.prob_sums,

@@ -1,19 +1,25 @@
-"""The Redis store: one atomic, idempotent write per Kafka offset range, and the lookups.
+"""The Redis store: one atomic, idempotent, all-or-nothing write per Kafka offset range, and the lookups.
 
-Key layout (prefix ``tone:`` by default):
+Key layout (prefix ``tone:`` by default; ``{k}`` is the user id through ``store.key_part``: characters other than
+``A-Za-z0-9_.@-`` as ``%XX`` of their UTF-8 bytes, so no id can spell another key):
 
-- ``tone:user:{id}`` (hash): ``n``; ``count:{label}``; ``prob_sum:{label}`` (mean = sum / n); ``polarity_sum``;
+- ``tone:user:{k}`` (hash): ``n``; ``count:{label}``; ``prob_sum:{label}`` (mean = sum / n); ``polarity_sum``;
   ``ewma_s``, ``ewma_w``, ``ewma_t`` (event-time EWMA of polarity, see :mod:`tone.aggregates.deltas`); ``first_seen``,
   ``last_seen`` (epoch seconds);
-- ``tone:user:{id}:recent`` (list): the last K scored tweets, newest first (JSON);
-- ``tone:user:{id}:h:{YYYYMMDDHH}`` (hash): label counts in that UTC hour; expires after the bucket TTL;
-- ``tone:top:negative`` / ``tone:top:positive`` (sorted sets): user id -> mean p(negative) / mean p(positive), for
-  users with at least the minimum count;
+- ``tone:user:{k}:recent`` (list): the last K scored tweets, newest first (JSON);
+- ``tone:user:{k}:h:{YYYYMMDDHH}`` (hash): label counts in that UTC hour; expires after the bucket TTL;
+- ``tone:top:negative`` / ``tone:top:positive`` (sorted sets): user id (as is) -> mean p(negative) / mean
+  p(positive), for users with at least the minimum count;
 - ``tone:applied:{query}:{topic}:{partition}`` (string): the last Kafka offset whose tweets are counted.
+
+The braces are Redis Cluster hash tags: all of one user's keys hash to one slot, so a cluster keeps a user together.
+(The apply script itself touches many users and runs on one node.)
 
 Exactly once (see :mod:`tone.aggregates.store`): the Lua script applies a range only if ``start`` is past the
 stored last-applied offset, and stores ``end`` in the same atomic step, so a range replayed after a crash changes
-nothing, whatever the batch boundaries were.
+nothing, whatever the batch boundaries were. All or nothing: Redis does not roll back a script that fails after it
+wrote, so the script checks every key's type and every number it will add to before its first write, and refuses
+the whole range (naming the key) if one is wrong.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tone.aggregates.deltas import UserDelta
-from tone.aggregates.store import StoreConfig, check_range, check_ranked, finite_top, user_view
+from tone.aggregates.store import StoreConfig, check_range, check_ranked, finite_top, key_part, user_view
 from tone.labels import RANKED_LABELS
+from tone.retry import with_retries
 
 if TYPE_CHECKING:
     import redis
@@ -35,17 +42,62 @@ APPLY_BATCH = r"""
 local applied_key = KEYS[1]
 local start_offset = tonumber(ARGV[1])
 local end_offset = tonumber(ARGV[8])
-local last = tonumber(redis.call('GET', applied_key) or '-1')
-if start_offset <= last then return 0 end
-local users = cjson.decode(ARGV[2])
 local half_life = tonumber(ARGV[3])
 local recent_k = tonumber(ARGV[4])
 local min_count = tonumber(ARGV[5])
 local bucket_ttl = tonumber(ARGV[6])
 local prefix = ARGV[7]
 local ranked = cjson.decode(ARGV[9])
+local users = cjson.decode(ARGV[2])
+
+-- 1. Check everything before the first write: Redis keeps the writes of a script that fails half-way.
+local function expect_type(key, kind)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= kind then
+    return redis.error_reply('refused, nothing written: ' .. key .. ' holds a ' .. t .. ', expected a ' .. kind)
+  end
+end
+local function expect_numbers(key, fields)
+  local values = redis.call('HMGET', key, unpack(fields))
+  for i, v in ipairs(values) do
+    if v and not tonumber(v) then
+      return redis.error_reply('refused, nothing written: ' .. key .. ' field ' .. fields[i] .. ' is not a number')
+    end
+  end
+end
+local err = expect_type(applied_key, 'string')
+if err then return err end
+local last = tonumber(redis.call('GET', applied_key) or '-1')
+if not last then return redis.error_reply('refused, nothing written: ' .. applied_key .. ' is not an offset') end
+if start_offset <= last then return 0 end
+for _, label in ipairs(ranked) do
+  err = expect_type(prefix .. 'top:' .. label, 'zset')
+  if err then return err end
+end
 for _, u in ipairs(users) do
-  local key = prefix .. 'user:' .. u.id
+  local key = prefix .. 'user:{' .. u.key .. '}'
+  err = expect_type(key, 'hash') or expect_type(key .. ':recent', 'list')
+  if err then return err end
+  local fields = {'n', 'polarity_sum', 'ewma_s', 'ewma_w', 'ewma_t', 'first_seen', 'last_seen'}
+  for label, _ in pairs(u.counts) do table.insert(fields, 'count:' .. label) end
+  for label, _ in pairs(u.prob_sums) do table.insert(fields, 'prob_sum:' .. label) end
+  for _, label in ipairs(ranked) do table.insert(fields, 'prob_sum:' .. label) end
+  err = expect_numbers(key, fields)
+  if err then return err end
+  for hour, counts in pairs(u.hourly) do
+    local hkey = key .. ':h:' .. hour
+    err = expect_type(hkey, 'hash')
+    if err then return err end
+    local labels = {}
+    for label, _ in pairs(counts) do table.insert(labels, label) end
+    err = expect_numbers(hkey, labels)
+    if err then return err end
+  end
+end
+
+-- 2. Write.
+for _, u in ipairs(users) do
+  local key = prefix .. 'user:{' .. u.key .. '}'
   local n = redis.call('HINCRBY', key, 'n', u.n)
   for label, c in pairs(u.counts) do redis.call('HINCRBY', key, 'count:' .. label, c) end
   for label, s in pairs(u.prob_sums) do redis.call('HINCRBYFLOAT', key, 'prob_sum:' .. label, s) end
@@ -90,39 +142,45 @@ return 1
 class RedisToneStore:
     """Per-user aggregates in Redis (the :class:`~tone.aggregates.store.ToneStore` protocol)."""
 
-    def __init__(self, client: redis.Redis, config: StoreConfig | None = None) -> None:
-        """Wrap a redis-py client (decode_responses=False)."""
+    def __init__(self, client: redis.Redis, config: StoreConfig | None = None, retry_s: float = 0.0) -> None:
+        """Wrap a redis-py client (decode_responses=False); ``retry_s``: how long apply retries a lost connection."""
         self.client: Any = client  # redis-py's return types are unions of sync/async shapes; we use sync bytes
         self.config = config or StoreConfig()
+        self.retry_s = retry_s
         self._apply = client.register_script(APPLY_BATCH)
 
     @classmethod
-    def from_url(cls, url: str, password: str | None = None, config: StoreConfig | None = None) -> RedisToneStore:
-        """Connect by URL."""
+    def from_url(
+        cls, url: str, password: str | None = None, config: StoreConfig | None = None, retry_s: float = 0.0
+    ) -> RedisToneStore:
+        """Connect by URL (timeouts set: a Redis that stops answering is an error, not a hang)."""
         import redis
 
-        return cls(redis.Redis.from_url(url, password=password), config)
+        client = redis.Redis.from_url(url, password=password, socket_timeout=10, socket_connect_timeout=5)
+        return cls(client, config, retry_s)
 
     def apply_range(
         self, query: str, topic: str, partition: int, start: int, end: int, deltas: Sequence[UserDelta]
     ) -> bool:
         """Apply the tweets of offsets [start, end] of one partition atomically; False if already applied."""
+        import redis
+
         check_range(start, end)
         c = self.config
         payload = json.dumps([d.to_wire() for d in deltas], allow_nan=False)
-        applied = self._apply(
-            keys=[self._applied_key(query, topic, partition)],
-            args=[
-                start,
-                payload,
-                c.half_life_s,
-                c.recent_k,
-                c.top_min_count,
-                c.bucket_ttl_s,
-                c.prefix,
-                end,
-                json.dumps(RANKED_LABELS),
-            ],
+        args: list[Any] = [start, payload, c.half_life_s, c.recent_k, c.top_min_count, c.bucket_ttl_s, c.prefix, end]
+        args.append(json.dumps(RANKED_LABELS))
+        keys = [self._applied_key(query, topic, partition)]
+
+        def apply() -> Any:
+            return self._apply(keys=keys, args=args)
+
+        # Safe to repeat: a retry after a reply lost in a dropped connection finds the range applied (returns 0).
+        applied = with_retries(
+            apply,
+            transient=(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError),
+            what=f"Redis apply of {topic}[{partition}] offsets {start}-{end}",
+            give_up_after_s=self.retry_s,
         )
         return bool(applied)
 
@@ -134,17 +192,27 @@ class RedisToneStore:
         value = self.client.get(self._applied_key(query, topic, partition))
         return int(value) if value is not None else None
 
+    def user_key(self, user_id: str) -> str:
+        """The hash of a user's aggregates (see the key layout)."""
+        return f"{self.config.prefix}user:{{{key_part(user_id)}}}"
+
+    def recent_key(self, user_id: str) -> str:
+        """The list of a user's recent scored tweets."""
+        return f"{self.user_key(user_id)}:recent"
+
+    def hour_key(self, user_id: str, hour: str) -> str:
+        """A user's label counts in one UTC hour (``YYYYMMDDHH``)."""
+        return f"{self.user_key(user_id)}:h:{hour}"
+
     def user(self, user_id: str) -> dict[str, Any] | None:
         """A user's aggregates, or None for an unknown user."""
-        key = f"{self.config.prefix}user:{user_id}"
-        fields = {k.decode(): v.decode() for k, v in self.client.hgetall(key).items()}
-        recent = [json.loads(r) for r in self.client.lrange(f"{key}:recent", 0, -1)] if fields else []
+        fields = {k.decode(): v.decode() for k, v in self.client.hgetall(self.user_key(user_id)).items()}
+        recent = [json.loads(r) for r in self.client.lrange(self.recent_key(user_id), 0, -1)] if fields else []
         return user_view(user_id, fields, recent)
 
     def hourly(self, user_id: str, hour: str) -> dict[str, int]:
         """Label counts of one UTC hour bucket (``YYYYMMDDHH``)."""
-        key = f"{self.config.prefix}user:{user_id}:h:{hour}"
-        return {k.decode(): int(v) for k, v in self.client.hgetall(key).items()}
+        return {k.decode(): int(v) for k, v in self.client.hgetall(self.hour_key(user_id, hour)).items()}
 
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
         """The ``n`` users with the highest mean p(``by``)."""
@@ -156,4 +224,5 @@ class RedisToneStore:
 def open_store(settings: Settings, *, prefix: str | None = None) -> RedisToneStore:
     """The store on the configured Redis (password from the settings), with the configured parameters."""
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    return RedisToneStore.from_url(settings.redis_url, password, StoreConfig.from_settings(settings, prefix=prefix))
+    config = StoreConfig.from_settings(settings, prefix=prefix)
+    return RedisToneStore.from_url(settings.redis_url, password, config, retry_s=settings.sink_retry_s)

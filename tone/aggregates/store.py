@@ -8,9 +8,10 @@ records ``end`` in the same atomic step; a range replayed after a crash changes 
 from __future__ import annotations
 
 import math
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from tone.aggregates.deltas import Ewma, UserDelta
 from tone.labels import RANKED_LABELS
@@ -62,6 +63,19 @@ class ToneStore(Protocol):
 
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
         """The ``n`` users with the highest mean p(``by``), ``by`` being one of RANKED_LABELS."""
+
+
+# Characters a user id keeps as they are inside Redis keys; every other one (":", "{", "}", "%", "*", spaces,
+# anything non-ASCII) becomes %XX of its UTF-8 bytes. The encoding is injective ("%" is encoded too), so no user id
+# can spell another user's key or an internal key's suffix ("a:recent", "a:h:2026112310").
+_KEY_SAFE: Final = frozenset(string.ascii_letters + string.digits + "_.@-")
+
+
+def key_part(user_id: str) -> str:
+    """The user id as it appears inside Redis keys (see _KEY_SAFE)."""
+    if all(c in _KEY_SAFE for c in user_id):
+        return user_id
+    return "".join(c if c in _KEY_SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in user_id)
 
 
 def check_range(start: int, end: int) -> None:

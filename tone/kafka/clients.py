@@ -1,32 +1,59 @@
 """The project's Kafka producers, built from one :class:`~tone.kafka.config.KafkaConnection`.
 
-- :func:`kafka_python_producer`: the replay producer's client (``tone produce``);
-- :class:`LibrdkafkaProducer`: the Spark workers' client for dead letters and scored tweets. Measured in one task
-  outside Spark: kafka-python's ``send`` costs 80-170 us a record; librdkafka does the batching, compression and
-  delivery in C.
-- :func:`worker_producer`: librdkafka when confluent-kafka is installed, kafka-python otherwise.
+Every producer is idempotent (the broker drops a retried duplicate) and counts delivery reports: ``flush`` waits
+for every queued record and raises :class:`DeliveryError`, naming how many were not acknowledged, if any failed.
+Nothing is reported as sent that the broker did not acknowledge.
 
-Both follow :data:`~tone.kafka.config.PRODUCER_DEFAULTS`.
+librdkafka (confluent-kafka) is the client: measured in one Spark task, kafka-python's ``send`` cost 80-170 us a
+record; librdkafka batches, compresses and delivers in C. kafka-python stays as a fallback where confluent-kafka
+has no wheel.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tone.errors import ToneError
 from tone.kafka.config import LIBRDKAFKA_PRODUCER_EXTRAS, PRODUCER_DEFAULTS, KafkaConnection, kafka_python_names
 
 Headers = list[tuple[str, str | bytes | None]]
 
 
-class Producer(Protocol):
-    """What the stream's sinks need from a producer."""
+class DeliveryError(ToneError):
+    """Records were not acknowledged by the broker; the message says how many and the first errors."""
 
-    def send(self, topic: str, *, key: bytes | None = None, value: bytes | None, headers: Headers | None = None) -> Any:
+
+@dataclass
+class DeliveryStats:
+    """Records handed to the producer, acknowledged by the broker, and failed."""
+
+    queued: int = 0
+    acked: int = 0
+    failed: int = 0
+
+
+class Producer(Protocol):
+    """What every producer of the project offers."""
+
+    stats: DeliveryStats
+
+    def send(
+        self, topic: str, *, key: bytes | None = None, value: bytes | None, headers: Headers | None = None
+    ) -> None:
         """Queue one record."""
 
-    def flush(self, timeout: float = 60.0) -> None:
-        """Wait until every queued record is acknowledged; raise if any was not."""
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every record is acknowledged or failed (default: the delivery timeout); raise if any failed."""
+
+    def close(self) -> None:
+        """Flush and release the connection."""
+
+
+def _flush_wait(config: dict[str, Any]) -> float:
+    # Every record is acknowledged or failed by its delivery timeout; a flush waits that long, and a little more.
+    return float(config["delivery.timeout.ms"]) / 1000 + 5.0
 
 
 def librdkafka_available() -> bool:
@@ -38,32 +65,57 @@ def librdkafka_available() -> bool:
     return True
 
 
-def kafka_python_producer(conn: KafkaConnection, **overrides: Any) -> Any:
-    """A kafka-python ``KafkaProducer`` with the project's defaults (``overrides`` in kafka-python's names)."""
-    from kafka import KafkaProducer
+class _Reports:
+    """Delivery accounting shared by both clients (callbacks arrive on the client's own threads)."""
 
-    return KafkaProducer(**conn.kafka_python(), **(kafka_python_names(PRODUCER_DEFAULTS) | overrides))
+    def __init__(self, conn: KafkaConnection) -> None:
+        self.conn = conn
+        self.stats = DeliveryStats()
+        self._errors: list[str] = []
+        self._lock = threading.Lock()
+        self._checked = DeliveryStats()
+
+    def delivered(self, error: object | None, topic: str) -> None:
+        with self._lock:
+            if error is None:
+                self.stats.acked += 1
+            else:
+                self.stats.failed += 1
+                if len(self._errors) < 5:
+                    self._errors.append(f"{topic}: {error}")
+
+    def check(self, not_flushed: int, timeout: float) -> None:
+        """Raise if records failed or are still queued since the last check."""
+        with self._lock:
+            failed = self.stats.failed - self._checked.failed
+            queued = self.stats.queued - self._checked.queued
+            errors, self._errors = self._errors, []
+            self._checked = DeliveryStats(self.stats.queued, self.stats.acked, self.stats.failed)
+        if failed or not_flushed:
+            missing = failed + not_flushed
+            msg = (
+                f"{missing} of {queued} messages were not acknowledged by the broker at {self.conn.bootstrap} "
+                f"({failed} failed, {not_flushed} still queued after {timeout:.0f} s); first errors: {errors}. "
+                "Check that the broker is up (tone stack status) and the topic exists"
+            )
+            raise DeliveryError(msg)
 
 
 class LibrdkafkaProducer:
-    """A librdkafka producer with kafka-python's ``send`` / ``flush`` shape.
+    """An idempotent librdkafka producer with delivery accounting (see the module docstring)."""
 
-    ``flush`` raises if any record failed delivery, so the Spark task fails and is retried instead of silently
-    dropping dead letters or scored tweets.
-    """
-
-    def __init__(self, conn: KafkaConnection) -> None:
-        """Connect lazily (librdkafka connects in its own threads)."""
+    def __init__(self, conn: KafkaConnection, **overrides: Any) -> None:
+        """Connect lazily (librdkafka connects in its own threads); ``overrides`` in librdkafka's names."""
         from confluent_kafka import Producer as RdProducer
 
-        self._producer = RdProducer({**conn.librdkafka(), **PRODUCER_DEFAULTS, **LIBRDKAFKA_PRODUCER_EXTRAS})
-        self._errors: list[str] = []
-        self._lock = threading.Lock()
+        self._reports = _Reports(conn)
+        self.stats = self._reports.stats
+        config = {**conn.librdkafka(), **PRODUCER_DEFAULTS, **LIBRDKAFKA_PRODUCER_EXTRAS, **overrides}
+        self._wait_s = _flush_wait(config)
+        self._producer = RdProducer(config)
 
-    def _delivered(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            with self._lock:
-                self._errors.append(f"{msg.topic()}: {err}")
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        self._reports.delivered(err, msg.topic())
 
     def send(
         self, topic: str, *, key: bytes | None = None, value: bytes | None, headers: Headers | None = None
@@ -71,37 +123,66 @@ class LibrdkafkaProducer:
         """Queue one record (waits for room when the local queue is full)."""
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
+                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
                 break
             except BufferError:
                 self._producer.poll(0.05)
+        self.stats.queued += 1
         self._producer.poll(0)
 
-    def flush(self, timeout: float = 60.0) -> None:
-        """Wait for every queued record; raise if any failed or did not leave in time."""
-        left = self._producer.flush(timeout)
-        with self._lock:
-            errors, self._errors = self._errors, []
-        if left or errors:
-            msg = f"{left} records not delivered in {timeout:.0f} s; errors: {errors[:5]}"
-            raise RuntimeError(msg)
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for every queued record; raise DeliveryError if any failed or did not leave in time."""
+        wait = self._wait_s if timeout is None else timeout
+        left = self._producer.flush(wait)
+        self._reports.check(left, wait)
+
+    def close(self) -> None:
+        """Flush (librdkafka has no close: the handle goes with the object)."""
+        self.flush()
 
 
-class _KafkaPythonWorkerProducer:
-    """kafka-python's producer in the same shape (the fallback without confluent-kafka)."""
+class KafkaPythonProducer:
+    """The same on kafka-python (the fallback where confluent-kafka has no wheel)."""
 
-    def __init__(self, conn: KafkaConnection) -> None:
-        self._producer = kafka_python_producer(conn)
+    def __init__(self, conn: KafkaConnection, **overrides: Any) -> None:
+        """Connect; ``overrides`` in kafka-python's names."""
+        from kafka import KafkaProducer
 
-    def send(self, topic: str, *, key: bytes | None = None, value: bytes | None, headers: Headers | None = None) -> Any:
-        return self._producer.send(topic, key=key, value=value, headers=headers)
+        self._reports = _Reports(conn)
+        self.stats = self._reports.stats
+        config = kafka_python_names(PRODUCER_DEFAULTS) | overrides
+        self._wait_s = _flush_wait({"delivery.timeout.ms": config["delivery_timeout_ms"]})
+        self._producer = KafkaProducer(**conn.kafka_python(), **config)
 
-    def flush(self, timeout: float = 60.0) -> None:
-        self._producer.flush(timeout=timeout)
+    def send(
+        self, topic: str, *, key: bytes | None = None, value: bytes | None, headers: Headers | None = None
+    ) -> None:
+        """Queue one record."""
+        future = self._producer.send(topic, key=key, value=value, headers=headers)
+        self.stats.queued += 1
+        future.add_callback(lambda _meta: self._reports.delivered(None, topic))
+        future.add_errback(lambda exc: self._reports.delivered(exc, topic))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for every queued record; raise DeliveryError if any failed or did not leave in time."""
+        wait = self._wait_s if timeout is None else timeout
+        try:
+            self._producer.flush(timeout=wait)
+            left = 0
+        except Exception:  # noqa: BLE001 - kafka-python raises its own timeout type; counted below
+            left = self.stats.queued - self.stats.acked - self.stats.failed
+        self._reports.check(left, wait)
+
+    def close(self) -> None:
+        """Flush and close the connection."""
+        try:
+            self.flush()
+        finally:
+            self._producer.close(timeout=5)
 
 
-def worker_producer(conn: KafkaConnection) -> Producer:
-    """The producer for the Spark workers' sinks: librdkafka when installed (it is, with the ``stream`` extra)."""
+def open_producer(conn: KafkaConnection, **overrides: Any) -> Producer:
+    """The project's producer: librdkafka when installed (``overrides`` in its names), else kafka-python."""
     if librdkafka_available():
-        return LibrdkafkaProducer(conn)
-    return _KafkaPythonWorkerProducer(conn)
+        return LibrdkafkaProducer(conn, **overrides)
+    return KafkaPythonProducer(conn, **{k.replace(".", "_"): v for k, v in overrides.items()})

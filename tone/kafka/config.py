@@ -18,17 +18,29 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from tone.settings import Settings
 
-# Producer defaults in Kafka's own (Java / librdkafka) names, for every producer of the project. A 5 ms linger fills
-# batches at replay rates; gzip ships with every client (lz4/zstd would need extra wheels on every client machine).
-# Batches of up to 1 MiB: measured on the workers' hot path (2 cores), where the scored topic takes every tweet.
+# Producer defaults in Kafka's own (Java / librdkafka) names, for every producer of the project.
+# - Idempotent: a send retried after a lost acknowledgement is not written twice, and order per partition holds
+#   with up to 5 requests in flight.
+# - A 5 ms linger fills batches at replay rates; gzip ships with every client (lz4/zstd would need extra wheels).
+# - Batches of up to 1 MiB: measured on the workers' hot path (2 cores), where the scored topic takes every tweet.
+# - A record not acknowledged within the delivery timeout fails (TONE_KAFKA_DELIVERY_TIMEOUT_S, 60 s by default;
+#   flush then says how many): an outage is reported, not hidden.
 PRODUCER_DEFAULTS: Final[Mapping[str, Any]] = {
+    "enable.idempotence": True,
     "acks": "all",
+    "max.in.flight.requests.per.connection": 5,
     "linger.ms": 5,
     "batch.size": 1024 * 1024,
     "compression.type": "gzip",
-    "retries": 5,
-    "max.in.flight.requests.per.connection": 1,  # with retries, keeps per-key order
+    "delivery.timeout.ms": 60_000,
 }
+
+
+def producer_overrides(settings: Settings) -> dict[str, Any]:
+    """What the settings change in the producer defaults (librdkafka names)."""
+    return {"delivery.timeout.ms": round(settings.kafka_delivery_timeout_s * 1000)}
+
+
 # librdkafka only: its local queue holds at most this many records before produce() pushes back.
 LIBRDKAFKA_PRODUCER_EXTRAS: Final[Mapping[str, Any]] = {"queue.buffering.max.messages": 1_000_000}
 

@@ -157,10 +157,10 @@ class LibrdkafkaReader:
 
         return _wait_for_partitions(self.conn, topic, lookup)
 
-    def _watermarks(self, topic: str, partition: int, cached: bool = False) -> tuple[int, int]:
+    def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         from confluent_kafka import TopicPartition
 
-        low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), 10, cached)
+        low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
         return int(low), int(high)
 
     def beginning_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
@@ -168,29 +168,8 @@ class LibrdkafkaReader:
         return {p: self._watermarks(topic, p)[0] for p in partitions}
 
     def end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
-        """The larger of ListOffsets(latest) and the high-water mark of a fetch response.
-
-        Some Kafka-protocol brokers (Tansu 0.6, measured) answer ListOffsets(LATEST) with the start of the last
-        record batch; a Fetch's high-water mark is right. One small fetch from just before the listed end gets it.
-        """
-        from confluent_kafka import TopicPartition
-
-        listed = {p: self._watermarks(topic, p)[1] for p in partitions}
-        probe = [TopicPartition(topic, p, listed[p] - 1) for p in partitions if listed[p] > 0]
-        seen: set[int] = set()
-        if probe:
-            self._consumer.assign(probe)
-            deadline = time.monotonic() + 2.0
-            while len(seen) < len(probe) and time.monotonic() < deadline:
-                m = self._consumer.poll(0.05)  # returns at the first message; consume() would wait for a full batch
-                part = m.partition() if m is not None and m.error() is None else None
-                if part is not None:
-                    seen.add(int(part))  # this partition's fetch response has been processed
-            self._consumer.unassign()
-        return {
-            p: max(listed[p], self._watermarks(topic, p, cached=True)[1]) if p in seen else listed[p]
-            for p in partitions
-        }
+        """The high watermark of each partition (ListOffsets latest: the offset after the last committed record)."""
+        return {p: self._watermarks(topic, p)[1] for p in partitions}
 
     def read_range(self, offsets: OffsetRange) -> Iterator[RecordChunk]:
         """The range's records in chunks."""
@@ -257,23 +236,9 @@ class KafkaPythonReader:
         return {tp.partition: int(v) for tp, v in begins.items()}
 
     def end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
-        """The larger of ListOffsets(latest) and a fetch response's high-water mark (see LibrdkafkaReader)."""
-        parts = self._tps(topic, partitions)
-        consumer = self._consumer
-        listed = consumer.end_offsets(parts)
-        consumer.assign(parts)
-        for tp in parts:
-            consumer.seek(tp, max(0, int(listed[tp]) - 1))
-        highwater: dict[Any, int] = {}
-        deadline = time.monotonic() + 2.0
-        while len(highwater) < len(parts) and time.monotonic() < deadline:
-            consumer.poll(timeout_ms=200, max_records=1)
-            for tp in parts:
-                hw = consumer.highwater(tp)
-                if hw is not None:
-                    highwater[tp] = int(hw)
-        consumer.assign([])
-        return {tp.partition: max(int(listed[tp]), highwater.get(tp, 0)) for tp in parts}
+        """The high watermark of each partition."""
+        ends = self._consumer.end_offsets(self._tps(topic, partitions))
+        return {tp.partition: int(v) for tp, v in ends.items()}
 
     def read_range(self, offsets: OffsetRange) -> Iterator[RecordChunk]:
         """The range's records in chunks."""

@@ -80,3 +80,10 @@ def test_app_services_run_real_tone_commands_with_known_options():
         known = {opt for param in command.params for opt in getattr(param, "opts", [])}
         flags = [a for a in args[1:] if a.startswith("--")]
         assert set(flags) <= known, (name, set(flags) - known)
+
+
+def test_compose_runs_the_kafka_version_the_local_stack_runs():
+    from tone.jars import KAFKA_VERSION
+
+    images = {COMPOSE["services"][name]["image"] for name in ("kafka", "kafka-init")}
+    assert images == {f"apache/kafka:{KAFKA_VERSION}"}

@@ -91,4 +91,4 @@ def test_record_chunk_round_trips_through_arrow():
     assert len(pending) == 0 and len(chunk) == 2  # take() hands the records over and starts afresh
     batch = to_arrow(chunk)
     assert batch.schema.field("timestamp").type.unit == "us"
-    assert from_arrow(batch) == chunk
+    assert from_arrow(batch) == [chunk]

@@ -34,3 +34,55 @@ def test_refresh_interval_swap_and_refusal(tmp_path):
     now[0] = 200
     assert refresher.check(f"registry:{a}") is None  # not retried while b stays the approved version
     assert [e.action for e in refresher.events] == ["start", "swap", "refuse"]
+
+
+def _truncated_artifact(tmp_path, name, seed):
+    """An artifact whose weights are cut short, with a manifest written for the cut file: checksums match."""
+    from tone.scoring import artifacts
+
+    directory = tmp_path / name
+    tiny_rnn(seed=seed).save(directory)
+    manifest = artifacts.read_manifest(directory)
+    weights = directory / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    extra = {
+        k: v for k, v in manifest.items() if k not in ("format", "kind", "version", "labels", "files", "created_at")
+    }
+    artifacts.write_manifest(directory, manifest["kind"], manifest["labels"], **extra)
+    artifacts.verify(directory)  # the checksums really do match
+    return directory
+
+
+def test_publish_refuses_an_artifact_that_verifies_but_does_not_load(tmp_path):
+    import pytest
+
+    from tone.errors import ArtifactError
+
+    s = load_settings(registry_uri=str(tmp_path / "reg"), model_dir=tmp_path / "m")
+    bad = _truncated_artifact(tmp_path, "bad", seed=3)
+    with pytest.raises(ArtifactError, match="does not load or score"):
+        Registry.from_settings(s).publish(bad, source={})
+    assert Registry.from_settings(s).versions() == []
+
+
+def test_a_version_that_raises_anything_while_loading_is_refused_and_the_old_one_keeps_scoring(tmp_path, monkeypatch):
+    import tone.scoring.smoke
+
+    s = load_settings(registry_uri=str(tmp_path / "reg"), model_dir=tmp_path / "m", model_refresh_s=0)
+    registry = Registry.from_settings(s)
+    tiny_rnn(seed=1).save(tmp_path / "good")
+    good = registry.publish(tmp_path / "good", source={}).version
+    registry.approve(good)
+    refresher = ModelRefresher(s, registry=registry)
+    assert refresher.initial() == f"registry:{good}"
+
+    # registered by something that did not check (an older publisher): loading it raises SafetensorError
+    with monkeypatch.context() as m:
+        m.setattr(tone.scoring.smoke, "load_checked", lambda *a, **k: None)
+        bad = registry.publish(_truncated_artifact(tmp_path, "bad", seed=2), source={}).version
+    registry.approve(bad, force=True)
+    assert refresher.check(f"registry:{good}") is None  # refused, not raised
+    assert bad in refresher.refused
+    refusal = refresher.events[-1]
+    assert (refusal.action, refusal.version) == ("refuse", bad)
+    assert "header" in refusal.detail, refusal.detail  # SafetensorError: not one of the project's own errors

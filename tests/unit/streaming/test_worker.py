@@ -1,6 +1,6 @@
 """What a Python worker keeps between tasks (streaming/worker.py) and the task's output schema."""
 
-from streaming.process import STATS_SCHEMA, RangeStats
+from streaming.pipeline import STATS_SCHEMA, RangeStats
 from streaming.worker import WorkerResources
 
 

@@ -71,8 +71,17 @@ def test_unicode_text_survives():
         (raw(created_at=1700000000), schema.WRONG_TYPE, "created_at must be an ISO-8601 string"),
         (raw(lang=3), schema.WRONG_TYPE, "lang must be a string"),
         (raw(user_id=""), schema.INVALID_VALUE, "must not be empty"),
-        (raw(user_id="a b"), schema.INVALID_VALUE, "may hold only"),
-        (raw(user_id="x" * 65), schema.INVALID_VALUE, "more than 64"),
+        (raw(id="a b"), schema.INVALID_VALUE, "may hold only"),
+        (raw(id="x" * 65), schema.INVALID_VALUE, "more than 64"),
+        (raw(user_id="x" * 257), schema.INVALID_VALUE, "more than 256"),
+        (raw(user_id="a\x00b"), schema.INVALID_VALUE, "control character U+0000"),
+        (raw(user_id="tab\there"), schema.INVALID_VALUE, "control character U+0009"),
+        (raw(user_id="   "), schema.INVALID_VALUE, "only whitespace"),
+        (
+            b'{"id":"1","user_id":"\\ud800","text":"x","created_at":"2026-11-23T10:00:00Z"}',
+            schema.INVALID_VALUE,
+            "surrogate",
+        ),
         (raw(lang="x" * 17), schema.INVALID_VALUE, "more than 16"),
         (raw(text=""), schema.EMPTY_TEXT, "empty"),
         (raw(text=" \n\t "), schema.EMPTY_TEXT, "whitespace"),
@@ -80,6 +89,13 @@ def test_unicode_text_survives():
         (raw(created_at="2026-11-23T10:00:00"), schema.NAIVE_TIMESTAMP, "no timezone"),
         (raw(created_at="yesterday"), schema.INVALID_TIMESTAMP, "not ISO-8601"),
         (raw(created_at="2026-13-45T10:00:00Z"), schema.INVALID_TIMESTAMP, "not ISO-8601"),
+        # poison values that passed validation and crashed the stream (UTC year 10000 / year 0)
+        (raw(created_at="9999-12-31T23:59:59-23:59"), schema.INVALID_TIMESTAMP, "out of range"),
+        (raw(created_at="0001-01-01T00:00:00+01:00"), schema.INVALID_TIMESTAMP, "out of range"),
+        (b'{"id": 1' + b"0" * 5000 + b', "user_id": "u"}', schema.INVALID_JSON, "too large"),
+        (raw(id=float("nan")), schema.WRONG_TYPE, "got float"),
+        (raw(user_id=float("inf")), schema.WRONG_TYPE, "got float"),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, schema.INVALID_JSON, "nested too deeply"),
         (
             b'{"id":"1","user_id":"u","text":"\\ud800 x","created_at":"2026-11-23T10:00:00Z"}',
             schema.INVALID_UTF8,
@@ -138,7 +154,15 @@ def test_scored_tweet_wire_format_round_trips():
 def test_one_user_id_rule():
     from tone.events import check_user_id
 
-    assert check_user_id("alice_01@x.y-z") is None
-    assert "letters" in check_user_id("a b")
-    assert "more than 64" in check_user_id("a" * 65)
+    for ok in ("alice_01@x.y-z", "a:recent", "a:h:2026112310", "*", "{x}", "x" * 256, "ünïcødé 🙂", " spaced "):
+        assert check_user_id(ok) is None, ok
+    assert "more than 256" in check_user_id("a" * 257)
     assert "empty" in check_user_id("")
+    assert "control character" in check_user_id("a\nb")
+
+
+@pytest.mark.parametrize("user_id", ["a:recent", "a:h:2026112310", "*", "{x}", "x" * 256, "ünïcødé 🙂", " spaced "])
+def test_hostile_but_valid_user_ids_are_events(user_id):
+    event = parse_event(raw(user_id=user_id))
+    assert isinstance(event, TweetEvent)
+    assert event.user_id == user_id

@@ -37,7 +37,8 @@ def test_one_producer_defaults_table_in_both_dialects():
     names = kafka_python_names(PRODUCER_DEFAULTS)
     assert names["linger_ms"] == PRODUCER_DEFAULTS["linger.ms"]
     assert names["acks"] == "all"
-    assert names["max_in_flight_requests_per_connection"] == 1
+    assert names["max_in_flight_requests_per_connection"] == 5
+    assert names["enable_idempotence"] is True  # a retried send is never written twice
 
 
 def test_sasl_config_reaches_kafka_clients(monkeypatch):

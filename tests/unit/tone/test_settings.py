@@ -19,7 +19,8 @@ def test_defaults():
     assert s.kafka_topic_tweets == "tweets"
     assert s.kafka_topic_dlq == "tweets.dlq"
     assert s.kafka_partitions == 4
-    assert s.stack_broker_storage == "memory"
+    assert s.kafka_source == "python"
+    assert s.stack_kafka_controller_port == 9093
 
 
 def test_every_field_is_set_by_a_variable_named_in_envvars():
@@ -32,11 +33,11 @@ def test_every_field_is_set_by_a_variable_named_in_envvars():
 def test_env_vars_are_read(monkeypatch):
     monkeypatch.setenv(envvars.KAFKA_PARTITIONS, "8")
     monkeypatch.setenv(envvars.KAFKA_BOOTSTRAP_SERVERS, " a:1 , b:2 ")
-    monkeypatch.setenv(envvars.STACK_BROKER_STORAGE, "s3")
+    monkeypatch.setenv(envvars.KAFKA_SOURCE, "native")
     s = load_settings()
     assert s.kafka_partitions == 8
     assert s.bootstrap_list == ["a:1", "b:2"]
-    assert s.stack_broker_storage == "s3"
+    assert s.kafka_source == "native"
 
 
 def test_frozen():
@@ -51,7 +52,7 @@ def test_frozen():
         (envvars.KAFKA_PARTITIONS, "abc", "an integer >= 1 <= 1024"),
         (envvars.KAFKA_PARTITIONS, "0", "an integer >= 1 <= 1024"),
         (envvars.KAFKA_SECURITY_PROTOCOL, "TLS", "one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
-        (envvars.STACK_BROKER_STORAGE, "postgres", "one of memory, s3"),
+        (envvars.KAFKA_SOURCE, "spark", "one of python, native"),
         (envvars.KAFKA_BOOTSTRAP_SERVERS, "localhost", "host:port"),
         (envvars.REDIS_URL, "http://x:6379", "redis://"),
         (envvars.AWS_ENDPOINT_URL, "localhost:5000", "http(s) URL"),
@@ -93,3 +94,13 @@ def test_allowed_values_describes_each_kind():
     assert allowed_values("kafka_sasl_mechanism") == "one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"
     assert allowed_values("stack_kafka_port") == "an integer >= 1 <= 65535"
     assert allowed_values("redis_password") == "a secret string"
+
+
+def test_the_spark_connector_matches_the_installed_pyspark():
+    import importlib.metadata
+
+    from tone.jars import spark_kafka_connector, spark_kafka_package
+
+    version = importlib.metadata.version("pyspark")
+    assert spark_kafka_connector().version == version
+    assert spark_kafka_package() == f"org.apache.spark:spark-sql-kafka-0-10_2.13:{version}"

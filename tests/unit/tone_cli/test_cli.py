@@ -100,6 +100,6 @@ def test_errors_become_exit_codes_in_one_place(monkeypatch):
 
 def test_an_invalid_user_id_exits_2_before_touching_redis():
     env = {**os.environ, envvars.REDIS_URL: "redis://127.0.0.1:1/0"}  # nothing listens there
-    result = run_tone("lookup", "not valid!", env=env)
+    result = run_tone("lookup", "tab\there", env=env)
     assert result.returncode == 2, result.stderr
     assert "user_id" in result.stderr

@@ -1,0 +1,251 @@
+"""The stream's per-record logic, free of Spark: records -> events | dead letters -> scored -> sinks.
+
+One task's work (see :func:`run_task`), in an order that keeps every guarantee:
+
+1. parse and validate each record (``tone.events.parse_event``); a bad one becomes a :class:`DeadLetter` with a
+   stable reason, the original bytes and its ``topic:partition:offset``;
+2. score every valid event of the task in one call (bigger sets pad less);
+3. build each scored tweet; anything that raises while handling one record dead-letters that record with reason
+   ``internal_error`` (the exception in ``detail``) and the rest of the batch goes on;
+4. send the dead letters and the scored tweets, and **flush**: a record the broker did not acknowledge fails the
+   task (Spark runs it again) before anything is counted;
+5. apply each Kafka range's per-user deltas to the store, exactly once per offset range.
+
+A failure of the whole batch (the scorer, the broker, the store) raises, so the batch is retried, never dropped.
+The sinks are protocols (:class:`~tone.kafka.clients.Producer`, :class:`~tone.aggregates.store.ToneStore`): the
+Spark job passes Kafka and Redis, unit tests in-memory ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Final
+
+from tone.aggregates.deltas import Scored, batch_deltas, hour_bucket
+from tone.events import INTERNAL_ERROR, DeadLetter, Invalid, ScoredTweet, TweetEvent, parse_event
+
+if TYPE_CHECKING:
+    from tone.aggregates.store import ToneStore
+    from tone.kafka.clients import Producer
+    from tone.kafka.readers import RecordChunk
+    from tone.scoring.base import Scorer, ToneResult
+    from tone.settings import Settings
+
+LAG_SAMPLE: Final = 2000  # per-record produce->store lags returned per range (evenly spaced), for percentiles
+DETAIL_CHARS: Final = 500
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What the per-record logic needs from the settings (plain data)."""
+
+    query: str
+    dlq_topic: str
+    scored_topic: str
+    max_text_chars: int
+    max_message_bytes: int
+    half_life_s: float
+    recent_k: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings, query: str) -> TaskConfig:
+        """The configured topics, limits and aggregation parameters."""
+        return cls(
+            query,
+            settings.kafka_topic_dlq,
+            settings.kafka_topic_scored,
+            settings.max_text_chars,
+            settings.max_message_bytes,
+            settings.ewma_half_life_s,
+            settings.recent_tweets,
+        )
+
+
+@dataclass
+class RangeStats:
+    """What one task did with one Kafka range; one row of the task's output (see STATS_SCHEMA)."""
+
+    topic: str = ""
+    partition: int = -1
+    start_offset: int = -1
+    end_offset: int = -1
+    records: int = 0
+    valid: int = 0
+    invalid: int = 0
+    applied: bool = False
+    parse_s: float = 0.0
+    score_s: float = 0.0
+    redis_s: float = 0.0
+    kafka_s: float = 0.0
+    model_version: str = ""
+    max_lag_s: float = 0.0
+    lags: str = "[]"
+
+
+# Spark's DDL for the rows above, derived from the dataclass so the two cannot drift apart. Partition is the only
+# 32-bit integer (Spark's Kafka schema has it as int); the other integers are offsets and counts.
+_DDL = {str: "string", bool: "boolean", float: "double", int: "long"}
+STATS_SCHEMA: Final = ", ".join(
+    f"{f.name} {'int' if f.name == 'partition' else _DDL[type(f.default)]}" for f in fields(RangeStats)
+)
+
+
+@dataclass
+class _Valid:
+    event: TweetEvent
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    stamp_s: float  # Kafka timestamp
+
+
+@dataclass
+class ParsedRange:
+    """One Kafka partition's offset range after parsing: valid events and dead letters."""
+
+    stats: RangeStats
+    valid: list[_Valid] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    scored: list[Scored] = field(default_factory=list)
+    wire: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) for the scored topic
+
+
+def dead_letter_of(error: BaseException, key: bytes | None, value: bytes | None, source: str) -> DeadLetter:
+    """The dead letter for a record whose handling raised ``error``."""
+    detail = f"{type(error).__name__}: {error}"[:DETAIL_CHARS]
+    return DeadLetter(key, value, INTERNAL_ERROR, detail, source)
+
+
+def parse_ranges(chunks: Iterable[RecordChunk], config: TaskConfig) -> list[ParsedRange]:
+    """Parse one source's chunks into one ParsedRange per partition (a source normally holds one partition)."""
+    by_partition: dict[tuple[str, int], ParsedRange] = {}
+    for chunk in chunks:
+        if not chunk.offsets:
+            continue
+        part = by_partition.get((chunk.topic, chunk.partition))
+        if part is None:
+            stats = RangeStats(chunk.topic, chunk.partition, chunk.offsets[0])
+            part = by_partition[(chunk.topic, chunk.partition)] = ParsedRange(stats)
+        stats = part.stats
+        stats.end_offset = chunk.offsets[-1]  # a partition's offsets only grow
+        stats.records += len(chunk.offsets)
+        for key, value, offset, ts_ms in zip(chunk.keys, chunk.values, chunk.offsets, chunk.stamps_ms, strict=True):
+            source = f"{chunk.topic}:{chunk.partition}:{offset}"
+            try:
+                result = parse_event(
+                    value, max_text_chars=config.max_text_chars, max_message_bytes=config.max_message_bytes
+                )
+            except Exception as exc:  # noqa: BLE001 - parse_event never raises by contract; if it does, isolate it
+                part.dead.append(dead_letter_of(exc, key, value, source))
+                continue
+            if isinstance(result, Invalid):
+                part.dead.append(DeadLetter(key, value, result.reason, result.detail, source))
+            else:
+                part.valid.append(_Valid(result, key, value, offset, ts_ms / 1000))
+    return list(by_partition.values())
+
+
+def _prepare(part: ParsedRange, results: list[ToneResult], version: str) -> None:
+    """Build each valid record's scored forms; a record whose handling raises becomes an internal_error letter."""
+    kept: list[_Valid] = []
+    for item, res in zip(part.valid, results, strict=True):
+        e = item.event
+        try:
+            created = e.created_at.timestamp()
+            hour_bucket(created)  # the aggregation needs it: fail here, for this record only
+            scored = Scored(e.user_id, e.id, created, res.label, res.probs, res.polarity, e.text, version)
+            wire = ScoredTweet(e.id, e.user_id, e.created_at, res.label, res.probs, res.polarity, version).to_json()
+        except Exception as exc:  # noqa: BLE001 - per-record isolation: any error dead-letters this record only
+            source = f"{part.stats.topic}:{part.stats.partition}:{item.offset}"
+            part.dead.append(dead_letter_of(exc, item.key, item.value, source))
+            continue
+        kept.append(item)
+        part.scored.append(scored)
+        part.wire.append((e.user_id.encode(), wire))
+    part.valid = kept
+
+
+def run_task(
+    config: TaskConfig,
+    sources: Iterable[Iterable[RecordChunk]],
+    scorer: Callable[[], Scorer],
+    producer: Callable[[], Producer],
+    store: Callable[[], ToneStore],
+    clock: Callable[[], float] = time.time,
+) -> list[RangeStats]:
+    """One task's work over its Kafka ranges (see the module docstring); one stats row per range.
+
+    ``scorer``, ``producer`` and ``store`` are called only when needed (a task of invalid records loads no model).
+    Per-task times (parse, score, kafka) are reported on the first range's row; the batch report sums them.
+    """
+    t0 = time.perf_counter()
+    parts = [part for source in sources for part in parse_ranges(source, config)]
+    if not parts:
+        return []
+    first = parts[0].stats
+    first.parse_s = time.perf_counter() - t0
+
+    texts = [item.event.text for part in parts for item in part.valid]
+    version = ""
+    if texts:
+        t0 = time.perf_counter()
+        model = scorer()
+        results = model.score(texts)
+        version = model.version
+        first.score_s = time.perf_counter() - t0
+        done = 0
+        for part in parts:
+            _prepare(part, results[done : done + len(part.valid)], version)
+            done += len(part.valid)
+
+    t0 = time.perf_counter()
+    if any(part.dead or part.wire for part in parts):
+        sink = producer()
+        for part in parts:
+            for letter in part.dead:
+                sink.send(config.dlq_topic, key=letter.key, value=letter.value, headers=letter.headers())
+            for key, value in part.wire:
+                sink.send(config.scored_topic, key=key, value=value)
+        sink.flush()  # raises if the broker did not take them all: nothing below runs, the batch is retried
+    first.kafka_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    target = store()
+    for part in parts:
+        s = part.stats
+        s.valid, s.invalid = len(part.valid), len(part.dead)
+        s.model_version = version if part.valid else ""
+        # Users are keyed to Kafka partitions, so one range's deltas hold every tweet of its users in this batch.
+        # A range of invalid records only is still marked, so the offset bookkeeping stays contiguous.
+        deltas = batch_deltas(part.scored, config.half_life_s, config.recent_k)
+        s.applied = target.apply_range(config.query, s.topic, s.partition, s.start_offset, s.end_offset, deltas)
+    first.redis_s = time.perf_counter() - t0
+
+    now = clock()
+    for part in parts:
+        stamps = [item.stamp_s for item in part.valid]
+        if stamps:
+            # Age of the range's oldest valid record when its tweets reached the store: its worst lag.
+            part.stats.max_lag_s = now - min(stamps)
+            step = max(1, len(stamps) // LAG_SAMPLE)
+            part.stats.lags = json.dumps([round(now - t, 4) for t in stamps[::step]])
+    return [part.stats for part in parts]
+
+
+def chunks_of(records: Iterable[tuple[str, int, int, int, bytes | None, bytes | None]]) -> Iterator[RecordChunk]:
+    """Records (topic, partition, offset, timestamp ms, key, value) as one chunk per run of a partition (tests)."""
+    from tone.kafka.readers import RecordChunk
+
+    pending: RecordChunk | None = None
+    for topic, partition, offset, ts, key, value in records:
+        if pending is not None and (pending.topic, pending.partition) != (topic, partition):
+            yield pending
+            pending = None
+        if pending is None:
+            pending = RecordChunk(topic, partition)
+        pending.add(offset, ts, key, value)
+    if pending is not None:
+        yield pending

@@ -1,0 +1,56 @@
+"""The stream as a Spark application, for ``spark-submit`` on a cluster (README: "On a Spark cluster").
+
+``spark-submit --master spark://HOST:7077 [--jars <connector jars>] --py-files tone-job.zip streaming/submit.py
+--until-idle 30``. Settings come from the ``TONE_*`` environment of the submitting shell (the driver reads them and
+ships them to the executors inside the job's configuration); the master, jars and Python environment come from
+spark-submit. The default RNN must be trained already (`tone train`): a cluster job does not train on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stream on the session spark-submit configured; print a summary line."""
+    parser = argparse.ArgumentParser(prog="streaming/submit.py", description=__doc__)
+    parser.add_argument("--query", default="tone", help="query name (names the checkpoint and offset bookkeeping)")
+    parser.add_argument("--scorer", default=None, help="scorer spec [env: TONE_SCORER]")
+    parser.add_argument("--source", default=None, help="python or native [env: TONE_KAFKA_SOURCE]")
+    parser.add_argument("--checkpoint", default=None, help="checkpoint directory (default: TONE_CHECKPOINT_DIR/QUERY)")
+    parser.add_argument("--until-idle", type=float, default=None, help="stop after this many idle seconds")
+    args = parser.parse_args(argv)
+
+    from pyspark.sql import SparkSession
+
+    from streaming.job import ToneStream
+    from streaming.kafka_source import KafkaDataSource
+    from tone.settings import get_settings
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    spark = SparkSession.builder.appName(f"tweet-tone-{args.query}").getOrCreate()
+    spark.dataSource.register(KafkaDataSource)
+    job = ToneStream(
+        settings,
+        scorer=args.scorer,
+        checkpoint=Path(args.checkpoint) if args.checkpoint else settings.checkpoint_dir / args.query,
+        query_name=args.query,
+        trigger_seconds=settings.trigger_seconds,
+        max_per_trigger=settings.max_per_trigger,
+        source=args.source,
+    )
+    try:
+        job.run(spark, args.until_idle)
+    finally:
+        spark.stop()
+    invalid = sum(r.invalid for r in job.reports)
+    print(f"stopped after {len(job.reports)} batches: records={job.records} invalid={invalid}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The stream's per-record logic with in-memory sinks: no Spark, Kafka or Redis (streaming/pipeline.py)."""
+
+import json
+
+import pytest
+
+from streaming.pipeline import TaskConfig, chunks_of, run_task
+from tone.aggregates.memory_store import MemoryToneStore
+from tone.aggregates.store import StoreConfig
+from tone.kafka.clients import DeliveryError
+from tone.scoring.base import ToneResult
+from tone.scoring.vader import VaderScorer
+
+CONFIG = TaskConfig("q", "dlq", "scored", 4000, 65536, 3600.0, 5)
+
+
+class ListProducer:
+    """Keeps what was sent; ``fail`` makes flush report undelivered records, as a broker outage would."""
+
+    def __init__(self, fail=False):
+        self.sent, self.flushed, self.fail = [], 0, fail
+
+    def send(self, topic, *, key=None, value, headers=None):
+        self.sent.append((topic, key, value, dict(headers or [])))
+
+    def flush(self, timeout=60.0):
+        self.flushed += 1
+        if self.fail:
+            raise DeliveryError(f"{len(self.sent)} of {len(self.sent)} messages were not acknowledged")
+
+
+def tweet(i, user, text="I love it", created="2026-11-23T10:00:00Z"):
+    return json.dumps({"id": f"t{i}", "user_id": user, "text": text, "created_at": created}).encode()
+
+
+def records(values, partition=0, start=0):
+    return [("tweets", partition, start + i, 1_700_000_000_000 + i, b"k", v) for i, v in enumerate(values)]
+
+
+def run(values_by_partition, producer=None, store=None, scorer=None):
+    producer = producer if producer is not None else ListProducer()
+    store = store if store is not None else MemoryToneStore(StoreConfig(top_min_count=1))
+    sources = [list(chunks_of(records(values, partition))) for partition, values in values_by_partition.items()]
+    stats = run_task(
+        CONFIG, sources, scorer or VaderScorer, lambda: producer, lambda: store, clock=lambda: 1_700_000_100.0
+    )
+    return stats, producer, store
+
+
+def test_valid_records_are_counted_and_bad_ones_dead_lettered_with_reason_and_source():
+    stats, producer, store = run({0: [tweet(0, "alice"), b"not json", tweet(1, "alice", "I hate it")], 1: [b"{}"]})
+    assert [(s.partition, s.start_offset, s.end_offset, s.records, s.valid, s.invalid) for s in stats] == [
+        (0, 0, 2, 3, 2, 1),
+        (1, 0, 0, 1, 0, 1),
+    ]
+    assert all(s.applied for s in stats)
+    dlq = [(v, h) for topic, _, v, h in producer.sent if topic == "dlq"]
+    assert [(v, h["reason"], h["source"]) for v, h in dlq] == [
+        (b"not json", b"invalid_json", b"tweets:0:1"),
+        (b"{}", b"missing_field", b"tweets:1:0"),
+    ]
+    scored = [json.loads(v) for topic, _, v, _ in producer.sent if topic == "scored"]
+    assert [(x["id"], x["label"], x["model_version"]) for x in scored] == [
+        ("t0", "positive", "vader-3.3.2"),
+        ("t1", "negative", "vader-3.3.2"),
+    ]
+    assert store.user("alice")["counts"] == {"positive": 1, "negative": 1}
+    assert store.last_offset("q", "tweets", 1) == 0  # a range of invalid records only still moves the bookkeeping
+
+
+def test_a_delivery_that_fails_counts_nothing_and_raises():
+    store = MemoryToneStore()
+    with pytest.raises(DeliveryError, match="not acknowledged"):
+        run({0: [tweet(0, "alice"), b"oops"]}, producer=ListProducer(fail=True), store=store)
+    assert store.user("alice") is None
+    assert store.last_offset("q", "tweets", 0) is None  # the range is not done: a retry applies it
+
+
+def test_a_replayed_range_changes_nothing():
+    values = [tweet(i, f"u{i % 3}") for i in range(9)]
+    _, _, store = run({0: values})
+    before = {u: store.user(u) for u in ("u0", "u1", "u2")}
+    stats, producer, _ = run({0: values}, store=store)
+    assert [s.applied for s in stats] == [False]
+    assert {u: store.user(u) for u in ("u0", "u1", "u2")} == before
+    assert len(producer.sent) == 9  # the scored topic is at-least-once: a replay sends again
+
+
+def test_a_record_whose_handling_raises_is_dead_lettered_alone():
+    class OddOutput(VaderScorer):
+        """Returns, for one text, a result nothing downstream can serialise (as a buggy model might)."""
+
+        def score(self, texts):
+            results = super().score(texts)
+            return [
+                ToneResult(r.label, {**r.probs, "weird": object()}, r.polarity) if t == "poison" else r
+                for t, r in zip(texts, results, strict=True)
+            ]
+
+    poison = tweet(1, "bob", text="poison")
+    stats, producer, store = run({0: [tweet(0, "alice"), poison, tweet(2, "alice")]}, scorer=OddOutput)
+    (letter,) = [(v, h) for topic, _, v, h in producer.sent if topic == "dlq"]
+    assert letter[0] == poison
+    assert letter[1]["reason"] == b"internal_error"
+    assert letter[1]["detail"].startswith(b"TypeError")
+    assert letter[1]["source"] == b"tweets:0:1"
+    assert store.user("alice")["n"] == 2
+    assert store.user("bob") is None
+    assert (stats[0].valid, stats[0].invalid, stats[0].applied) == (2, 1, True)
+
+
+def test_a_time_that_overflows_in_utc_is_dead_lettered_at_parse_time():
+    # 9999-12-31T23:59:59-23:59 is UTC year 10000: it once passed validation and crashed every retry
+    stats, producer, store = run({0: [tweet(0, "alice"), tweet(1, "bob", created="9999-12-31T23:59:59-23:59")]})
+    (letter,) = [h for topic, _, _, h in producer.sent if topic == "dlq"]
+    assert letter["reason"] == b"invalid_timestamp"
+    assert store.user("alice")["n"] == 1
+    assert stats[0].applied
+
+
+def test_no_model_is_loaded_for_a_task_of_invalid_records():
+    def no_scorer():
+        raise AssertionError("the scorer must not be loaded")
+
+    stats, _, _ = run({0: [b"x", b"y"]}, scorer=no_scorer)
+    assert stats[0].invalid == 2
+
+
+def test_a_scorer_failure_fails_the_whole_batch():
+    class Broken(VaderScorer):
+        def predict_proba(self, texts):
+            raise RuntimeError("CUDA error: device lost")
+
+    store = MemoryToneStore()
+    with pytest.raises(RuntimeError, match="device lost"):
+        run({0: [tweet(0, "alice")]}, scorer=Broken, store=store)
+    assert store.last_offset("q", "tweets", 0) is None

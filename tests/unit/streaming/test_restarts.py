@@ -1,0 +1,55 @@
+"""The stream restarts a failed query from its checkpoint with backoff, and gives up after too many in a row."""
+
+import pytest
+
+from streaming.job import BatchReport, ToneStream
+from tone.settings import load_settings
+
+
+class FakeQuery:
+    """Fails (like a StreamingQueryException) after adding ``batches`` reports, or ends cleanly."""
+
+    def __init__(self, job, batches, fail):
+        self.job, self.batches, self.fail, self.stopped = job, batches, fail, False
+
+    def awaitTermination(self):  # noqa: N802 - Spark's name
+        self.job.reports.extend(BatchReport(len(self.job.reports)) for _ in range(self.batches))
+        if self.fail:
+            raise RuntimeError("StreamingQueryException: Connection refused\n\tat org.apache.spark...")
+
+    def exception(self):
+        return None
+
+    def stop(self):
+        self.stopped = True
+
+
+def job_with(script, tmp_path):
+    job = ToneStream(load_settings(), scorer="vader", checkpoint=tmp_path / "ckpt")
+    runs = iter(script)
+    started = []
+
+    def start(_spark):
+        batches, fail = next(runs)
+        started.append(FakeQuery(job, batches, fail))
+        return started[-1]
+
+    job.start = start
+    return job, started
+
+
+def test_a_failed_query_is_restarted_with_backoff_until_it_ends(tmp_path):
+    job, started = job_with([(0, True), (0, True), (2, True), (0, True), (1, False)], tmp_path)
+    sleeps = []
+    job.run(None, sleep=sleeps.append, max_restarts=3)
+    assert sleeps == [1.0, 2.0, 1.0, 2.0]  # progress (2 batches) after the second restart resets the backoff
+    assert job.restarts == 4
+    assert all(q.stopped for q in started)
+
+
+def test_it_gives_up_after_max_restarts_in_a_row(tmp_path):
+    job, _ = job_with([(0, True)] * 4, tmp_path)
+    sleeps = []
+    with pytest.raises(RuntimeError, match="Connection refused"):
+        job.run(None, sleep=sleeps.append, max_restarts=2)
+    assert sleeps == [1.0, 2.0]

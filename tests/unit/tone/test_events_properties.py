@@ -1,0 +1,86 @@
+"""parse_event is total: property-based (hypothesis) and coverage-guided (atheris) checks."""
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import REPO_ROOT
+from tone.aggregates.deltas import Scored, batch_deltas, hour_bucket
+from tone.aggregates.store import key_part
+from tone.events import REASONS, Invalid, ScoredTweet, TweetEvent, parse_event
+
+
+def downstream_safe(event: TweetEvent) -> None:
+    """What the stream does with an event must not raise."""
+    created = event.created_at.timestamp()
+    hour_bucket(created)
+    key_part(event.user_id)
+    ScoredTweet(event.id, event.user_id, event.created_at, "neutral", {"neutral": 1.0}, 0.0, "v").to_json()
+    (delta,) = batch_deltas([Scored(event.user_id, event.id, created, "neutral", {"neutral": 1.0}, 0.0)], 3600, 5)
+    json.dumps(delta.to_wire(), allow_nan=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=512))
+def test_any_bytes_give_an_event_or_a_reason(data):
+    result = parse_event(data)
+    assert isinstance(result, Invalid | TweetEvent)
+    if isinstance(result, Invalid):
+        assert result.reason in REASONS
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=10**300, max_value=10**301),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=300),
+)
+offsets = st.integers(min_value=-1439, max_value=1439).map(lambda m: timezone(timedelta(minutes=m)))
+timestamps = st.one_of(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=offsets).map(  # noqa: DTZ001 - hypothesis bounds are naive
+        lambda d: d.isoformat()
+    ),
+    st.text(max_size=40),
+    scalars,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"id": st.one_of(scalars, st.text(max_size=80)), "user_id": st.one_of(scalars, st.text(max_size=300))},
+        optional={
+            "text": st.one_of(scalars, st.text(min_size=1, max_size=500)),
+            "created_at": timestamps,
+            "lang": scalars,
+            "nested": st.recursive(scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=20),
+        },
+    )
+)
+def test_any_json_object_gives_an_event_or_a_reason_and_events_are_safe_downstream(obj):
+    result = parse_event(json.dumps(obj, allow_nan=True).encode())
+    if isinstance(result, Invalid):
+        assert result.reason in REASONS
+        return
+    assert result.created_at.astimezone(UTC)
+    downstream_safe(result)
+
+
+def test_coverage_guided_fuzz_of_the_parser_finds_nothing():
+    """A bounded atheris run (libFuzzer under the hood) over parse_event and what follows it."""
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tests" / "fuzz" / "fuzz_events.py"), "-runs=40000", "-max_len=2048"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Done 40000 runs" in out.stderr

@@ -1,0 +1,90 @@
+"""The JVM artifacts the project runs, from Maven Central: the Apache Kafka broker and Spark's Kafka connector.
+
+`make setup` fetches each set with Maven into ``<jars_dir>/<name>-<version>/`` (a cache keyed by version, shared
+by checkouts; see ``devstack/jars.py``); a finished set holds a ``.complete`` marker. Code that runs them asks
+:func:`cached_jars` for the files, and gets an error that says what to run when they are missing.
+
+Versions:
+- Apache Kafka 4.1.2 (KRaft, Java 17): the local stack's broker; docker-compose.yml runs the same version.
+- Spark's connector must match pyspark's version exactly: it is read from the installed pyspark's metadata. Maven
+  Central has no connector for pyspark 4.3.0 (checked 2026-11-25), so pyspark is pinned to 4.2.0.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from tone.errors import ToneError
+
+KAFKA_VERSION: Final = "4.1.2"
+LOG4J_VERSION: Final = "2.25.3"
+COMPLETE: Final = ".complete"
+
+
+@dataclass(frozen=True)
+class JarSet:
+    """Maven coordinates fetched together (with their runtime dependencies, less ``only`` when it is set)."""
+
+    name: str
+    version: str
+    coordinates: tuple[str, ...]
+    # When set, keep only these artifact ids (the rest is on the classpath already, e.g. pyspark's own jars).
+    only: tuple[str, ...] = ()
+
+    @property
+    def dirname(self) -> str:
+        """The directory the set lives in under the jar cache."""
+        return f"{self.name}-{self.version}"
+
+
+def kafka_broker() -> JarSet:
+    """Apache Kafka's broker (``kafka.Kafka``), its storage tool, the admin tools, and log4j2 behind slf4j."""
+    return JarSet(
+        "kafka",
+        KAFKA_VERSION,
+        (
+            f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}",
+            f"org.apache.kafka:kafka-tools:{KAFKA_VERSION}",
+            f"org.apache.logging.log4j:log4j-slf4j-impl:{LOG4J_VERSION}",
+        ),
+    )
+
+
+def pyspark_version() -> str:
+    """The installed pyspark's version, read without importing pyspark."""
+    try:
+        return importlib.metadata.version("pyspark")
+    except importlib.metadata.PackageNotFoundError:
+        msg = 'pyspark is not installed: pip install -e ".[stream]"'
+        raise ToneError(msg) from None
+
+
+def spark_kafka_connector() -> JarSet:
+    """Spark's Kafka source and sink for the installed pyspark: the four jars pyspark does not ship."""
+    version = pyspark_version()
+    return JarSet(
+        "spark-sql-kafka",
+        version,
+        (f"org.apache.spark:spark-sql-kafka-0-10_2.13:{version}",),
+        only=("spark-sql-kafka-0-10_2.13", "spark-token-provider-kafka-0-10_2.13", "kafka-clients", "commons-pool2"),
+    )
+
+
+def spark_kafka_package() -> str:
+    """The connector as a ``spark.jars.packages`` coordinate, for machines that reach Maven Central at run time."""
+    return spark_kafka_connector().coordinates[0]
+
+
+def cached_jars(jars_dir: Path, jars: JarSet) -> list[Path]:
+    """The jar files of a fetched set; raises ToneError naming the command that fetches it."""
+    directory = Path(jars_dir) / jars.dirname
+    if not (directory / COMPLETE).is_file():
+        msg = (
+            f"{jars.name} {jars.version} jars are not in {directory}: fetch them with `make setup` "
+            f"(or: python -m devstack.jars); it needs mvn and Maven Central"
+        )
+        raise ToneError(msg)
+    return sorted(directory.glob("*.jar"))
