@@ -86,17 +86,22 @@ def _produce_beside(query: Any, s: Settings, texts: list[str], n: int, rate: flo
     return seconds
 
 
+WARMUP_ROUNDS: Final = 8
+
+
 def _warm_up(
     s: Settings, texts: list[str], warmup: int, wait_for: Callable[[int, float], None], say: Callable[[str], None]
 ) -> None:
-    """Send the warm-up tweets in 4 rounds, each processed before the next."""
-    say(f"warm-up: {warmup} tweets in 4 rounds (Python workers start, model loads)")
-    # Several micro-batches, not one: Spark hands tasks to whichever pooled Python worker is idle, and a worker
-    # that so far only ran source reads loads the model on its first scoring task (measured: a 3-5 s first batch
-    # after a one-batch warm-up, which then dominated the p95 at 1,000 tweets/s).
+    """Send the warm-up tweets in WARMUP_ROUNDS rounds, each processed before the next."""
+    say(f"warm-up: {warmup} tweets in {WARMUP_ROUNDS} rounds (Python workers start, models load)")
+    # Several micro-batches, not one: Spark hands tasks to whichever pooled Python worker is idle, and a worker that
+    # so far only ran source reads loads the model on its first scoring task. With emit=ranges the pool holds up to
+    # two workers per core (source reads and scoring tasks); measured on 2 cores: after 4 rounds, the first measured
+    # batches still loaded the model in new workers (1-2 ms a tweet instead of ~0.2), which then dominated the p95
+    # at 1,000 tweets/s.
     sent = 0
-    for round_no in range(4):
-        n = warmup // 4 if round_no < 3 else warmup - 3 * (warmup // 4)
+    for round_no in range(WARMUP_ROUNDS):
+        n = warmup // WARMUP_ROUNDS if round_no < WARMUP_ROUNDS - 1 else warmup - sent
         _produce(s, texts, n, seed=10 + round_no, rate=None)
         sent += n
         wait_for(sent, 600)
@@ -164,8 +169,12 @@ def run_replay_bench(
         query = _start(pipeline, spark, job)
         try:
 
+            def batches() -> dict[int, Any]:
+                # A batch Spark re-runs after the backlog restart (stopped before its commit) replaces its first run.
+                return {r.batch_id: r for r in job.reports}
+
             def processed() -> int:
-                return sum(r.records for r in job.reports)
+                return sum(r.records for r in batches().values())
 
             def wait_for(count: int, timeout: float) -> None:
                 deadline = time.monotonic() + timeout
@@ -176,7 +185,7 @@ def run_replay_bench(
                     time.sleep(0.05)
 
             _warm_up(s, texts, warmup, wait_for, say)
-            first_measured = len(job.reports)
+            warm = set(batches())
 
             if backlog:
                 query.stop()  # the checkpoint keeps its place; the Python workers keep their models
@@ -185,14 +194,14 @@ def run_replay_bench(
                 say("draining the backlog")
                 query = _start(pipeline, spark, job)
                 wait_for(warmup + tweets, 900)
-                measured = job.reports[first_measured:]
+                measured = [r for i, r in batches().items() if i not in warm]
                 t0 = min(r.started for r in measured)
             else:
                 say(f"measuring: {tweets} tweets" + (f" at {rate:.0f}/s" if rate else " as fast as the producer goes"))
                 t0 = time.time()
                 produce_s = [_produce_beside(query, s, texts, tweets, rate)]
                 wait_for(warmup + tweets, 600)
-                measured = job.reports[first_measured:]
+                measured = [r for i, r in batches().items() if i not in warm]
             t_end = max(r.finished for r in measured)
         finally:
             query.stop()

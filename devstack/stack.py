@@ -31,6 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from devstack.tls import KAFKA_ADMIN, KAFKA_USER, Secrets, ensure_secrets
+from tone.aggregates.redis_store import redis_client
 from tone.errors import StackError, ToneError
 from tone.jars import KAFKA_VERSION, cached_jars, kafka_broker
 from tone.kafka.admin import admin_client, create_topics
@@ -180,9 +184,20 @@ class LocalStack:
         return f"127.0.0.1:{self.ports['kafka']}"
 
     @property
+    def secure(self) -> bool:
+        """Kafka with SASL_SSL/SCRAM-SHA-512 and Redis with a password over TLS (TONE_STACK_SECURE)."""
+        return self.settings.stack_secure
+
+    @property
+    def secrets(self) -> Secrets:
+        """The secure stack's certificates and passwords (under the state directory)."""
+        return Secrets(self.dir / "secrets")
+
+    @property
     def redis_url(self) -> str:
-        """Redis URL of the local server."""
-        return f"redis://127.0.0.1:{self.ports['redis']}/0"
+        """Redis URL of the local server (rediss:// when secure)."""
+        scheme = "rediss" if self.secure else "redis"
+        return f"{scheme}://127.0.0.1:{self.ports['redis']}/0"
 
     @property
     def aws_endpoint(self) -> str:
@@ -190,12 +205,51 @@ class LocalStack:
         return f"http://127.0.0.1:{self.ports['moto']}"
 
     def client_env(self) -> dict[str, str]:
-        """Environment variables that point this project's clients at the local stack."""
-        return {
+        """Environment variables that point this project's clients at the local stack.
+
+        Secrets are not in the values: they read the secrets' files when a shell evaluates them (``$(cat ...)``).
+        """
+        env = {
             env_name("kafka_bootstrap_servers"): self.bootstrap,
             env_name("redis_url"): self.redis_url,
             env_name("aws_endpoint_url"): self.aws_endpoint,
         }
+        if self.secure:
+            s = self.secrets
+            env |= {
+                env_name("kafka_security_protocol"): "SASL_SSL",
+                env_name("kafka_sasl_mechanism"): "SCRAM-SHA-512",
+                env_name("kafka_sasl_username"): KAFKA_USER,
+                env_name("kafka_sasl_password"): f'"$(cat {s.password_file(KAFKA_USER)})"',
+                env_name("kafka_ssl_ca_file"): str(s.ca),
+                env_name("redis_password"): f'"$(cat {s.password_file("redis")})"',
+                env_name("redis_ca_file"): str(s.ca),
+            }
+        return env
+
+    def client_settings(self) -> Settings:
+        """The settings with clients pointed at this stack, secrets included (tests, `tone stack check`)."""
+        overrides: dict[str, object] = {
+            "kafka_bootstrap_servers": self.bootstrap,
+            "redis_url": self.redis_url,
+            "aws_endpoint_url": self.aws_endpoint,
+        }
+        if self.secure:
+            s = self.secrets
+            overrides |= {
+                "kafka_security_protocol": "SASL_SSL",
+                "kafka_sasl_mechanism": "SCRAM-SHA-512",
+                "kafka_sasl_username": KAFKA_USER,
+                "kafka_sasl_password": SecretStr(s.password(KAFKA_USER)),
+                "kafka_ssl_ca_file": s.ca,
+                "redis_password": SecretStr(s.password("redis")),
+                "redis_ca_file": s.ca,
+            }
+        return self.settings.model_copy(update=overrides)  # not re-validated: values are of the fields' types
+
+    def kafka_connection(self) -> KafkaConnection:
+        """How the stack's own tools connect to its broker."""
+        return KafkaConnection.from_settings(self.client_settings())
 
     # -- files -------------------------------------------------------------------------------------------------
     def pid_file(self, name: str) -> Path:
@@ -231,12 +285,27 @@ class LocalStack:
             data = self.dir / "redis"
             data.mkdir(parents=True, exist_ok=True)
             # AOF so per-user aggregates survive a Redis restart, like a production Redis would be run.
-            cmd = [
-                redis_binary(),
+            cmd = [redis_binary()]
+            if self.secure:
+                # The password goes in a config file only its owner can read, not on the command line (ps shows it).
+                s = self.secrets
+                conf = s.directory / "redis.conf"
+                lines = [
+                    f'requirepass "{s.password("redis")}"',
+                    "port 0",
+                    f"tls-port {port}",
+                    f"tls-cert-file {s.server_cert}",
+                    f"tls-key-file {s.server_key}",
+                    f"tls-ca-cert-file {s.ca}",
+                    "tls-auth-clients no",
+                ]
+                conf.write_text("\n".join(lines) + "\n")
+                conf.chmod(0o600)
+                cmd.append(str(conf))
+            cmd += [
                 "--bind",
                 "127.0.0.1",
-                "--port",
-                port,
+                *([] if self.secure else ["--port", port]),
                 "--dir",
                 str(data),
                 "--appendonly",
@@ -285,6 +354,28 @@ class LocalStack:
             "num.recovery.threads.per.data.dir": "1",
             "background.threads": "2",
         }
+        if self.secure:
+            # Clients (and the broker to itself) on SASL_SSL with SCRAM-SHA-512; the controller listener stays
+            # PLAINTEXT on loopback, inside this one process's node. The users are created when the log directory
+            # is formatted. This file holds the broker's own password: it is readable by its owner only.
+            s = self.secrets
+            jaas = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{KAFKA_ADMIN}" password="{s.password(KAFKA_ADMIN)}";'
+            )
+            lines |= {
+                "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+                "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
+                "inter.broker.listener.name": "SASL_SSL",
+                "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+                "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+                "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": jaas,
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": str(s.kafka_keystore),
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": str(s.ca),
+            }
         return "".join(f"{k}={v}\n" for k, v in lines.items())
 
     def _kafka_command(self) -> list[str]:
@@ -296,6 +387,7 @@ class LocalStack:
         self.kafka_dir.mkdir(parents=True, exist_ok=True)
         config = self.kafka_dir / "server.properties"
         config.write_text(self.kafka_properties())  # ports may differ from the last `up`; the data stays
+        config.chmod(0o600)
         (self.kafka_dir / "log4j2.properties").write_text(LOG4J2)
         jvm = [
             java,
@@ -311,6 +403,10 @@ class LocalStack:
         if not (self.kafka_dir / "data" / "meta.properties").exists():
             # First start of this state directory: format the log directory for a new one-node cluster.
             fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", kafka_cluster_id(), "-c", str(config)]
+            if self.secure:
+                for user in (KAFKA_ADMIN, KAFKA_USER):
+                    password = self.secrets.password(user)
+                    fmt += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
             result = subprocess.run(fmt, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603
             if result.returncode != 0:
                 msg = f"formatting the Kafka log directory failed: {(result.stdout + result.stderr)[-1500:]}"
@@ -319,7 +415,7 @@ class LocalStack:
 
     def _kafka_answers(self) -> bool:
         """The broker answers a metadata request (it takes TCP connections before it is ready)."""
-        metadata = admin_client(KafkaConnection((self.bootstrap,))).list_topics(timeout=2)
+        metadata = admin_client(self.kafka_connection()).list_topics(timeout=2)
         return bool(metadata.brokers)
 
     def software(self, name: str) -> str:
@@ -341,9 +437,13 @@ class LocalStack:
         if not port_open(port):
             return False
         if name == "redis":
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
+            s = self.client_settings()
+            password = s.redis_password.get_secret_value() if s.redis_password else None
+            client = redis_client(self.redis_url, password, str(s.redis_ca_file) if s.redis_ca_file else None)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
         if name == "moto":
             with urllib.request.urlopen(f"{self.aws_endpoint}/moto-api/data.json", timeout=2) as resp:  # noqa: S310
                 return bool(resp.status == 200)
@@ -400,13 +500,31 @@ class LocalStack:
         s = self.settings
         wanted = {s.kafka_topic_tweets: s.kafka_partitions, s.kafka_topic_dlq: 1, s.kafka_topic_scored: 1}
         try:
-            return create_topics(KafkaConnection((self.bootstrap,)), wanted, timeout)
+            return create_topics(self.kafka_connection(), wanted, timeout)
         except ToneError as exc:
             raise StackError(str(exc)) from exc
+
+    def _check_mode(self) -> None:
+        """A state directory keeps the mode it was created in (the broker's users are made when it is formatted)."""
+        marker = self.dir / "mode"
+        mode = "secure" if self.secure else "plain"
+        if not marker.exists():
+            marker.write_text(mode + "\n")
+            return
+        made = marker.read_text().strip()
+        if made != mode:
+            msg = (
+                f"the stack in {self.dir} was created {made} and TONE_STACK_SECURE now asks for {mode}: "
+                "set it back, or use another TONE_STACK_DIR (or remove this one)"
+            )
+            raise StackError(msg)
 
     def up(self, log: Callable[[str], None] = lambda _m: None) -> dict[str, int]:
         """Start whatever is not running yet, wait until healthy, create topics. Returns name -> PID."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._check_mode()
+        if self.secure:
+            ensure_secrets(self.secrets.directory)
         pids = {}
         for name in self.SERVICES:
             pid = self.running_pid(name)
@@ -472,14 +590,12 @@ class LocalStack:
         """
         import uuid
 
-        import redis
-
         from tone.kafka.clients import open_producer
         from tone.kafka.readers import open_reader
 
         timings = {}
         token = uuid.uuid4().hex
-        conn = KafkaConnection((self.bootstrap,))
+        conn = self.kafka_connection()
         create_topics(conn, {CHECK_TOPIC: 1})
         reader = open_reader(conn)
         try:
@@ -504,7 +620,9 @@ class LocalStack:
         timings["kafka_consume_s"] = time.monotonic() - t0
 
         t0 = time.monotonic()
-        client = redis.Redis.from_url(self.redis_url)
+        s = self.client_settings()
+        password = s.redis_password.get_secret_value() if s.redis_password else None
+        client = redis_client(self.redis_url, password, str(s.redis_ca_file) if s.redis_ca_file else None)
         try:
             client.set(f"tone:check:{token}", token, ex=60)
             if client.get(f"tone:check:{token}") != token.encode():

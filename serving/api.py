@@ -27,7 +27,7 @@ class ErrorBody(BaseModel):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app around one store (one Redis connection pool per process)."""
     settings = settings or get_settings()
-    store = open_store(settings)
+    store = open_store(settings, check=False)  # starts without Redis; /healthz reports it
     app = FastAPI(
         title="tweet-tone",
         version=__version__,

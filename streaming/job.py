@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -317,9 +318,20 @@ class ToneStream:
 
 
 def _first_line(exc: BaseException) -> str:
-    """The gist of a (often Java-stack-sized) query error: its first non-empty line, capped."""
+    """The gist of a (often Java-stack-sized) query error, capped at 400 characters.
+
+    A worker's Python error is what says what to do (``tone.errors.ServiceError: Redis at ... refused the
+    credentials``): the exception line after the last Python traceback in the text; else the first line.
+    """
     text = str(exc).strip()
-    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)[:400]
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    if starts:
+        pattern = re.compile(r"^(?:\w+\.)*\w+(?:Error|Exception|Exit): .+")
+        found = next((line.strip() for line in lines[starts[-1] + 1 :] if pattern.match(line)), None)
+        if found:
+            return found[:400]
+    return next((line.strip() for line in lines if line.strip()), type(exc).__name__)[:400]
 
 
 __all__ = ["BatchReport", "ToneStream", "build_spark", "kafka_connector_config"]

@@ -12,6 +12,10 @@ class ConfigError(ToneError, ValueError):
     """
 
 
+class ServiceError(ToneError):
+    """Redis or Kafka refused this client or cannot be reached; the message says which setting to check."""
+
+
 class StackError(ToneError):
     """The local stack could not be started, checked or stopped; the message says what to do."""
 

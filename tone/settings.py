@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: SaslMechanism | None = Field(None, validation_alias=env.KAFKA_SASL_MECHANISM)
     kafka_sasl_username: str | None = Field(None, validation_alias=env.KAFKA_SASL_USERNAME)
     kafka_sasl_password: SecretStr | None = Field(None, validation_alias=env.KAFKA_SASL_PASSWORD)
+    # CA certificate (PEM) that signed the brokers' certificates, for SSL and SASL_SSL (unset: the system CAs).
+    kafka_ssl_ca_file: Path | None = Field(None, validation_alias=env.KAFKA_SSL_CA_FILE)
     # How the stream reads Kafka: the project's Python Data Source (python) or Spark's own connector (native).
     kafka_source: KafkaSource = Field("python", validation_alias=env.KAFKA_SOURCE)
     # A record the broker has not acknowledged this long after it was sent fails, and the sender says so.
@@ -64,6 +66,8 @@ class Settings(BaseSettings):
     # Redis
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=env.REDIS_URL)
     redis_password: SecretStr | None = Field(None, validation_alias=env.REDIS_PASSWORD)
+    # CA certificate (PEM) of a rediss:// (TLS) server (unset: the system CAs).
+    redis_ca_file: Path | None = Field(None, validation_alias=env.REDIS_CA_FILE)
     redis_key_prefix: str = Field("tone:", min_length=1, max_length=64, validation_alias=env.REDIS_KEY_PREFIX)
 
     # AWS / SageMaker: unset endpoint means real AWS; the local stack points it at moto.
@@ -121,6 +125,9 @@ class Settings(BaseSettings):
     stack_kafka_controller_port: int = Field(9093, ge=1, le=65535, validation_alias=env.STACK_KAFKA_CONTROLLER_PORT)
     # The broker's JVM heap: 512 MiB carries the project's loads on a 2-core machine (see devstack/stack.py).
     stack_kafka_heap_mb: int = Field(512, ge=128, le=65536, validation_alias=env.STACK_KAFKA_HEAP_MB)
+    # Secure local stack: Kafka with SASL_SSL/SCRAM-SHA-512 and Redis with a password over TLS (fixed when the
+    # state directory is first created).
+    stack_secure: bool = Field(False, validation_alias=env.STACK_SECURE)
 
     log_level: LogLevel = Field("INFO", validation_alias=env.LOG_LEVEL)
 
@@ -223,7 +230,9 @@ def allowed_values(field: str) -> str:
     if SecretStr in args:
         return "a secret string"
     if Path in args:
-        return "a directory path"
+        return "a file path (PEM)" if field.endswith("ca_file") else "a directory path"
+    if bool in args:
+        return "true or false"
     return "a non-empty string"
 
 

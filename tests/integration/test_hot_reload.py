@@ -9,8 +9,7 @@ import pytest
 from streaming.job import ToneStream
 from tests.helpers import tiny_rnn
 from tests.integration.test_stream import events, produce, read_topic
-from tone.aggregates.redis_store import RedisToneStore
-from tone.aggregates.store import StoreConfig
+from tone.aggregates.redis_store import open_store
 from tone.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -69,6 +68,6 @@ def test_stream_swaps_to_the_approved_model_and_refuses_a_corrupt_one(spark, iso
     assert {scored[e.id] for e in second} == {b}
     assert {scored[e.id] for e in third} == {b}  # the corrupt version never scored a tweet
 
-    store = RedisToneStore.from_url(s.redis_url, config=StoreConfig(prefix=s.redis_key_prefix))
+    store = open_store(s)
     expected = Counter(e.user_id for e in first + second + third)
     assert {u: store.user(u)["n"] for u in expected} == dict(expected)

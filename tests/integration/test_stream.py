@@ -10,8 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from producer.kafka_writer import TweetWriter
 from streaming.job import ToneStream
-from tone.aggregates.redis_store import RedisToneStore
-from tone.aggregates.store import StoreConfig
+from tone.aggregates.redis_store import open_store
 from tone.events import TweetEvent
 from tone.scoring.vader import VaderScorer
 
@@ -61,7 +60,7 @@ def expected_counts(evs):
 
 
 def redis_counts(s, users):
-    store = RedisToneStore.from_url(s.redis_url, config=StoreConfig(prefix=s.redis_key_prefix))
+    store = open_store(s)
     out = {}
     for u in users:
         agg = store.user(u)
@@ -127,7 +126,7 @@ def test_counts_are_exact_and_invalid_records_are_dead_lettered(spark, isolated,
     assert len(scored) == 400
     assert {x["model_version"] for x in scored} == {"vader-3.3.2"}
 
-    store = RedisToneStore.from_url(s.redis_url, config=StoreConfig(prefix=s.redis_key_prefix))
+    store = open_store(s)
     user0 = store.user("user0")
     assert user0["n"] == sum(expected_counts(evs)["user0"].values())
     assert user0["recent"][0]["id"] == max((e for e in evs if e.user_id == "user0"), key=lambda e: e.created_at).id

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from tone.aggregates.deltas import UserDelta
 from tone.aggregates.store import StoreConfig, check_range, check_ranked, finite_top, key_part, user_view
+from tone.errors import ServiceError
 from tone.labels import RANKED_LABELS
 from tone.retry import with_retries
 
@@ -142,22 +143,47 @@ return 1
 class RedisToneStore:
     """Per-user aggregates in Redis (the :class:`~tone.aggregates.store.ToneStore` protocol)."""
 
-    def __init__(self, client: redis.Redis, config: StoreConfig | None = None, retry_s: float = 0.0) -> None:
-        """Wrap a redis-py client (decode_responses=False); ``retry_s``: how long apply retries a lost connection."""
+    def __init__(
+        self, client: redis.Redis, config: StoreConfig | None = None, retry_s: float = 0.0, where: str = "Redis"
+    ) -> None:
+        """Wrap a redis-py client (decode_responses=False).
+
+        ``retry_s``: how long apply retries a lost connection; ``where``: the server, for messages (no password).
+        """
         self.client: Any = client  # redis-py's return types are unions of sync/async shapes; we use sync bytes
         self.config = config or StoreConfig()
         self.retry_s = retry_s
+        self.where = where
         self._apply = client.register_script(APPLY_BATCH)
 
     @classmethod
     def from_url(
         cls, url: str, password: str | None = None, config: StoreConfig | None = None, retry_s: float = 0.0
     ) -> RedisToneStore:
-        """Connect by URL (timeouts set: a Redis that stops answering is an error, not a hang)."""
+        """Connect by URL (see :func:`redis_client`)."""
+        return cls(redis_client(url, password), config, retry_s, redact_url(url))
+
+    def ping(self) -> None:
+        """Check that Redis answers and takes our credentials; ServiceError saying what to check if not."""
         import redis
 
-        client = redis.Redis.from_url(url, password=password, socket_timeout=10, socket_connect_timeout=5)
-        return cls(client, config, retry_s)
+        where = f"Redis at {self.where}"
+        try:
+            self.client.ping()
+        except redis.AuthenticationError as exc:
+            msg = f"{where} refused the credentials ({exc}): check TONE_REDIS_PASSWORD (or a password in its URL)"
+            raise ServiceError(msg) from None
+        except redis.ResponseError as exc:
+            if "NOAUTH" not in str(exc):
+                raise
+            msg = f"{where} needs a password: set TONE_REDIS_PASSWORD"
+            raise ServiceError(msg) from None
+        except redis.ConnectionError as exc:
+            msg = (
+                f"cannot reach {where}: {exc}. Is it running (tone stack status)? A TLS server needs a rediss:// URL, "
+                "and TONE_REDIS_CA_FILE when its certificate is not from a system CA"
+            )
+            raise ServiceError(msg) from None
 
     def apply_range(
         self, query: str, topic: str, partition: int, start: int, end: int, deltas: Sequence[UserDelta]
@@ -221,8 +247,37 @@ class RedisToneStore:
         return finite_top([(member.decode(), float(score)) for member, score in rows])
 
 
-def open_store(settings: Settings, *, prefix: str | None = None) -> RedisToneStore:
-    """The store on the configured Redis (password from the settings), with the configured parameters."""
+def redact_url(url: str) -> str:
+    """A URL with any password in it replaced by ``***`` (for messages and logs)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    credentials, _, host = rest.partition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def redis_client(url: str, password: str | None = None, ca_file: str | None = None) -> redis.Redis:
+    """A redis-py client; timeouts set (a Redis that stops answering is an error, not a hang); TLS for rediss://."""
+    import redis
+
+    kwargs: dict[str, Any] = {"password": password, "socket_timeout": 10, "socket_connect_timeout": 5}
+    if url.startswith("rediss://") and ca_file:
+        kwargs["ssl_ca_certs"] = ca_file
+    return redis.Redis.from_url(url, **kwargs)
+
+
+def open_store(settings: Settings, *, prefix: str | None = None, check: bool = True) -> RedisToneStore:
+    """The store on the configured Redis (password, TLS CA from the settings), with the configured parameters.
+
+    ``check``: ping first, so a wrong password or an unreachable server is one clear error, here (the HTTP API
+    skips it: it starts without Redis and reports it on /healthz).
+    """
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    ca_file = str(settings.redis_ca_file) if settings.redis_ca_file else None
     config = StoreConfig.from_settings(settings, prefix=prefix)
-    return RedisToneStore.from_url(settings.redis_url, password, config, retry_s=settings.sink_retry_s)
+    client = redis_client(settings.redis_url, password, ca_file)
+    store = RedisToneStore(client, config, settings.sink_retry_s, redact_url(settings.redis_url))
+    if check:
+        store.ping()
+    return store

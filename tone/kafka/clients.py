@@ -12,6 +12,7 @@ has no wheel.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,6 +75,12 @@ class _Reports:
         self._errors: list[str] = []
         self._lock = threading.Lock()
         self._checked = DeliveryStats()
+        self.refused: str | None = None  # the broker refused our credentials or TLS: no retry will help
+
+    def refuse(self, detail: str) -> None:
+        """Record that the broker refused the connection (authentication or TLS); flush stops waiting."""
+        with self._lock:
+            self.refused = detail
 
     def delivered(self, error: object | None, topic: str) -> None:
         with self._lock:
@@ -86,6 +93,13 @@ class _Reports:
 
     def check(self, not_flushed: int, timeout: float) -> None:
         """Raise if records failed or are still queued since the last check."""
+        if self.refused is not None:
+            msg = (
+                f"the broker at {self.conn.bootstrap} refused this client: {self.refused}. Check "
+                "TONE_KAFKA_SECURITY_PROTOCOL, TONE_KAFKA_SASL_MECHANISM, TONE_KAFKA_SASL_USERNAME, "
+                "TONE_KAFKA_SASL_PASSWORD and TONE_KAFKA_SSL_CA_FILE"
+            )
+            raise DeliveryError(msg)
         with self._lock:
             failed = self.stats.failed - self._checked.failed
             queued = self.stats.queued - self._checked.queued
@@ -111,11 +125,20 @@ class LibrdkafkaProducer:
         self._reports = _Reports(conn)
         self.stats = self._reports.stats
         config = {**conn.librdkafka(), **PRODUCER_DEFAULTS, **LIBRDKAFKA_PRODUCER_EXTRAS, **overrides}
+        config["error_cb"] = self._on_error
         self._wait_s = _flush_wait(config)
         self._producer = RdProducer(config)
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         self._reports.delivered(err, msg.topic())
+
+    def _on_error(self, err: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        # Wrong credentials or a certificate the client does not trust: librdkafka would retry until the delivery
+        # timeout; no retry can succeed, so flush says so at once.
+        if err.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):  # noqa: SLF001 - librdkafka's own names
+            self._reports.refuse(err.str())
 
     def send(
         self, topic: str, *, key: bytes | None = None, value: bytes | None, headers: Headers | None = None
@@ -131,9 +154,12 @@ class LibrdkafkaProducer:
         self._producer.poll(0)
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait for every queued record; raise DeliveryError if any failed or did not leave in time."""
+        """Wait for every queued record; raise DeliveryError if any failed, did not leave in time, or was refused."""
         wait = self._wait_s if timeout is None else timeout
-        left = self._producer.flush(wait)
+        deadline = time.monotonic() + wait
+        left = self._producer.flush(min(1.0, wait))
+        while left and self._reports.refused is None and time.monotonic() < deadline:
+            left = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
         self._reports.check(left, wait)
 
     def close(self) -> None:

@@ -75,6 +75,7 @@ class KafkaConnection:
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: str | None = field(default=None, repr=False)
+    ssl_ca_file: str | None = None  # CA (PEM) that signed the brokers' certificates; None: the system CAs
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaConnection:
@@ -86,6 +87,7 @@ class KafkaConnection:
             settings.kafka_sasl_mechanism,
             settings.kafka_sasl_username,
             password.get_secret_value() if password is not None else None,
+            str(settings.kafka_ssl_ca_file) if settings.kafka_ssl_ca_file else None,
         )
 
     @classmethod
@@ -98,12 +100,14 @@ class KafkaConnection:
             msg = "a Kafka source needs option kafka.bootstrap.servers=host:port[,host:port...]"
             raise ValueError(msg)
         jaas = lower.get("kafka.sasl.jaas.config", "")
+        pem = lower.get("kafka.ssl.truststore.type", "").upper() == "PEM"
         return cls(
             servers,
             lower.get("kafka.security.protocol", "PLAINTEXT"),
             lower.get("kafka.sasl.mechanism"),
             _jaas_value(jaas, "username"),
             _jaas_value(jaas, "password"),
+            lower.get("kafka.ssl.truststore.location") if pem else None,
         )
 
     @property
@@ -121,6 +125,8 @@ class KafkaConnection:
             config["sasl_mechanism"] = self.sasl_mechanism
             config["sasl_plain_username"] = self.sasl_username
             config["sasl_plain_password"] = self.sasl_password
+        if self.ssl_ca_file:
+            config["ssl_cafile"] = self.ssl_ca_file
         return config
 
     def librdkafka(self) -> dict[str, Any]:
@@ -130,6 +136,8 @@ class KafkaConnection:
             config["sasl.mechanism"] = self.sasl_mechanism
             config["sasl.username"] = self.sasl_username
             config["sasl.password"] = self.sasl_password
+        if self.ssl_ca_file:
+            config["ssl.ca.location"] = self.ssl_ca_file
         return config
 
     def spark_options(self) -> dict[str, str]:
@@ -140,6 +148,10 @@ class KafkaConnection:
             user, password = _jaas_quote(self.sasl_username or ""), _jaas_quote(self.sasl_password or "")
             options["kafka.sasl.mechanism"] = self.sasl_mechanism
             options["kafka.sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
+        if self.ssl_ca_file:
+            # The Java client reads a PEM trust store directly (no keytool import needed).
+            options["kafka.ssl.truststore.type"] = "PEM"
+            options["kafka.ssl.truststore.location"] = self.ssl_ca_file
         return options
 
     def cache_key(self) -> str:

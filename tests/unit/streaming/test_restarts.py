@@ -53,3 +53,19 @@ def test_it_gives_up_after_max_restarts_in_a_row(tmp_path):
     with pytest.raises(RuntimeError, match="Connection refused"):
         job.run(None, sleep=sleeps.append, max_restarts=2)
     assert sleeps == [1.0, 2.0]
+
+
+def test_the_log_line_names_the_workers_python_error():
+    from streaming.job import _first_line
+
+    text = (
+        "[STREAM_FAILED] Query [id = 1] terminated with exception: Job aborted due to stage failure:\n"
+        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
+        '  File "/x/streaming/process.py", line 80, in _store\n'
+        "    store.ping()\n"
+        "tone.errors.ServiceError: Redis at redis://127.0.0.1:6379/0 refused the credentials\n"
+        "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException(PythonRunner.scala:1)\n"
+        "org.apache.spark.SparkException: Job aborted\n"
+    )
+    assert _first_line(RuntimeError(text)).startswith("tone.errors.ServiceError: Redis at")
+    assert _first_line(RuntimeError("just this\nand more")) == "just this"

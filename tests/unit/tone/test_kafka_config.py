@@ -63,3 +63,15 @@ def test_sasl_config_reaches_kafka_clients(monkeypatch):
 def test_bootstrap_servers_are_required():
     with pytest.raises(ValueError, match="kafka.bootstrap.servers"):
         KafkaConnection.from_options({"kafka.bootstrap.servers": " , "})
+
+
+def test_a_ca_file_reaches_every_dialect():
+    conn = KafkaConnection(("h:1",), "SASL_SSL", "SCRAM-SHA-512", "u", "p", "/secrets/ca.pem")
+    assert conn.kafka_python()["ssl_cafile"] == "/secrets/ca.pem"
+    assert conn.librdkafka()["ssl.ca.location"] == "/secrets/ca.pem"
+    options = conn.spark_options()
+    assert (options["kafka.ssl.truststore.type"], options["kafka.ssl.truststore.location"]) == (
+        "PEM",
+        "/secrets/ca.pem",
+    )
+    assert KafkaConnection.from_options(options) == conn

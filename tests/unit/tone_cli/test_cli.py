@@ -103,3 +103,11 @@ def test_an_invalid_user_id_exits_2_before_touching_redis():
     result = run_tone("lookup", "tab\there", env=env)
     assert result.returncode == 2, result.stderr
     assert "user_id" in result.stderr
+
+
+def test_every_setting_is_in_the_readme():
+    from tone.settings import Settings, env_name
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    missing = [env_name(f) for f in Settings.model_fields if env_name(f) not in readme]
+    assert not missing, f"README does not name: {missing}"

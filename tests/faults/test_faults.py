@@ -1,0 +1,365 @@
+"""The fault suite (`make test-faults`): real faults against the real stack, counts checked to the tweet.
+
+Each test runs `tone stream` as a user would (its own process group: the CLI, the Spark driver JVM and the Python
+workers), injects faults, and checks that every user's count in Redis equals what was sent to Kafka (nothing lost,
+nothing doubled) and that the dead-letter topic holds exactly the bad messages, each with a reason. The figures go
+to reports/reliability.json; docs/reliability.md quotes a run.
+
+Fault timing comes from a seeded RNG (TONE_FAULT_SEED, default 11), outages last TONE_FAULT_OUTAGE_S (default 60).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from producer.kafka_writer import TweetWriter
+from tests.helpers import REPO_ROOT
+from tone import envvars
+from tone.aggregates.redis_store import open_store
+from tone.events import REASONS, TweetEvent, parse_event
+from tone.kafka.config import KafkaConnection
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
+
+SEED = int(os.environ.get("TONE_FAULT_SEED", "11"))
+OUTAGE_S = float(os.environ.get("TONE_FAULT_OUTAGE_S", "60"))
+REPORT = REPO_ROOT / "reports" / "reliability.json"
+TEXTS = ["I love this", "This is awful", "Meeting at 3pm", "Best day ever", "So sad today", "Nice work team"]
+
+
+def record(name: str, **figures: object) -> None:
+    """Add one fault's figures to the report (and print them: pytest -s shows them)."""
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    report[name] = figures | {"seed": SEED, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    REPORT.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n[fault] {name}: {json.dumps(figures)}")
+
+
+def tweets(n: int, users: int, start: int = 0, prefix: str = "u") -> list[TweetEvent]:
+    t0 = datetime(2026, 11, 23, tzinfo=UTC)
+    rng = random.Random(SEED + start)
+    # Zipf-like: a few heavy users, a long tail
+    weights = [1 / (i + 1) for i in range(users)]
+    picks = rng.choices(range(users), weights=weights, k=n)
+    return [
+        TweetEvent(f"t{start + i}", f"{prefix}{u:05d}", TEXTS[i % len(TEXTS)], t0 + timedelta(seconds=i))
+        for i, u in enumerate(picks)
+    ]
+
+
+def produce(s, values: list[tuple[bytes | None, bytes | None]], rate: float | None = None) -> None:
+    """Send (key, value) pairs, paced at ``rate``/s; raises if the broker did not acknowledge every one.
+
+    The delivery timeout is 10 minutes: this producer rides out the broker outages the tests inject (what it sends
+    during one is acknowledged after the restart), so every tweet it sent reached Kafka.
+    """
+    with TweetWriter(s, **{"delivery.timeout.ms": 600_000}) as writer:
+        t0 = time.monotonic()
+        for i, (key, value) in enumerate(values):
+            if rate:
+                ahead = t0 + i / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            writer.send_raw(key, value)
+
+
+def produce_in_background(s, values, rate) -> threading.Thread:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            produce(s, values, rate)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.errors = errors  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def as_pairs(events: list[TweetEvent]) -> list[tuple[bytes | None, bytes]]:
+    return [(e.user_id.encode(), e.to_json()) for e in events]
+
+
+class Stream:
+    """`tone stream` in its own process group, so a kill -9 takes the driver JVM and the Python workers with it."""
+
+    def __init__(self, s, tmp: Path, query: str = "faults") -> None:
+        self.s, self.tmp, self.query = s, tmp, query
+        self.runs = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        s = self.s
+        return {
+            **os.environ,
+            envvars.KAFKA_BOOTSTRAP_SERVERS: s.kafka_bootstrap_servers,
+            envvars.KAFKA_TOPIC_TWEETS: s.kafka_topic_tweets,
+            envvars.KAFKA_TOPIC_DLQ: s.kafka_topic_dlq,
+            envvars.KAFKA_TOPIC_SCORED: s.kafka_topic_scored,
+            envvars.REDIS_URL: s.redis_url,
+            envvars.REDIS_KEY_PREFIX: s.redis_key_prefix,
+            envvars.CHECKPOINT_DIR: str(self.tmp / "checkpoints"),
+            envvars.SCORER: "vader",
+            envvars.TRIGGER_SECONDS: "0.5",
+            envvars.SPARK_MASTER: "local[2]",
+        }
+
+    def start(self, until_idle: float | None) -> None:
+        self.runs += 1
+        self.log = self.tmp / f"stream-{self.runs}.log"
+        code = "import sys; from tone_cli.main import app; sys.argv = ['tone', *sys.argv[1:]]; app()"
+        cmd = [sys.executable, "-c", code, "stream", "--query", self.query]
+        if until_idle is not None:
+            cmd += ["--until-idle", str(until_idle)]
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                cmd, env=self.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def interrupt(self) -> None:
+        """Ctrl-C, as a person stops it: `tone stream` stops the query and prints its summary."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def wait(self, timeout: float) -> str:
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            raise
+        out = self.log.read_text(errors="replace")
+        assert code == 0, out[-4000:]
+        return out
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def counted(s, users) -> dict[str, int]:
+    store = open_store(s)
+    return {u: agg["n"] for u in users if (agg := store.user(u))}
+
+
+def compare(s, sent: list[TweetEvent]) -> dict[str, int]:
+    expected = Counter(e.user_id for e in sent)
+    got = counted(s, expected)
+    lost = sum(max(0, n - got.get(u, 0)) for u, n in expected.items())
+    doubled = sum(max(0, got.get(u, 0) - n) for u, n in expected.items())
+    return {"tweets": len(sent), "users": len(expected), "lost": lost, "doubled": doubled}
+
+
+def dead_letters(s) -> tuple[Counter[bytes | None], Counter[str]]:
+    """The dead-letter topic's values and reasons (every one must carry a known reason)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    conn = KafkaConnection.from_settings(s)
+    consumer = Consumer(conn.librdkafka() | {"group.id": "faults", "enable.auto.commit": False})
+    try:
+        tp = TopicPartition(s.kafka_topic_dlq, 0, 0)
+        _, high = consumer.get_watermark_offsets(tp, timeout=10)
+        consumer.assign([tp])
+        values: Counter[bytes | None] = Counter()
+        reasons: Counter[str] = Counter()
+        deadline = time.monotonic() + 120
+        while sum(values.values()) < high and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=1000, timeout=1.0):
+                if m.error() is None:
+                    values[m.value()] += 1
+                    reason = dict(m.headers() or [])["reason"].decode()
+                    assert reason in REASONS, reason
+                    reasons[reason] += 1
+        return values, reasons
+    finally:
+        consumer.close()
+
+
+def test_kill_9_of_the_stream_at_three_random_moments(isolated, tmp_path):
+    s = isolated
+    rng = random.Random(SEED)
+    sent = tweets(20_000, users=3000)
+    producer = produce_in_background(s, as_pairs(sent), rate=400)
+    stream = Stream(s, tmp_path)
+    kills = []
+    for _ in range(3):
+        stream.start(until_idle=120)
+        at = rng.uniform(15, 35)  # Spark starts in ~15 s: some kills land in start-up, most mid-batch
+        time.sleep(at)
+        stream.kill9()
+        kills.append(round(at, 1))
+    producer.join(timeout=300)
+    assert not producer.errors
+    stream.start(until_idle=8)
+    out = stream.wait(timeout=300)
+    figures = compare(s, sent)
+    record(
+        "stream kill -9 x3",
+        kills_after_start_s=kills,
+        **figures,
+        restarted_by="the test, as a supervisor (systemd, Kubernetes) would: a killed process cannot heal itself",
+        summary=out.strip().splitlines()[-1],
+    )
+    assert (figures["lost"], figures["doubled"]) == (0, 0)
+
+
+def restarts_in(out: str) -> int:
+    last = out.strip().splitlines()[-1]
+    return int(last.split("restarts=")[1].split()[0]) if "restarts=" in last else 0
+
+
+@pytest.mark.parametrize("service", ["redis", "kafka"])
+def test_an_outage_of_redis_or_the_broker_heals_without_a_person(stack, isolated, tmp_path, service):
+    s = isolated
+    sent = tweets(15_000, users=2000, start=100_000, prefix=service[0])
+    stream = Stream(s, tmp_path)
+    stream.start(until_idle=None)  # runs until stopped, like a deployed stream
+    producer = produce_in_background(s, as_pairs(sent), rate=150)  # ~100 s of traffic, across the outage
+    wait_until(lambda: counted(s, {e.user_id for e in sent[:200]}), 180, "the first batch")
+    time.sleep(5)
+    pid = stack.running_pid(service)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: stack.running_pid(service) is None, 30, f"{service} to die")
+    time.sleep(OUTAGE_S)
+    stack.up()  # the service comes back (what ends an outage); the stream is not touched
+    producer.join(timeout=600)
+    assert not producer.errors, producer.errors
+    wait_until(lambda: compare(s, sent)["lost"] == 0, 300, "every tweet to be counted")
+    time.sleep(3)  # a few more triggers: a double would show now
+    stream.interrupt()
+    out = stream.wait(timeout=120)
+    figures = compare(s, sent)
+    record(
+        f"{service} kill -9, {OUTAGE_S:.0f} s outage",
+        **figures,
+        automatic_query_restarts=restarts_in(out),
+        manual_restarts=0,
+        summary=out.strip().splitlines()[-1],
+    )
+    assert (figures["lost"], figures["doubled"]) == (0, 0)
+
+
+VALID = {"id": "1", "user_id": "u", "text": "fine", "created_at": "2026-11-23T10:00:00Z"}
+
+
+def fuzzed(n: int, rng: random.Random) -> list[bytes | None]:
+    """``n`` messages parse_event refuses, of every kind: random bytes, damaged JSON, wrong shapes, poison values."""
+    base = json.dumps(VALID).encode()
+    makers = [
+        lambda: bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300))),
+        lambda: bytearray(base)[: rng.randrange(len(base))] + bytes([rng.randrange(256)]),
+        lambda: json.dumps(rng.choice([[], [1, 2], "x", 3, None, True, {"nested": [VALID]}])).encode(),
+        lambda: json.dumps({k: v for k, v in VALID.items() if k != rng.choice(list(VALID))}).encode(),
+        lambda: json.dumps(
+            {**VALID, rng.choice(["id", "user_id", "text", "created_at"]): rng.choice([[], {}, 1.5, True])}
+        ).encode(),
+        lambda: json.dumps({**VALID, "text": " " * rng.randrange(0, 5)}).encode(),
+        lambda: json.dumps({**VALID, "text": "x" * 4001}).encode(),
+        lambda: json.dumps(
+            {**VALID, "created_at": rng.choice(["2026-11-23T10:00:00", "yesterday", "9999-12-31T23:59:59-23:59"])}
+        ).encode(),
+        lambda: json.dumps({**VALID, "user_id": rng.choice(["", "a\x00b", "\t", "x" * 257, "   "])}).encode(),
+        lambda: b'{"id": 1' + b"0" * rng.randrange(4400, 6000) + b', "user_id": "u"}',
+        lambda: b'{"a":' * 3000 + b"1" + b"}" * 3000,
+        lambda: b'{"id":"1","user_id":"u","text":"\\ud800","created_at":"2026-11-23T10:00:00Z"}',
+        lambda: base.replace(b"fine", b"caf\xe9"),
+        lambda: None,
+    ]
+    out: list[bytes | None] = []
+    while len(out) < n:
+        value = rng.choice(makers)()
+        value = bytes(value) if value is not None else None
+        if not isinstance(parse_event(value), TweetEvent):  # by chance a mutation can still be valid: skip it
+            out.append(value)
+    return out
+
+
+def test_fuzzed_bad_messages_among_valid_ones_are_all_dead_lettered(isolated, tmp_path):
+    s = isolated
+    rng = random.Random(SEED)
+    valid = tweets(10_000, users=1500, start=200_000, prefix="f")
+    bad = fuzzed(10_000, rng)
+    mixed: list[tuple[bytes | None, bytes | None]] = [*as_pairs(valid), *[(rng.choice([None, b"k"]), b) for b in bad]]
+    rng.shuffle(mixed)
+    produce(s, mixed)
+    stream = Stream(s, tmp_path)
+    stream.start(until_idle=8)
+    out = stream.wait(timeout=600)
+    values, reasons = dead_letters(s)
+    figures = compare(s, valid)
+    record(
+        "10,000 fuzzed bad + 10,000 valid",
+        **figures,
+        bad_sent=len(bad),
+        dead_lettered=sum(values.values()),
+        reasons=dict(reasons.most_common()),
+        summary=out.strip().splitlines()[-1],
+    )
+    assert values == Counter(bad)
+    assert (figures["lost"], figures["doubled"]) == (0, 0)
+
+
+def test_poison_ids_and_values_neither_corrupt_nor_halt_the_counts(isolated, tmp_path):
+    s = isolated
+    t0 = datetime(2026, 11, 20, 0, 5, tzinfo=UTC)
+
+    def ev(i, user):
+        return TweetEvent(f"p{i}", user, "hello there", t0 + timedelta(seconds=i))
+
+    sent = [ev(i, "alice") for i in range(50)]
+    sent += [ev(100 + i, "alice:recent") for i in range(3)]
+    sent += [ev(200, "bob:h:2026112000")]
+    sent += [ev(300 + i, "bob") for i in range(10)]
+    sent += [ev(400 + i, "alice") for i in range(50)]
+    sent += [ev(500 + i, u) for i, u in enumerate(["*", "{x}", "ünïcødé 🙂", " spaced ", "x" * 256])]
+    poison = [
+        b'{"id": 1' + b"0" * 5000 + b', "user_id": "alice", "text": "hi", "created_at": "2026-11-20T00:00:00Z"}',
+        json.dumps({**VALID, "user_id": "alice", "created_at": "9999-12-31T23:59:59-23:59"}).encode(),
+    ]
+    produce(s, as_pairs(sent) + [(b"alice", p) for p in poison])
+    stream = Stream(s, tmp_path)
+    stream.start(until_idle=6)
+    stream.wait(timeout=300)
+    stream.start(until_idle=6)  # a restart from the checkpoint: once, it doubled alice's count
+    stream.wait(timeout=300)
+    figures = compare(s, sent)
+    values, reasons = dead_letters(s)
+    store = open_store(s)
+    assert store.user("alice")["n"] == 100
+    assert store.hourly("bob", "2026112000") == {k: v for k, v in store.user("bob")["counts"].items()}
+    assert sum(store.hourly("bob", "2026112000").values()) == 10
+    record(
+        "poison ids and values",
+        **figures,
+        bad_sent=len(poison),
+        dead_lettered=sum(values.values()),
+        reasons=dict(reasons),
+    )
+    assert values == Counter(poison)
+    assert reasons == Counter({"invalid_json": 1, "invalid_timestamp": 1})
+    assert (figures["lost"], figures["doubled"]) == (0, 0)
