@@ -124,8 +124,15 @@ logger.kafka.level = INFO
 
 
 def kafka_cluster_id() -> str:
-    """A new KRaft cluster id: a random UUID in Kafka's URL-safe base64 form (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A new KRaft cluster id: a random UUID in Kafka's URL-safe base64 form (22 characters).
+
+    Never one that begins with "-" (as Kafka's own Uuid.randomUuid avoids too): the storage tool's command line
+    would read it as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def redis_binary() -> str:
@@ -402,7 +409,7 @@ class LocalStack:
         ]
         if not (self.kafka_dir / "data" / "meta.properties").exists():
             # First start of this state directory: format the log directory for a new one-node cluster.
-            fmt = [*jvm, "kafka.tools.StorageTool", "format", "-t", kafka_cluster_id(), "-c", str(config)]
+            fmt = [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={kafka_cluster_id()}", "-c", str(config)]
             if self.secure:
                 for user in (KAFKA_ADMIN, KAFKA_USER):
                     password = self.secrets.password(user)
