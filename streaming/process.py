@@ -8,6 +8,9 @@ only finds the task's records (rows of the source, or ranges it reads itself) an
 from __future__ import annotations
 
 import json
+import logging
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
     from tone.kafka.readers import RecordChunk
     from tone.scoring.base import Scorer
     from tone.settings import Settings
+
+log = logging.getLogger(__name__)
 
 __all__ = ["STATS_SCHEMA", "JobConfig", "current_scorer", "process_partition", "worker_settings"]
 
@@ -51,8 +56,15 @@ def current_scorer(config: JobConfig) -> Scorer:
     """The scorer for this worker, loaded once and reused across batches (swapped when the spec changes)."""
     from tone.scoring.loader import load_scorer
 
+    def load() -> Scorer:
+        t0 = time.perf_counter()
+        scorer = load_scorer(config.scorer, worker_settings(config))
+        # Once per Python worker (and model): a first batch that is slow shows here.
+        log.info("worker %d loaded %s in %.1f s", os.getpid(), scorer.version, time.perf_counter() - t0)
+        return scorer
+
     fingerprint = f"{config.scorer}|{config.fingerprint()}"
-    return RESOURCES.get("scorer", fingerprint, lambda: load_scorer(config.scorer, worker_settings(config)))
+    return RESOURCES.get("scorer", fingerprint, load)
 
 
 def _producer(config: JobConfig) -> Producer:
