@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Linux's ephemeral range (32768-60999): a client socket that happened to get port 35000 once kept moto from binding.
 DEMO_ENV := TONE_STACK_DIR=$(CURDIR)/.demo-stack TONE_STACK_KAFKA_PORT=21092 TONE_STACK_KAFKA_CONTROLLER_PORT=21093 \
             TONE_STACK_REDIS_PORT=21379 \
-            TONE_STACK_MOTO_PORT=21500
+            TONE_STACK_MOTO_PORT=21500 TONE_METRICS_PORT=21464 TONE_SPARK_UI_PORT=21040
 
 .PHONY: setup system-deps demo test test-unit test-integration test-faults lint lock clean
 

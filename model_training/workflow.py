@@ -106,6 +106,8 @@ def train_and_save(
             "unlabeled": unlabeled,
             "base_model": base_model,
             "split": "sha256(id) stratified 80/10/10",
+            # the stream's drift signal compares the live label mix with this
+            "train_label_counts": label_counts(split.train + extra),
         },
         history=result.history,
         environment={"python": platform.python_version(), "machine": platform.machine()},

@@ -7,8 +7,13 @@ set -euo pipefail
 tone=.venv/bin/tone
 stack_dir=${TONE_STACK_DIR:?}
 cleanup() {
-  [ -n "${api_pid:-}" ] && kill "$api_pid" 2>/dev/null || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "KEEP=1: stack left running; stop it with: $tone stack down"; else "$tone" stack down; fi
+  if [ "${KEEP:-0}" = 1 ]; then
+    echo "KEEP=1: left running: the stack, the stream (pid ${stream_pid:-?}) and the API (pid ${api_pid:-?});"
+    echo "  stop them with: kill ${stream_pid:-} ${api_pid:-}; $tone stack down"
+  else
+    [ -n "${api_pid:-}" ] && kill "$api_pid" 2>/dev/null || true
+    "$tone" stack down
+  fi
 }
 trap cleanup EXIT
 
@@ -31,10 +36,19 @@ echo; echo "== per-user tone"
 "$tone" top --by negative --n 5
 "$tone" top --by positive --n 5
 
-echo; echo "== the HTTP API (tone serve); e.g. curl http://127.0.0.1:8765/users/user00001/tone"
+echo; echo "== the HTTP API and the live dashboard (tone serve); e.g. curl http://127.0.0.1:8765/users/user00001/tone"
 "$tone" serve --port 8765 >"$stack_dir/api.log" 2>&1 &
 api_pid=$!
 for _ in $(seq 50); do curl -sf http://127.0.0.1:8765/healthz >/dev/null && break; sleep 0.2; done
 curl -s http://127.0.0.1:8765/users/demo_bob/tone; echo
 curl -s "http://127.0.0.1:8765/users/top?by=positive&n=3"; echo
+curl -s "http://127.0.0.1:8765/stream/health" | head -c 400; echo
+echo "dashboard:   http://127.0.0.1:8765/?user=user00001"
+echo "API metrics: http://127.0.0.1:8765/metrics"
+if [ "${KEEP:-0}" = 1 ]; then
+  # Keep the stream running too (it resumes from its checkpoint), so its metrics and Spark UI stay up.
+  "$tone" stream >"$stack_dir/stream.log" 2>&1 &
+  stream_pid=$!
+  echo "stream metrics: http://127.0.0.1:${TONE_METRICS_PORT:-9464}/metrics, Spark UI: http://127.0.0.1:${TONE_SPARK_UI_PORT:-4040} (log: $stack_dir/stream.log)"
+fi
 echo; echo "demo done: dead letters are in topic tweets.dlq, scored tweets in tweets.scored"

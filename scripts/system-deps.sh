@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # System packages the project needs: Redis (the local stack's store), a Java runtime (Spark and the Kafka broker,
-# which needs Java 17+) and Maven (fetches the Kafka broker and Spark's Kafka connector from Maven Central).
+# which needs Java 17+), Maven (fetches the Kafka broker and Spark's Kafka connector from Maven Central) and
+# Chromium (the dashboard's browser test drives it headless; a test tool's own browser download fails offline).
 # Installs what is missing when running as root; otherwise prints the command to run.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+command -v chromium >/dev/null || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing system packages; run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2

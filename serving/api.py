@@ -1,21 +1,37 @@
-"""``GET /users/{user_id}/tone``, ``GET /users/top``, ``GET /healthz``; OpenAPI page at ``/docs``.
+"""The read side over HTTP: the live dashboard at ``/``, the JSON API, ``/metrics``; OpenAPI page at ``/docs``.
 
-Reads Redis only: no torch, transformers or pyspark on this path.
+``GET /users/{user_id}/tone``, ``GET /users/{user_id}/hourly``, ``GET /users/top``, ``GET /stream/health``,
+``GET /healthz``. Reads Redis only: no torch, transformers or pyspark on this path.
 """
 
 from __future__ import annotations
 
+import time
+from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from serving.lookup import user_tone
+from serving.lookup import hourly_tone, stream_health, user_tone
+from serving.metrics import ApiMetrics
 from tone import __version__
 from tone.aggregates.redis_store import open_store
 from tone.events import MAX_USER_ID_CHARS, USER_ID_PATTERN, check_user_id
 from tone.labels import NEGATIVE, RankedLabel
 from tone.settings import Settings, get_settings
+
+# A path parameter that takes any valid user id (":path" in the routes lets it hold "/"), documented in OpenAPI.
+UserId = Annotated[
+    str,
+    Path(
+        description="Any user id: 1-256 characters, not only whitespace, no control characters.",
+        pattern=USER_ID_PATTERN,
+        max_length=MAX_USER_ID_CHARS,
+    ),
+]
 
 
 class ErrorBody(BaseModel):
@@ -33,6 +49,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Live per-user tweet tone, read from the stream's Redis aggregates.",
     )
+    metrics = ApiMetrics()
+    app.middleware("http")(metrics.middleware)
+    page = resources.files("serving").joinpath("dashboard.html").read_text(encoding="utf-8")
+    invalid_or_unknown: dict[int | str, dict[str, Any]] = {
+        404: {"description": "The stream has never seen this user.", "model": ErrorBody},
+        422: {"description": "Not a valid user id (see the user-id rule in the README)."},
+    }
+
+    def checked(user_id: str) -> str:
+        if problem := check_user_id(user_id):
+            raise HTTPException(422, problem)
+        return user_id
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> str:
+        """The live dashboard (one self-contained page: no CDN, charts drawn as SVG by the page itself)."""
+        return page
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        """The API's Prometheus metrics."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get(
+        "/stream/health",
+        responses={404: {"description": "No stream with this query name has run.", "model": ErrorBody}},
+    )
+    def health(
+        query: Annotated[str, Query(description="The stream's query name (tone stream --query).")] = "tone",
+    ) -> dict[str, Any]:
+        """The stream's state after its last batch: rate, lag per partition, dead letters by reason, model, drift."""
+        result = stream_health(store, query, time.time())
+        if result is None:
+            raise HTTPException(404, f"no stream {query!r} has run against this Redis and key prefix")
+        return result
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -55,29 +106,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "users": [{"user_id": u, f"mean_p_{by}": round(score, 4)} for u, score in store.top(by, n)],
         }
 
-    @app.get(
-        "/users/{user_id:path}/tone",
-        responses={
-            404: {"description": "The stream has never seen this user.", "model": ErrorBody},
-            422: {"description": "Not a valid user id (see the user-id rule in the README)."},
-        },
-    )
-    def tone(
-        user_id: Annotated[
-            str,
-            Path(
-                description="Any user id: 1-256 characters, not only whitespace, no control characters.",
-                pattern=USER_ID_PATTERN,
-                max_length=MAX_USER_ID_CHARS,
-            ),
-        ],
-    ) -> dict[str, Any]:
+    @app.get("/users/{user_id:path}/tone", responses=invalid_or_unknown)
+    def tone(user_id: UserId) -> dict[str, Any]:
         """One user's tone aggregates; 404 if the stream has never seen the user, 422 for an invalid id."""
-        if problem := check_user_id(user_id):
-            raise HTTPException(422, problem)
-        result = user_tone(store, user_id)
+        result = user_tone(store, checked(user_id))
         if result is None:
             raise HTTPException(404, f"no tweets seen from user {user_id!r}")
         return result
+
+    @app.get("/users/{user_id:path}/hourly", responses=invalid_or_unknown)
+    def hourly(
+        user_id: UserId,
+        hours: Annotated[int, Query(ge=1, le=24 * 14, description="How many hours, up to the user's last tweet.")] = 48,
+    ) -> dict[str, Any]:
+        """A user's label counts per UTC hour, oldest first, ending at the hour of their last tweet."""
+        agg = store.user(checked(user_id))
+        if agg is None:
+            raise HTTPException(404, f"no tweets seen from user {user_id!r}")
+        return {"user_id": user_id, "hours": hourly_tone(store, user_id, hours, agg["last_seen"] or time.time())}
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,3 +31,34 @@ def user_tone(store: ToneStore, user_id: str) -> dict[str, Any] | None:
         "last_seen": iso(agg["last_seen"]),
         "recent": [{**r, "t": iso(r["t"])} for r in agg["recent"]],
     }
+
+
+def hourly_tone(store: ToneStore, user_id: str, hours: int, end: float) -> list[dict[str, Any]]:
+    """Label counts per UTC hour for the ``hours`` hours up to ``end`` (epoch s), oldest first; empty hours included."""
+    from tone.aggregates.deltas import hour_bucket
+
+    out = []
+    for back in range(hours - 1, -1, -1):
+        hour = hour_bucket(end - back * 3600)
+        out.append({"hour": hour, "counts": store.hourly(user_id, hour)})
+    return out
+
+
+def stream_health(store: ToneStore, query: str, now: float) -> dict[str, Any] | None:
+    """The stream's health record (written after each batch) with its JSON fields decoded, or None."""
+    raw = store.health(query)
+    if raw is None:
+        return None
+    health: dict[str, Any] = {"query": query}
+    for key, value in raw.items():
+        if key in ("lag", "dead_letters", "drift"):
+            health[key] = json.loads(value)
+        elif key in ("batches", "records", "invalid", "restarts"):
+            health[key] = int(value)
+        elif key in ("updated_at", "last_batch_at", "rate"):
+            health[key] = float(value)
+        else:
+            health[key] = value
+    health["lag_total"] = sum(health.get("lag", {}).values())
+    health["last_batch_age_s"] = round(now - health.get("last_batch_at", now), 1)
+    return health

@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -52,10 +53,13 @@ def kafka_connector_config(settings: Settings) -> dict[str, str]:
         return {"spark.jars.packages": spark_kafka_package()}
 
 
-def build_spark(master: str = "local[*]", app_name: str = "tweet-tone", extra: dict[str, str] | None = None) -> Any:
+def build_spark(
+    master: str = "local[*]", app_name: str = "tweet-tone", extra: dict[str, str] | None = None, ui_port: int = 0
+) -> Any:
     """A SparkSession set up for this job (Python workers on this interpreter, Arrow, loopback driver).
 
     ``extra``: more Spark configuration, e.g. :func:`kafka_connector_config` for Spark's own Kafka source.
+    ``ui_port``: the Spark UI's port (Spark takes the next free one if it is busy); 0 turns the UI off.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this venv's pyarrow and models
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -68,7 +72,8 @@ def build_spark(master: str = "local[*]", app_name: str = "tweet-tone", extra: d
         .appName(app_name)
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
+        .config("spark.ui.enabled", "true" if ui_port else "false")
+        .config("spark.ui.port", str(ui_port or 4040))
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.python.worker.reuse", "true")  # keeps each worker's model loaded across batches
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "4096")
@@ -118,6 +123,10 @@ class BatchReport:
     lags: list[float] = field(default_factory=list)  # sampled per-record produce->Redis seconds
     started: float = 0.0  # wall clock (epoch s) when the batch reached foreachBatch
     finished: float = 0.0
+    reasons: Counter[str] = field(default_factory=Counter)  # dead letters by reason
+    labels: Counter[str] = field(default_factory=Counter)  # scored tweets by label
+    sampled: int = 0  # tweets VADER scored too (drift)
+    disagreed: int = 0
 
 
 class ToneStream:
@@ -164,6 +173,7 @@ class ToneStream:
         self.on_batch = on_batch
         self.reports: list[BatchReport] = []
         self.restarts = 0  # query restarts so far (self-healing, see run)
+        self.monitor: Any = None  # streaming.monitor.StreamMonitor when metrics, lag and health are published
         worker_env = settings_env(settings)
         if not settings.torch_threads:
             # Spark runs one task per core; a torch pool per task on top would oversubscribe the cores.
@@ -208,7 +218,13 @@ class ToneStream:
             if r.model_version:
                 report.model_versions.add(r.model_version)
             report.lags.extend(json.loads(r.lags))
+            report.reasons.update(json.loads(r.reasons))
+            report.labels.update(json.loads(r.labels))
+            report.sampled += r.sampled
+            report.disagreed += r.disagreed
         self.reports.append(report)
+        if self.monitor is not None:
+            self.monitor.after_batch(self, report)
         log.debug(
             "batch %d: %d records (%d invalid), models %s",
             batch_id,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Final
@@ -49,6 +50,7 @@ class TaskConfig:
     max_message_bytes: int
     half_life_s: float
     recent_k: int
+    drift_sample: float = 0.0  # share of valid tweets VADER scores too, for the disagreement rate
 
     @classmethod
     def from_settings(cls, settings: Settings, query: str) -> TaskConfig:
@@ -61,6 +63,7 @@ class TaskConfig:
             settings.max_message_bytes,
             settings.ewma_half_life_s,
             settings.recent_tweets,
+            settings.drift_sample,
         )
 
 
@@ -83,6 +86,10 @@ class RangeStats:
     model_version: str = ""
     max_lag_s: float = 0.0
     lags: str = "[]"
+    reasons: str = "{}"  # dead letters by reason (JSON)
+    labels: str = "{}"  # scored tweets by label (JSON), for the drift signal
+    sampled: int = 0  # tweets VADER also scored
+    disagreed: int = 0  # ... and labelled differently from the model
 
 
 # Spark's DDL for the rows above, derived from the dataclass so the two cannot drift apart. Partition is the only
@@ -168,6 +175,22 @@ def _prepare(part: ParsedRange, results: list[ToneResult], version: str) -> None
     part.valid = kept
 
 
+def _compare(parts: list[ParsedRange], every: int, reference: Scorer) -> None:
+    """Score every ``every``-th valid record (by offset) with the reference too, and count disagreements."""
+    picked = [
+        (part, item, scored)
+        for part in parts
+        for item, scored in zip(part.valid, part.scored, strict=True)
+        if item.offset % every == 0
+    ]
+    if not picked:
+        return
+    theirs = reference.predict([item.event.text for _, item, _ in picked])
+    for (part, _, scored), label in zip(picked, theirs, strict=True):
+        part.stats.sampled += 1
+        part.stats.disagreed += int(scored.label != label)
+
+
 def run_task(
     config: TaskConfig,
     sources: Iterable[Iterable[RecordChunk]],
@@ -175,10 +198,12 @@ def run_task(
     producer: Callable[[], Producer],
     store: Callable[[], ToneStore],
     clock: Callable[[], float] = time.time,
+    reference: Callable[[], Scorer] | None = None,
 ) -> list[RangeStats]:
     """One task's work over its Kafka ranges (see the module docstring); one stats row per range.
 
     ``scorer``, ``producer`` and ``store`` are called only when needed (a task of invalid records loads no model).
+    ``reference`` (VADER in the stream) scores a ``drift_sample`` of the valid tweets too, for the drift signal.
     Per-task times (parse, score, kafka) are reported on the first range's row; the batch report sums them.
     """
     t0 = time.perf_counter()
@@ -200,6 +225,10 @@ def run_task(
         for part in parts:
             _prepare(part, results[done : done + len(part.valid)], version)
             done += len(part.valid)
+        if reference is not None and config.drift_sample > 0 and model.kind != "vader":
+            checker = reference()
+            if set(checker.labels) == set(model.labels):  # an emotion model has nothing to compare with
+                _compare(parts, max(1, round(1 / config.drift_sample)), checker)
 
     t0 = time.perf_counter()
     if any(part.dead or part.wire for part in parts):
@@ -217,6 +246,8 @@ def run_task(
     for part in parts:
         s = part.stats
         s.valid, s.invalid = len(part.valid), len(part.dead)
+        s.reasons = json.dumps(Counter(letter.reason for letter in part.dead))
+        s.labels = json.dumps(Counter(x.label for x in part.scored))
         s.model_version = version if part.valid else ""
         # Users are keyed to Kafka partitions, so one range's deltas hold every tweet of its users in this batch.
         # A range of invalid records only is still marked, so the offset bookkeeping stays contiguous.

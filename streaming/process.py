@@ -84,6 +84,12 @@ def _store(config: JobConfig) -> ToneStore:
     return RESOURCES.get("store", config.fingerprint(), lambda: open_store(worker_settings(config)))
 
 
+def _vader() -> Scorer:
+    from tone.scoring.vader import VaderScorer
+
+    return RESOURCES.get("vader", "vader", VaderScorer)
+
+
 def _range_sources(config: JobConfig, batches: Iterator[Any]) -> list[Iterator[RecordChunk]]:
     """One iterator of record chunks per Kafka range this task handles.
 
@@ -128,6 +134,7 @@ def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any
         scorer=lambda: current_scorer(config),
         producer=lambda: _producer(config),
         store=lambda: _store(config),
+        reference=_vader,
     )
     if rows:
         yield _stats_batch(rows)

@@ -89,6 +89,16 @@ class Settings(BaseSettings):
     # row without progress before `tone stream` gives up; the sinks retry a transient Redis error this long first.
     max_restarts: int = Field(10, ge=0, le=1000, validation_alias=env.MAX_RESTARTS)
     sink_retry_s: float = Field(30.0, ge=0, le=3600, validation_alias=env.SINK_RETRY_S)
+
+    # Observability: the stream driver's Prometheus /metrics port and Spark UI port (0: off); tone drift is the
+    # label mix over the last window against the model's training mix, and how often VADER disagrees with the
+    # model on a sample of this share of the tweets (0: no sample).
+    metrics_port: int = Field(9464, ge=0, le=65535, validation_alias=env.METRICS_PORT)
+    # Where /metrics listens: loopback by default; 0.0.0.0 in a container that Prometheus scrapes from outside.
+    metrics_host: str = Field("127.0.0.1", min_length=1, validation_alias=env.METRICS_HOST)
+    spark_ui_port: int = Field(4040, ge=0, le=65535, validation_alias=env.SPARK_UI_PORT)
+    drift_sample: float = Field(0.05, ge=0, le=1, validation_alias=env.DRIFT_SAMPLE)
+    drift_window_s: float = Field(600.0, gt=0, le=86400, validation_alias=env.DRIFT_WINDOW_S)
     spark_master: str = Field("local[*]", min_length=1, validation_alias=env.SPARK_MASTER)
     # JVM artifacts from Maven Central (Kafka broker, Spark's Kafka connector), one directory per version.
     jars_dir: Path = Field(default_factory=lambda: _cache_dir("jars"), validation_alias=env.JARS_DIR)

@@ -49,6 +49,7 @@ def stream(
     """Kafka -> Spark Structured Streaming -> scorer -> per-user tone in Redis (exactly once), DLQ, scored topic."""
     from model_training.defaults import ensure_default_rnn
     from streaming.job import BatchReport, ToneStream, build_spark, kafka_connector_config
+    from streaming.monitor import open_monitor
 
     settings = cli_settings()
     spec = scorer or settings.scorer
@@ -75,15 +76,23 @@ def stream(
         source=source,
     )
     extra = kafka_connector_config(settings) if job.source == "native" else {}
-    spark = build_spark(settings.spark_master, extra=extra)
+    spark = build_spark(settings.spark_master, extra=extra, ui_port=settings.spark_ui_port)
+    job.monitor = open_monitor(job)
+    ui = spark.sparkContext.uiWebUrl or "off (TONE_SPARK_UI_PORT=0)"
+    metrics = (
+        f"http://127.0.0.1:{settings.metrics_port}/metrics" if settings.metrics_port else "off (TONE_METRICS_PORT=0)"
+    )
     err_console.print(
-        f"streaming {settings.kafka_topic_tweets} -> Redis with scorer {spec}, {job.source} Kafka source; Ctrl-C stops"
+        f"streaming {settings.kafka_topic_tweets} -> Redis with scorer {spec}, {job.source} Kafka source; "
+        f"Spark UI {ui}; metrics {metrics}; Ctrl-C stops",
+        highlight=False,
     )
     try:
         job.run(spark, until_idle, max_restarts=max_restarts)
     except KeyboardInterrupt:
         pass
     finally:
+        job.monitor.close()
         spark.stop()
     invalid = sum(r.invalid for r in job.reports)
     restarts = f" restarts={job.restarts}" if job.restarts else ""

@@ -8,7 +8,7 @@ tests run one suite against both. Hourly buckets do not expire here.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ class MemoryToneStore:
     buckets: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     ranks: dict[str, dict[str, float]] = field(default_factory=lambda: {label: {} for label in RANKED_LABELS})
     applied: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    streams: dict[str, dict[str, str]] = field(default_factory=dict)
     # Test hook: raise this from apply_range (before any write) to simulate a failing store.
     fail_with: Exception | None = None
 
@@ -82,6 +83,14 @@ class MemoryToneStore:
     def hourly(self, user_id: str, hour: str) -> dict[str, int]:
         """Label counts of one UTC hour bucket (``YYYYMMDDHH``)."""
         return dict(self.buckets.get((user_id, hour), {}))
+
+    def write_health(self, query: str, fields: Mapping[str, str]) -> None:
+        """Replace the stream's health record."""
+        self.streams[query] = dict(fields)
+
+    def health(self, query: str) -> dict[str, str] | None:
+        """The stream's health record."""
+        return dict(self.streams[query]) if query in self.streams else None
 
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
         """The ``n`` users with the highest mean p(``by``) (ties: the larger id first, as Redis's ZREVRANGE)."""

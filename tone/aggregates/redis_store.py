@@ -25,7 +25,7 @@ the whole range (naming the key) if one is wrong.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tone.aggregates.deltas import UserDelta
@@ -239,6 +239,21 @@ class RedisToneStore:
     def hourly(self, user_id: str, hour: str) -> dict[str, int]:
         """Label counts of one UTC hour bucket (``YYYYMMDDHH``)."""
         return {k.decode(): int(v) for k, v in self.client.hgetall(self.hour_key(user_id, hour)).items()}
+
+    def _health_key(self, query: str) -> str:
+        return f"{self.config.prefix}stream:{query}"
+
+    def write_health(self, query: str, fields: Mapping[str, str]) -> None:
+        """Replace the stream's health record (``tone:stream:{query}``) in one transaction."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self._health_key(query))
+        pipe.hset(self._health_key(query), mapping=dict(fields))
+        pipe.execute()
+
+    def health(self, query: str) -> dict[str, str] | None:
+        """The stream's health record, or None."""
+        raw = self.client.hgetall(self._health_key(query))
+        return {k.decode(): v.decode() for k, v in raw.items()} or None
 
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
         """The ``n`` users with the highest mean p(``by``)."""

@@ -64,6 +64,12 @@ class ToneStore(Protocol):
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
         """The ``n`` users with the highest mean p(``by``), ``by`` being one of RANKED_LABELS."""
 
+    def write_health(self, query: str, fields: Mapping[str, str]) -> None:
+        """Replace the stream ``query``'s health record (written by the driver after each batch)."""
+
+    def health(self, query: str) -> dict[str, str] | None:
+        """The stream ``query``'s health record, or None if it never ran."""
+
 
 # Characters a user id keeps as they are inside Redis keys; every other one (":", "{", "}", "%", "*", spaces,
 # anything non-ASCII) becomes %XX of its UTF-8 bytes. The encoding is injective ("%" is encoded too), so no user id

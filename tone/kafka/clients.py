@@ -212,3 +212,32 @@ def open_producer(conn: KafkaConnection, **overrides: Any) -> Producer:
     if librdkafka_available():
         return LibrdkafkaProducer(conn, **overrides)
     return KafkaPythonProducer(conn, **{k.replace(".", "_"): v for k, v in overrides.items()})
+
+
+class GroupOffsets:
+    """Commits a stream's processed offsets to a consumer group, for monitoring only.
+
+    Spark keeps its Kafka offsets in its checkpoint and never commits them to Kafka (SPARK-34854), so
+    `kafka-consumer-groups --describe` and lag exporters see nothing. After each batch the stream commits the next
+    offset of every partition it counted to a group named after its query; the checkpoint stays the truth (nothing
+    ever reads these offsets back).
+    """
+
+    def __init__(self, conn: KafkaConnection, group: str) -> None:
+        """A consumer that joins no group (commits only), on the connection."""
+        from confluent_kafka import Consumer
+
+        self.group = group
+        self._consumer = Consumer(conn.librdkafka() | {"group.id": group, "enable.auto.commit": False})
+
+    def commit(self, topic: str, next_offsets: dict[int, int]) -> None:
+        """Record ``next_offsets`` (partition -> the first offset not yet processed) as the group's position."""
+        from confluent_kafka import TopicPartition
+
+        if next_offsets:
+            parts = [TopicPartition(topic, p, o) for p, o in sorted(next_offsets.items())]
+            self._consumer.commit(offsets=parts, asynchronous=False)
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close()

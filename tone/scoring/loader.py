@@ -94,3 +94,35 @@ def load_registered(registry: Registry, version: str, settings: Settings) -> Sco
     from tone.scoring import artifacts
 
     return artifacts.load(registry.fetch(version), **torch_options(settings))
+
+
+def training_mix(spec: str, settings: Settings) -> dict[str, int] | None:
+    """Label counts of the data the model behind ``spec`` was trained on (from its manifest), or None.
+
+    None for VADER (not trained), a plain Hugging Face model, or an artifact trained before its manifest recorded
+    them. The stream's drift signal compares the live label mix with this.
+    """
+    from tone.scoring import artifacts
+
+    path: Path | None = None
+    try:
+        if spec == "rnn":
+            path = default_model_path(settings, "rnn")
+        elif spec == "transformer":
+            name = settings.transformer_model
+            path = Path(name).expanduser() if name else default_model_path(settings, "transformer")
+        elif spec.startswith(REGISTRY_PREFIX) or spec == "registry":
+            from tone.registry import Registry
+
+            registry = Registry.from_settings(settings)
+            version = spec.removeprefix(REGISTRY_PREFIX) if spec != "registry" else registry.approved_version()
+            path = registry.fetch(version) if version else default_model_path(settings, "rnn")
+        elif spec != "vader":
+            path = Path(spec).expanduser()
+        if path is None or not (path / artifacts.MANIFEST).is_file():
+            return None
+        counts = artifacts.read_manifest(path).get("data", {}).get("train_label_counts")
+    except (ArtifactError, OSError, ValueError) as exc:
+        log.warning("no training label mix for %s: %s", spec, exc)
+        return None
+    return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None

@@ -87,3 +87,52 @@ def test_compose_runs_the_kafka_version_the_local_stack_runs():
 
     images = {COMPOSE["services"][name]["image"] for name in ("kafka", "kafka-init")}
     assert images == {f"apache/kafka:{KAFKA_VERSION}"}
+
+
+def test_the_observability_profile_scrapes_the_stream_and_the_api():
+    services = COMPOSE["services"]
+    assert services["prometheus"]["profiles"] == ["observability"]
+    assert services["grafana"]["profiles"] == ["observability"]
+    prometheus = yaml.safe_load((ROOT / "observability" / "prometheus.yml").read_text())
+    targets = {t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    stream_env = _env_vars(services["stream"])
+    assert f"stream:{stream_env[envvars.METRICS_PORT]}" in targets
+    assert stream_env[envvars.METRICS_HOST] == "0.0.0.0"  # reachable from Prometheus's container
+    api_port = services["api"]["command"][services["api"]["command"].index("--port") + 1]
+    assert f"api:{api_port}" in targets
+    for mount in services["grafana"]["volumes"]:
+        assert (ROOT / mount.split(":")[0]).exists(), mount
+
+
+def test_every_metric_the_dashboard_queries_is_one_the_code_exports():
+    import json
+    import re
+
+    from serving.metrics import ApiMetrics
+    from streaming.monitor import StreamMetrics
+
+    exported = set()
+    for registry in (StreamMetrics().registry, ApiMetrics().registry):
+        for family in registry.collect():
+            exported.add(family.name)
+            exported.update(sample.name for sample in family.samples)
+    # families whose samples only exist once a value was set still carry their suffixed names in text format
+    exported |= {f"{name}{suffix}" for name in exported for suffix in ("_total", "_bucket", "_count", "_sum", "_info")}
+    dashboard = json.loads((ROOT / "observability" / "grafana" / "dashboards" / "tone.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\btone_[a-z_]+", target["expr"])
+    }
+    assert queried, "the dashboard queries no tone_ metric"
+    assert not queried - exported, f"the dashboard queries metrics the code does not export: {queried - exported}"
+    titles = {panel["title"] for panel in dashboard["panels"]}
+    for needed in (
+        "Records per second",
+        "Lag (records not counted yet)",
+        "Produce -> Redis latency",
+        "Dead letters by reason",
+        "Model version",
+    ):
+        assert needed in titles

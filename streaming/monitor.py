@@ -1,0 +1,281 @@
+"""What the stream publishes after each micro-batch: Prometheus metrics, consumer-group offsets, a health record.
+
+- **Metrics** (prometheus-client, served by the driver on ``TONE_METRICS_PORT``): batches, records by outcome, dead
+  letters by reason, processing rate, batch duration, task time per stage, produce->Redis latency, lag per
+  partition, the model version, refresh decisions, restarts, and the tone drift signal.
+- **Lag in standard tools**: the offsets the store has counted are committed to a consumer group named after the
+  query (:class:`tone.kafka.clients.GroupOffsets`), so `kafka-consumer-groups --describe --group <query>` and lag
+  exporters show the stream's lag. Monitoring only: the checkpoint and the store stay the truth.
+- **Health** in Redis (``tone:stream:{query}``) for the dashboard, which reads Redis only.
+
+Lag per partition is the partition's end offset minus the next offset the store has not counted (the store's own
+bookkeeping, so it is exact across restarts).
+
+Drift: over the last ``TONE_DRIFT_WINDOW_S`` the share of each label among scored tweets, against the label mix the
+model was trained on (its manifest), their total variation distance, and how often VADER disagreed with the model on
+the sampled tweets (``TONE_DRIFT_SAMPLE``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, Info, start_http_server
+from prometheus_client import Counter as PromCounter
+
+if TYPE_CHECKING:
+    from streaming.job import BatchReport, ToneStream
+    from tone.aggregates.store import ToneStore
+    from tone.kafka.clients import GroupOffsets
+    from tone.kafka.readers import RangeReader
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
+BATCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+STAGES = ("parse", "score", "redis", "kafka")
+
+
+class StreamMetrics:
+    """The stream's Prometheus metrics, in a registry of their own (one per job; tests make several)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """Define every metric family."""
+        r = self.registry = registry or CollectorRegistry()
+        self.batches = PromCounter("tone_stream_batches", "Micro-batches processed.", registry=r)
+        self.records = PromCounter("tone_stream_records", "Kafka records handled, by outcome.", ["outcome"], registry=r)
+        self.dead_letters = PromCounter(
+            "tone_stream_dead_letters", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=r
+        )
+        self.rate = Gauge(
+            "tone_stream_records_per_second", "Records handled per second over the last batch.", registry=r
+        )
+        self.batch_duration = Histogram(
+            "tone_stream_batch_duration_seconds", "Wall time of a micro-batch.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.stage = PromCounter(
+            "tone_stream_stage_seconds", "Task time per stage, summed over tasks.", ["stage"], registry=r
+        )
+        self.latency = Histogram(
+            "tone_stream_latency_seconds",
+            "Produce -> Redis latency of sampled records (Kafka timestamp to the store write).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "tone_stream_lag_records", "Records in Kafka not counted yet.", ["topic", "partition"], registry=r
+        )
+        self.last_batch = Gauge(
+            "tone_stream_last_batch_timestamp_seconds", "When the last micro-batch finished (epoch).", registry=r
+        )
+        self.model = Info("tone_model", "The model version the stream scores with.", registry=r)
+        self.refresh = PromCounter(
+            "tone_model_refresh", "Model refresh decisions (applied or refused).", ["result"], registry=r
+        )
+        self.restarts = PromCounter("tone_stream_restarts", "Query restarts from the checkpoint.", registry=r)
+        self.label_share = Gauge(
+            "tone_drift_label_share", "Share of scored tweets per label over the drift window.", ["label"], registry=r
+        )
+        self.training_share = Gauge(
+            "tone_drift_training_label_share",
+            "Share of each label in the model's training data.",
+            ["label"],
+            registry=r,
+        )
+        self.drift_distance = Gauge(
+            "tone_drift_distance",
+            "Total variation distance between the window's and the training label mix.",
+            registry=r,
+        )
+        self.disagreement = Gauge(
+            "tone_drift_vader_disagreement_ratio",
+            "Share of sampled tweets VADER labels differently from the model, over the drift window.",
+            registry=r,
+        )
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        """Serve /metrics over HTTP from a daemon thread."""
+        start_http_server(port, addr=addr, registry=self.registry)
+
+
+@dataclass
+class _Window:
+    at: float
+    labels: Counter[str]
+    sampled: int
+    disagreed: int
+
+
+class StreamMonitor:
+    """Publishes after each batch (see the module docstring).
+
+    Failures are logged, never raised: monitoring must not stop the stream.
+    """
+
+    def __init__(
+        self,
+        metrics: StreamMetrics,
+        store: ToneStore,
+        reader: RangeReader,
+        group: GroupOffsets | None,
+        *,
+        training_mix: Mapping[str, int] | None,
+        window_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Wire the sinks of the monitoring data."""
+        self.metrics, self.store, self.reader, self.group = metrics, store, reader, group
+        self.window_s, self.clock = window_s, clock
+        self.windows: deque[_Window] = deque()
+        self.reasons: Counter[str] = Counter()
+        self.totals = Counter[str]()
+        self._events_seen = 0
+        self._restarts_seen = 0
+        self._last_finished: float | None = None
+        total = sum((training_mix or {}).values())
+        self.training = {k: v / total for k, v in (training_mix or {}).items()} if total else {}
+        for label, share in self.training.items():
+            metrics.training_share.labels(label).set(share)
+
+    def after_batch(self, job: ToneStream, report: BatchReport) -> None:
+        """Update metrics, commit group offsets and write the health record for one finished batch."""
+        try:
+            self._publish(job, report)
+        except Exception:  # noqa: BLE001 - monitoring must never fail the stream
+            log.exception("could not publish the stream's metrics/health for batch %d", report.batch_id)
+
+    def _publish(self, job: ToneStream, report: BatchReport) -> None:
+        m = self.metrics
+        m.batches.inc()
+        m.records.labels("valid").inc(report.valid)
+        m.records.labels("invalid").inc(report.invalid)
+        for reason, n in report.reasons.items():
+            m.dead_letters.labels(reason).inc(n)
+        self.reasons.update(report.reasons)
+        self.totals.update(records=report.records, invalid=report.invalid)
+        elapsed = report.finished - (self._last_finished or report.started)
+        self._last_finished = report.finished
+        m.rate.set(report.records / elapsed if elapsed > 0 else 0.0)
+        m.batch_duration.observe(report.finished - report.started)
+        for stage in STAGES:
+            m.stage.labels(stage).inc(getattr(report, f"{stage}_s"))
+        for lag in report.lags:
+            m.latency.observe(lag)
+        m.last_batch.set(report.finished)
+        version = job.config.scorer
+        if report.model_versions:
+            version = sorted(report.model_versions)[-1]
+            m.model.info({"version": version})
+        if job.refresher is not None:
+            for event in job.refresher.events[self._events_seen :]:
+                if event.action in ("swap", "refuse"):
+                    m.refresh.labels("applied" if event.action == "swap" else "refused").inc()
+            self._events_seen = len(job.refresher.events)
+        if job.restarts > self._restarts_seen:
+            m.restarts.inc(job.restarts - self._restarts_seen)
+            self._restarts_seen = job.restarts
+
+        drift = self._drift(report)
+        lags = self._lags(job)
+        self.store.write_health(
+            job.config.query,
+            {
+                "updated_at": f"{self.clock():.3f}",
+                "last_batch_at": f"{report.finished:.3f}",
+                "batches": str(len(job.reports)),
+                "records": str(self.totals["records"]),
+                "invalid": str(self.totals["invalid"]),
+                "rate": f"{m.rate._value.get():.1f}",  # noqa: SLF001 - the gauge's current value
+                "lag": json.dumps({str(p): n for p, n in lags.items()}),
+                "dead_letters": json.dumps(dict(self.reasons)),
+                "model_version": version,
+                "restarts": str(job.restarts),
+                "drift": json.dumps(drift),
+            },
+        )
+
+    def _drift(self, report: BatchReport) -> dict[str, Any]:
+        now = self.clock()
+        self.windows.append(_Window(now, report.labels, report.sampled, report.disagreed))
+        while self.windows and self.windows[0].at < now - self.window_s:
+            self.windows.popleft()
+        labels: Counter[str] = Counter()
+        sampled = disagreed = 0
+        for w in self.windows:
+            labels.update(w.labels)
+            sampled += w.sampled
+            disagreed += w.disagreed
+        total = sum(labels.values())
+        share = {k: v / total for k, v in labels.items()} if total else {}
+        m = self.metrics
+        for label in set(share) | set(self.training):
+            m.label_share.labels(label).set(share.get(label, 0.0))
+        distance = None
+        if share and self.training:
+            distance = 0.5 * sum(
+                abs(share.get(k, 0.0) - self.training.get(k, 0.0)) for k in set(share) | set(self.training)
+            )
+            m.drift_distance.set(distance)
+        ratio = disagreed / sampled if sampled else None
+        if ratio is not None:
+            m.disagreement.set(ratio)
+        return {
+            "window_s": self.window_s,
+            "label_share": share,
+            "training_share": self.training,
+            "distance": distance,
+            "vader_disagreement": ratio,
+            "sampled": sampled,
+        }
+
+    def _lags(self, job: ToneStream) -> dict[int, int]:
+        topic = job.settings.kafka_topic_tweets
+        parts = self.reader.partitions(topic)
+        ends = self.reader.end_offsets(topic, parts)
+        begins = self.reader.beginning_offsets(topic, parts)
+        lags, next_offsets = {}, {}
+        for p in parts:
+            last = self.store.last_offset(job.config.query, topic, p)
+            nxt = begins[p] if last is None else last + 1
+            lags[p] = max(0, ends[p] - nxt)
+            self.metrics.lag.labels(topic, str(p)).set(lags[p])
+            if last is not None:
+                next_offsets[p] = last + 1
+        if self.group is not None:
+            self.group.commit(topic, next_offsets)
+        return lags
+
+    def close(self) -> None:
+        """Release the Kafka clients."""
+        self.reader.close()
+        if self.group is not None:
+            self.group.close()
+
+
+def open_monitor(job: ToneStream, *, serve_metrics: bool = True) -> StreamMonitor:
+    """A monitor for ``job`` from its settings: metrics served on ``metrics_port`` (unless 0 or not asked)."""
+    from tone.aggregates.redis_store import open_store
+    from tone.kafka.clients import GroupOffsets
+    from tone.kafka.config import KafkaConnection
+    from tone.kafka.readers import open_reader
+    from tone.scoring.loader import training_mix
+
+    s = job.settings
+    conn = KafkaConnection.from_settings(s)
+    metrics = StreamMetrics()
+    if serve_metrics and s.metrics_port:
+        metrics.serve(s.metrics_port, s.metrics_host)
+    return StreamMonitor(
+        metrics,
+        open_store(s),
+        open_reader(conn),
+        GroupOffsets(conn, job.config.query),
+        training_mix=training_mix(job.config.scorer, s),
+        window_s=s.drift_window_s,
+    )

@@ -1,0 +1,110 @@
+"""The monitor's arithmetic with in-memory parts: lag from the store's bookkeeping, drift, the health record."""
+
+from collections import Counter
+from types import SimpleNamespace
+
+from streaming.job import BatchReport
+from streaming.monitor import StreamMetrics, StreamMonitor
+from tone.aggregates.memory_store import MemoryToneStore
+from tone.settings import load_settings
+
+
+class Reader:
+    def __init__(self, ends):
+        self.ends = ends
+
+    def partitions(self, topic):
+        return sorted(self.ends)
+
+    def end_offsets(self, topic, parts):
+        return {p: self.ends[p] for p in parts}
+
+    def beginning_offsets(self, topic, parts):
+        return dict.fromkeys(parts, 0)
+
+    def close(self):
+        pass
+
+
+class Group:
+    def __init__(self):
+        self.commits = []
+
+    def commit(self, topic, offsets):
+        self.commits.append((topic, dict(offsets)))
+
+    def close(self):
+        pass
+
+
+def test_lag_drift_and_health_after_a_batch():
+    store = MemoryToneStore()
+    store.apply_range("q", "tweets", 0, 0, 9, [])  # partition 0 counted up to offset 9; partition 1 never
+    now = [1000.0]
+    metrics, group = StreamMetrics(), Group()
+    monitor = StreamMonitor(
+        metrics,
+        store,
+        Reader({0: 15, 1: 4}),
+        group,
+        training_mix={"negative": 1, "positive": 3},
+        window_s=60,
+        clock=lambda: now[0],
+    )
+    job = SimpleNamespace(
+        settings=load_settings(),
+        config=SimpleNamespace(query="q", scorer="rnn"),
+        refresher=None,
+        restarts=1,
+        reports=[1],
+    )
+    report = BatchReport(
+        0,
+        records=10,
+        valid=8,
+        invalid=2,
+        started=990.0,
+        finished=992.0,
+        model_versions={"rnn-x"},
+        reasons=Counter({"invalid_json": 2}),
+        labels=Counter({"negative": 6, "positive": 2}),
+        sampled=4,
+        disagreed=1,
+    )
+    monitor.after_batch(job, report)
+
+    health = store.health("q")
+    assert health["lag"] == '{"0": 5, "1": 4}'  # 15 - (9 + 1), and 4 - 0 for the partition never counted
+    assert group.commits == [("tweets", {0: 10})]  # only what the store has counted
+    assert health["model_version"] == "rnn-x" and health["restarts"] == "1"
+    r = metrics.registry
+    assert r.get_sample_value("tone_stream_records_total", {"outcome": "invalid"}) == 2
+    assert r.get_sample_value("tone_stream_dead_letters_total", {"reason": "invalid_json"}) == 2
+    assert r.get_sample_value("tone_stream_lag_records", {"topic": "tweets", "partition": "0"}) == 5
+    assert r.get_sample_value("tone_stream_restarts_total") == 1
+    assert r.get_sample_value("tone_drift_label_share", {"label": "negative"}) == 0.75
+    assert r.get_sample_value("tone_drift_distance") == 0.5  # |0.75-0.25| + |0.25-0.75|, halved
+    assert r.get_sample_value("tone_drift_vader_disagreement_ratio") == 0.25
+
+    # the window forgets old batches
+    now[0] = 2000.0
+    later = BatchReport(1, records=2, valid=2, started=1999, finished=2000, labels=Counter({"positive": 2}))
+    monitor.after_batch(job, later)
+    assert r.get_sample_value("tone_drift_label_share", {"label": "positive"}) == 1.0
+
+
+def test_a_failure_while_publishing_never_reaches_the_stream(caplog):
+    class Broken(Reader):
+        def partitions(self, topic):
+            raise RuntimeError("broker away")
+
+    monitor = StreamMonitor(StreamMetrics(), MemoryToneStore(), Broken({}), None, training_mix=None, window_s=60)
+    job = SimpleNamespace(
+        settings=load_settings(),
+        config=SimpleNamespace(query="q", scorer="vader"),
+        refresher=None,
+        restarts=0,
+        reports=[],
+    )
+    monitor.after_batch(job, BatchReport(0, records=1, valid=1, started=1, finished=2))
+    assert "could not publish" in caplog.text
