@@ -28,6 +28,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "seed": (0, 2**31 - 1),
     "patience": (0, 100),
     "distill_weight": (0.0, 1.0),
+    "class_weight": (0.0, 1.0),
+    "confidence_weight": (0.0, 2.0),
 }
 
 
@@ -47,6 +49,10 @@ class HParams:
     seed: int = 13
     patience: int = 2  # epochs without a better validation macro-F1 before stopping early
     distill_weight: float = 0.5  # share of the loss from a teacher's soft labels, when a teacher is given
+    # Row weights in the loss: (inverse label frequency) ** class_weight (0: off, 1: balanced classes), times the
+    # labellers' confidence ** confidence_weight (0: off; CrowdFlower rows carry one, others count as 1).
+    class_weight: float = 0.0
+    confidence_weight: float = 0.0
 
     def __post_init__(self) -> None:
         """Fill per-model defaults, then check every value; raises ConfigError naming the field."""

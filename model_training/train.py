@@ -265,20 +265,48 @@ def fit(
     return history, best_epoch
 
 
+def sample_weights(examples: Sequence[Example], hp: HParams) -> np.ndarray:
+    """Each labelled row's weight in the loss: class balance and labeller confidence, as ``hp`` asks; mean 1."""
+    weights = np.ones(len(examples), dtype=np.float32)
+    if not examples:
+        return weights
+    if hp.class_weight > 0:
+        counts = label_counts(examples)
+        inverse = {label: len(examples) / (len(counts) * n) for label, n in counts.items()}
+        weights *= np.array([inverse[e.label] ** hp.class_weight for e in examples], dtype=np.float32)
+    if hp.confidence_weight > 0:
+        weights *= np.array([max(e.weight, 0.0) ** hp.confidence_weight for e in examples], dtype=np.float32)
+    return weights / max(float(weights.mean()), 1e-6)
+
+
 def _with_teacher(
-    train: Sequence[Example], labels: Sequence[str], teacher: Scorer | None, unlabeled: Sequence[str], weight: float
+    train: Sequence[Example],
+    labels: Sequence[str],
+    teacher: Scorer | None,
+    unlabeled: Sequence[str],
+    hp: HParams,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Texts, soft targets and row weights: the labelled rows, plus the teacher's view when there is a teacher.
+
+    Extra texts get the teacher's probabilities as their targets, weighted ``distill_weight``. When the texts the
+    teacher labels are the training texts themselves (``--unlabeled train``), each row's target blends the two
+    instead: ``(1 - distill_weight) * hard label + distill_weight * teacher`` (one pass over the data, not two).
+    """
+    weight = hp.distill_weight
     texts = [e.text for e in train]
     targets = _targets(train, labels)
-    weights = np.ones(len(texts), dtype=np.float32)
+    weights = sample_weights(train, hp)
     if teacher is not None and unlabeled:
         if tuple(teacher.labels) != tuple(labels):
             msg = f"teacher labels {teacher.labels} differ from the student's {tuple(labels)}"
             raise ValueError(msg)
         soft = teacher.predict_proba(list(unlabeled)).astype(np.float32)
-        texts += list(unlabeled)
-        targets = np.concatenate([targets, soft])
-        weights = np.concatenate([weights, np.full(len(unlabeled), weight, dtype=np.float32)])
+        if list(unlabeled) == texts:
+            targets = (1.0 - weight) * targets + weight * soft
+        else:
+            texts += list(unlabeled)
+            targets = np.concatenate([targets, soft])
+            weights = np.concatenate([weights, np.full(len(unlabeled), weight, dtype=np.float32)])
     return texts, targets, weights
 
 
@@ -306,7 +334,7 @@ def train_rnn(
     model = BiGRUClassifier(embeddings.shape[0], embeddings.shape[1], hp.hidden_size, len(labels), hp.dropout_, pad_id)
     model.init_embeddings(embeddings)
 
-    texts, targets, weights = _with_teacher(train, labels, teacher, unlabeled, hp.distill_weight)
+    texts, targets, weights = _with_teacher(train, labels, teacher, unlabeled, hp)
     ids = encode(tokenizer, texts)
 
     from tone.scoring.torch_utils import pad_batch
@@ -367,7 +395,7 @@ def train_transformer(
         hidden_dropout_prob=hp.dropout_,
         attention_probs_dropout_prob=hp.dropout_,
     )
-    texts, targets, weights = _with_teacher(train, labels, teacher, unlabeled, hp.distill_weight)
+    texts, targets, weights = _with_teacher(train, labels, teacher, unlabeled, hp)
     ids: list[list[int]] = tokenizer([normalize_tweet(t) for t in texts], truncation=True, max_length=hp.max_length)[
         "input_ids"
     ]

@@ -69,14 +69,14 @@ class LocalTuningResult:
 
 
 def prepare_channel(data: str, settings: Settings, directory: Path) -> Path:
-    """Write the dataset as one JSONL file (id, text, label) into a channel directory; returns the file."""
+    """Write the dataset as one JSONL file (id, text, label, weight) into a channel directory; returns the file."""
     from tone.datasets import load_dataset
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "tweets.jsonl"
     with path.open("w", encoding="utf-8") as fh:
         for ex in load_dataset(data, settings.data_dir):
-            fh.write(json.dumps({"id": ex.id, "text": ex.text, "label": ex.label}) + "\n")
+            fh.write(json.dumps({"id": ex.id, "text": ex.text, "label": ex.label, "weight": ex.weight}) + "\n")
     return path
 
 

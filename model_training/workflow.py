@@ -60,7 +60,11 @@ def train_and_save(
     split = split_examples(load_dataset(data, settings.data_dir))
     extra = [ex for spec in extra_data for ex in load_dataset(spec, settings.data_dir)]
     teacher_scorer = load_scorer(teacher, settings) if teacher else None
-    unlabeled_texts = [e.text for e in load_dataset(unlabeled, settings.data_dir)] if unlabeled else []
+    if unlabeled == "train":
+        # distil over the training texts themselves: each row's target blends its hard label and the teacher's
+        unlabeled_texts = [e.text for e in split.train + extra]
+    else:
+        unlabeled_texts = [e.text for e in load_dataset(unlabeled, settings.data_dir)] if unlabeled else []
     say(
         f"data {data}: train {label_counts(split.train)}, val {len(split.val)}, test {len(split.test)}; "
         f"extra {list(extra_data)}: {len(extra)}"

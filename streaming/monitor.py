@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info, start_http_server
 from prometheus_client import Counter as PromCounter
 
+from tone.errors import ConfigError
+
 if TYPE_CHECKING:
     from streaming.job import BatchReport, ToneStream
     from tone.aggregates.store import ToneStore
@@ -101,7 +103,11 @@ class StreamMetrics:
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Serve /metrics over HTTP from a daemon thread."""
-        start_http_server(port, addr=addr, registry=self.registry)
+        try:
+            start_http_server(port, addr=addr, registry=self.registry)
+        except OSError as exc:
+            msg = f"cannot serve metrics on {addr}:{port} ({exc}): set TONE_METRICS_PORT to a free port, or 0 for none"
+            raise ConfigError(msg) from None
 
 
 @dataclass

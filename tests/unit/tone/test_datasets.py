@@ -27,12 +27,53 @@ def test_split_is_deterministic_and_order_independent():
     assert {e.id for e in a.val} == {e.id for e in b.val}
 
 
-def test_split_is_stratified_80_10_10_and_disjoint():
-    split = split_examples(_examples())
-    assert (len(split.train), len(split.val), len(split.test)) == (800, 100, 100)
-    assert Counter(e.label for e in split.test) == {"positive": 50, "negative": 30, "neutral": 20}
+def test_split_is_80_10_10_per_label_up_to_sampling_noise_and_disjoint():
+    # The split hashes each text (copies must share a part), so counts are 80/10/10 only up to sampling noise.
+    split = split_examples(_examples(5000, 3000, 2000))
+    assert abs(len(split.train) - 8000) < 250 and abs(len(split.test) - 1000) < 120
+    test_mix = Counter(e.label for e in split.test)
+    for label, n in {"positive": 500, "negative": 300, "neutral": 200}.items():
+        assert abs(test_mix[label] - n) < 4 * n**0.5, (label, test_mix[label])
     ids = [e.id for part in (split.train, split.val, split.test) for e in part]
-    assert len(ids) == len(set(ids)) == 1000
+    assert len(ids) == len(set(ids)) == 10000
+
+
+def test_copies_of_a_tweet_never_straddle_train_and_test():
+    base = _examples(300, 300, 300)
+    copies = [Example(f"rt-{e.id}", f"RT @someone: {e.text.upper()}  http://t.co/x", "neutral") for e in base]
+    split = split_examples(base + copies)
+    part_of = {}
+    for name in ("train", "val", "test"):
+        for e in getattr(split, name):
+            part_of.setdefault(e.id.removeprefix("rt-"), set()).add(name)
+    assert all(len(parts) == 1 for parts in part_of.values())
+
+
+def test_a_sources_split_is_the_same_alone_or_mixed():
+    alone = split_examples(_examples())
+    mixed = split_examples(_examples() + [Example(f"x{i}", f"other {i}", "neutral") for i in range(500)])
+    assert {e.id for e in alone.test} == {e.id for e in mixed.test if not e.id.startswith("x")}
+
+
+def test_crowdflower_drops_the_sealed_rows_and_decodes_bytes_safely(tmp_path):
+    from tone.datasets import CROWDFLOWER_FILE, crowdflower_dir, load_crowdflower
+
+    rows = [b"sentiment,confidence,text"]
+    for n in range(1, 41):
+        text = b"same text as row 16" if n in (16, 7) else b"tweet number %d" % n
+        if n == 3:
+            text = b"caf\xd5\xa2_\x8a\xce smart quotes"  # not UTF-8: mojibake
+        rows.append(b"%s,%s,%s" % ([b"negative", b"neutral", b"positive"][n % 3], b"0.75", text))
+    directory = crowdflower_dir(tmp_path)
+    directory.mkdir(parents=True)
+    (directory / CROWDFLOWER_FILE).write_bytes(b"\r\n".join(rows) + b"\r\n")
+    examples = load_crowdflower(tmp_path)
+    ids = {e.id for e in examples}
+    assert "cf-16" not in ids and "cf-32" not in ids  # every 16th data row is sealed
+    assert "cf-7" not in ids  # ... and every row with the same text as a sealed one
+    assert len(examples) == 40 - 3
+    assert next(e for e in examples if e.id == "cf-3").text == "caf _ smart quotes"
+    assert all(e.weight == 0.75 for e in examples)
 
 
 def test_split_is_not_just_the_first_rows():

@@ -209,10 +209,47 @@ def test_distillation_uses_teacher_soft_labels():
     from tone.scoring.vader import VaderScorer
 
     labelled = toy_examples(6)
+    from model_training.hparams import HParams
+
     texts, targets, weights = _with_teacher(
-        labelled, ("negative", "neutral", "positive"), VaderScorer(), ["I love it", "I hate it"], 0.3
+        labelled,
+        ("negative", "neutral", "positive"),
+        VaderScorer(),
+        ["I love it", "I hate it"],
+        HParams(distill_weight=0.3),
     )
     assert len(texts) == 8
     assert targets[:6].max(axis=1).tolist() == [1.0] * 6
     assert targets[6].argmax() == 2 and targets[7].argmax() == 0  # VADER's view of the extra texts
     assert weights.tolist() == pytest.approx([1.0] * 6 + [0.3] * 2)
+
+
+def test_sample_weights_balance_classes_and_follow_confidence():
+    from model_training.hparams import HParams
+    from model_training.train import sample_weights
+    from tone.datasets import Example
+
+    rows = [Example(str(i), "t", "positive", 1.0) for i in range(6)] + [Example("n", "t", "negative", 0.5)] * 2
+    assert sample_weights(rows, HParams()).tolist() == [1.0] * 8  # off by default
+    balanced = sample_weights(rows, HParams(class_weight=1.0))
+    assert balanced[6] / balanced[0] == pytest.approx(3.0)  # 6 positives vs 2 negatives
+    assert balanced.mean() == pytest.approx(1.0)
+    confident = sample_weights(rows, HParams(confidence_weight=1.0))
+    assert confident[0] / confident[6] == pytest.approx(2.0)
+
+
+def test_distilling_on_the_training_texts_blends_hard_and_soft_targets():
+    from model_training.hparams import HParams
+    from model_training.train import _with_teacher
+    from tone.scoring.vader import VaderScorer
+
+    labelled = toy_examples(6)
+    texts = [e.text for e in labelled]
+    out_texts, targets, weights = _with_teacher(
+        labelled, ("negative", "neutral", "positive"), VaderScorer(), texts, HParams(distill_weight=0.25)
+    )
+    assert out_texts == texts  # one pass over the data, not two
+    soft = VaderScorer().predict_proba(texts)
+    hard = np.eye(3)[[("negative", "neutral", "positive").index(e.label) for e in labelled]]
+    assert targets == pytest.approx(0.75 * hard + 0.25 * soft, abs=1e-6)
+    assert weights.tolist() == [1.0] * 6
