@@ -310,6 +310,14 @@ def _with_teacher(
     return texts, targets, weights
 
 
+def _teacher_note(train: Sequence[Example], texts: Sequence[str], teacher: Scorer | None) -> str:
+    """What the teacher adds, for the training log line."""
+    if teacher is None:
+        return ""
+    extra = len(texts) - len(train)
+    return f" + {extra} teacher-labelled texts" if extra else ", each target blended with the teacher's"
+
+
 def train_rnn(
     train: Sequence[Example],
     val: Sequence[Example],
@@ -346,10 +354,7 @@ def train_rnn(
     def make_scorer() -> RNNScorer:
         return RNNScorer(model, tokenizer, labels, device="cpu", max_length=hp.max_length)
 
-    log(
-        f"training rnn on {len(train)} labelled {label_counts(train)} "
-        f"+ {len(texts) - len(train)} teacher-labelled texts"
-    )
+    log(f"training rnn on {len(train)} labelled {label_counts(train)}{_teacher_note(train, texts, teacher)}")
     history, best = fit(
         model=model,
         forward=forward,
@@ -407,7 +412,7 @@ def train_transformer(
     def make_scorer() -> TransformerScorer:
         return TransformerScorer(model, tokenizer, "training", labels=labels, device="cpu", max_length=hp.max_length)
 
-    log(f"fine-tuning {base} on {len(train)} labelled + {len(texts) - len(train)} teacher-labelled texts")
+    log(f"fine-tuning {base} on {len(train)} labelled texts{_teacher_note(train, texts, teacher)}")
     history, best = fit(
         model=model,
         forward=forward,

@@ -293,15 +293,49 @@ def load_table(path: Path, text_column: str = "text", label_column: str = "label
     return examples
 
 
+def dataset_sources(spec: str | Path) -> list[str]:
+    """The sources a ``--data`` spec names: ``"a,b"`` is two (each splits the same alone as mixed; see split_key)."""
+    parts = [p.strip() for p in str(spec).split(",") if p.strip()]
+    if not parts:
+        msg = f"dataset spec {str(spec)!r} names no source: give one of {', '.join(BUILTIN)}, a path, or several as a,b"
+        raise DatasetError(msg)
+    return parts
+
+
+def oversampling(source: str) -> tuple[str, int]:
+    """``"vader-tweets*3"`` -> ``("vader-tweets", 3)``: a source and how many times its rows count in training."""
+    match = re.fullmatch(r"(.+)\*(\d+)", source.strip())
+    if match is None:
+        return source.strip(), 1
+    times = int(match.group(2))
+    if not 1 <= times <= 100:
+        msg = f"dataset {source!r}: the repeat count after '*' must be 1..100, got {times}"
+        raise DatasetError(msg)
+    return match.group(1), times
+
+
 def load_dataset(spec: str | Path, data_dir: Path) -> list[Example]:
-    """Load by name (BUILTIN) or by path, picking the loader from the file's shape; ``a,b`` loads several."""
+    """Load by name (BUILTIN) or by path, picking the loader from the file's shape.
+
+    ``a,b`` loads several sources; ``a*3`` repeats a source's rows three times, so a small source is not drowned by a
+    large one (copies share their text, so they always share a split part: see split_examples).
+    """
     if isinstance(spec, str) and "," in spec:
         return [
             Example(f"{part}:{e.id}", e.text, e.label, e.weight)
-            for part in (p.strip() for p in spec.split(","))
-            if part
+            for part in dataset_sources(spec)
             for e in load_dataset(part, data_dir)
         ]
+    if isinstance(spec, str):
+        name, times = oversampling(spec)
+        if times > 1:
+            once = load_dataset(name, data_dir)
+            return [
+                Example(e.id if i == 0 else f"{e.id}#{i}", e.text, e.label, e.weight)
+                for i in range(times)
+                for e in once
+            ]
+        spec = name
     if spec == "crowdflower-tweets":
         return load_crowdflower(data_dir)
     if spec == "vader-tweets":

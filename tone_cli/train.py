@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -98,55 +98,84 @@ def evaluate(
         "reports"
     ),
 ) -> None:
-    """Accuracy, macro-F1, macro-recall, per-class P/R/F1 and a confusion matrix on a split of a dataset."""
+    """Accuracy, macro-F1, macro-recall, per-class P/R/F1 and a confusion matrix on a split of a dataset.
+
+    Several sources (``--data vader-tweets,crowdflower-tweets``) are reported one by one: a score over the mix would
+    hide a model that only does well on the larger source.
+    """
     if split not in SPLITS:
         msg = f"--split must be one of {', '.join(SPLITS)}, got {split!r}"
         raise ConfigError(msg)
     from model_training.evaluate import confusion_png
     from model_training.workflow import evaluate_scorer
-    from tone.datasets import load_dataset, split_examples
+    from tone.datasets import dataset_sources, load_dataset, oversampling, split_examples
     from tone.scoring.loader import load_scorer
 
     settings = cli_settings()
-    examples = load_dataset(data, settings.data_dir)
-    part = examples if split == "all" else getattr(split_examples(examples), split)
-    reports = {}
-    for spec in models:
-        scorer = load_scorer(spec, settings)
-        reports[spec] = {
-            "model": spec,
-            "kind": scorer.kind,
-            "version": scorer.version,
-            "data": data,
-            "split": split,
-            **evaluate_scorer(scorer, part),
+    # each source once: a repeat count (a*3) weighs training, not evaluation
+    sources = list(dict.fromkeys(oversampling(s)[0] for s in dataset_sources(data)))
+    scorers = {spec: load_scorer(spec, settings) for spec in models}
+    reports: dict[str, dict[str, dict[str, Any]]] = {}  # source -> model -> report
+    sizes: dict[str, int] = {}
+    for source in sources:
+        examples = load_dataset(source, settings.data_dir)
+        part = examples if split == "all" else getattr(split_examples(examples), split)
+        sizes[source] = len(part)
+        reports[source] = {
+            spec: {
+                "model": spec,
+                "kind": scorer.kind,
+                "version": scorer.version,
+                "data": source,
+                "split": split,
+                **evaluate_scorer(scorer, part),
+            }
+            for spec, scorer in scorers.items()
         }
     report_dir.mkdir(parents=True, exist_ok=True)
-    for spec, report in reports.items():
-        stem = report_dir / f"eval-{Path(spec).name}-{split}"
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
-        confusion_png(report, stem.with_suffix(".png"), f"{spec} ({report['version']}) on {data}/{split}")
-    if as_json:
-        console.print_json(json.dumps(reports if compare or len(reports) > 1 else next(iter(reports.values()))))
-        return
-    if compare or len(reports) > 1:
-        table = Table(title=f"{data} / {split} ({len(part)} texts)")
-        for col in ("model", "version", "macro-F1", "accuracy", "macro-recall", "tweets/s"):
-            table.add_column(col)
-        for spec, r in reports.items():
-            table.add_row(
-                spec,
-                r["version"],
-                f"{r['macro_f1']:.4f}",
-                f"{r['accuracy']:.4f}",
-                f"{r['macro_recall']:.4f}",
-                f"{r['tweets_per_s']:.0f}",
+    for source, by_model in reports.items():
+        for spec, report in by_model.items():
+            name = (
+                f"eval-{Path(spec).name}-{split}"
+                if len(sources) == 1
+                else f"eval-{Path(spec).name}-{Path(source).name}-{split}"
             )
-        console.print(table)
-    else:
-        r = next(iter(reports.values()))
+            # names, not with_suffix: a source or model path may hold dots of its own (tweets.jsonl)
+            (report_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
+            confusion_png(report, report_dir / f"{name}.png", f"{spec} ({report['version']}) on {source}/{split}")
+    many = compare or len(models) > 1
+    if as_json:
+        shaped: Any = {s: (r if many else next(iter(r.values()))) for s, r in reports.items()}
+        console.print_json(json.dumps(shaped if len(sources) > 1 else shaped[sources[0]]))
+        return
+    for source, by_model in reports.items():
+        if many:
+            table = Table(title=f"{source} / {split} ({sizes[source]} texts)")
+            for col in (
+                "model",
+                "version",
+                "macro-F1",
+                "accuracy",
+                "macro-recall",
+                "tweets/s",
+                "confusion (rows: true)",
+            ):
+                table.add_column(col)
+            for spec, r in by_model.items():
+                table.add_row(
+                    spec,
+                    r["version"],
+                    f"{r['macro_f1']:.4f}",
+                    f"{r['accuracy']:.4f}",
+                    f"{r['macro_recall']:.4f}",
+                    f"{r['tweets_per_s']:.0f}",
+                    confusion_text(r),
+                )
+            console.print(table)
+            continue
+        r = next(iter(by_model.values()))
         console.print(
-            f"{r['model']} ({r['version']}) on {data}/{split}, n={r['n']}: macro_f1={r['macro_f1']:.4f} "
+            f"{r['model']} ({r['version']}) on {source}/{split}, n={r['n']}: macro_f1={r['macro_f1']:.4f} "
             f"accuracy={r['accuracy']:.4f} macro_recall={r['macro_recall']:.4f}"
         )
         table = Table()
@@ -155,4 +184,14 @@ def evaluate(
         for label, c in r["per_class"].items():
             table.add_row(label, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
         console.print(table)
+        console.print(f"confusion (rows: true, columns: predicted {', '.join(r['labels'])}):\n{confusion_text(r)}")
     console.print(f"reports written to {report_dir}/")
+
+
+def confusion_text(report: dict[str, Any]) -> str:
+    """The confusion matrix as text, one line per true label: ``negative: 120 30 6``."""
+    width = max(len(label) for label in report["labels"])
+    return "\n".join(
+        f"{label:>{width}}: " + " ".join(f"{int(n):>4}" for n in row)
+        for label, row in zip(report["labels"], report["confusion"], strict=True)
+    )

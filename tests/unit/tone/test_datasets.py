@@ -133,3 +133,18 @@ def test_csv_and_jsonl_tables(tmp_path):
 def test_unknown_dataset_names_the_choices(tmp_path):
     with pytest.raises(DatasetError, match="vader-tweets"):
         load_dataset("nope", tmp_path)
+
+
+def test_a_small_source_can_be_repeated_and_its_copies_share_a_part(tmp_path):
+    small, large = tmp_path / "small.jsonl", tmp_path / "large.jsonl"
+    small.write_text("".join(json.dumps({"text": f"small {i}", "label": "neutral"}) + "\n" for i in range(50)))
+    large.write_text("".join(json.dumps({"text": f"large {i}", "label": "positive"}) + "\n" for i in range(200)))
+    mixed = load_dataset(f"{small}*3,{large}", tmp_path)
+    assert Counter(e.label for e in mixed) == {"neutral": 150, "positive": 200}
+    assert len({e.id for e in mixed}) == len(mixed)  # copies get ids of their own
+    split = split_examples(mixed)
+    for part in (split.train, split.val, split.test):
+        texts = Counter(e.text for e in part if e.text.startswith("small"))
+        assert set(texts.values()) <= {3}  # all three copies of a text in the same part
+    with pytest.raises(DatasetError, match="1..100"):
+        load_dataset(f"{small}*0", tmp_path)

@@ -111,3 +111,43 @@ def test_every_setting_is_in_the_readme():
     readme = (REPO_ROOT / "README.md").read_text()
     missing = [env_name(f) for f in Settings.model_fields if env_name(f) not in readme]
     assert not missing, f"README does not name: {missing}"
+
+
+def test_evaluate_reports_each_source_apart_with_its_confusion(tmp_path):
+    # two sources on which VADER does very differently: a mix would average them into one number
+    easy = [{"text": "I love this, it is wonderful", "label": "positive"}] * 40 + [
+        {"text": "I hate this, it is awful", "label": "negative"}
+    ] * 40
+    hard = [{"text": f"the meeting is at {i} o'clock", "label": "negative"} for i in range(80)]
+    files = []
+    for name, rows in (("easy", easy), ("hard", hard)):
+        # distinct texts so the hash split spreads them; the label rule stays the same
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({**r, "text": f"{r['text']} #{i}"}) + "\n" for i, r in enumerate(rows)))
+        files.append(str(path))
+    env = {**os.environ, envvars.DATA_DIR: str(tmp_path / "data"), "COLUMNS": "400"}
+    result = run_tone(
+        "evaluate", "vader", "--data", ",".join(files), "--split", "all", "--json",
+        "--report-dir", str(tmp_path / "reports"), env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    reports = json.loads(result.stdout)
+    assert list(reports) == files
+    easy_r, hard_r = reports[files[0]], reports[files[1]]
+    assert (easy_r["n"], hard_r["n"]) == (80, 80)
+    assert easy_r["accuracy"] > 0.9 > hard_r["accuracy"]
+    labels = hard_r["labels"]
+    # every hard text is truly negative: only the negative row of its confusion matrix has counts
+    for label, row in zip(labels, hard_r["confusion"], strict=True):
+        assert sum(row) == (80 if label == "negative" else 0)
+    assert sorted(p.name for p in (tmp_path / "reports").glob("*.json")) == [
+        "eval-vader-easy.jsonl-all.json",
+        "eval-vader-hard.jsonl-all.json",
+    ]
+
+    table = run_tone(
+        "evaluate", "vader", "--data", ",".join(files), "--split", "all", "--report-dir", str(tmp_path / "r2"), env=env
+    )
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.index("easy.jsonl") < table.stdout.index("hard.jsonl")
+    assert table.stdout.count("confusion (rows: true") == 2
