@@ -68,21 +68,27 @@ def spark():
     session.stop()
 
 
-@pytest.fixture
-def isolated(settings):
-    """Settings with fresh topics and Redis keys, so each test starts from nothing."""
+def fresh_topics(settings, key_prefix: str = "t"):
+    """``settings`` on new, created topics (tweets with 4 partitions) and a new Redis key prefix."""
     tag = uuid.uuid4().hex[:8]
     s = settings.model_copy(
         update={
             "kafka_topic_tweets": f"tweets-{tag}",
             "kafka_topic_dlq": f"dlq-{tag}",
             "kafka_topic_scored": f"scored-{tag}",
-            "redis_key_prefix": f"t{tag}:",
+            "redis_key_prefix": f"{key_prefix}{tag}:",
             "top_min_count": 2,
         }
     )
     topics = {s.kafka_topic_tweets: 4, s.kafka_topic_dlq: 1, s.kafka_topic_scored: 1}
     create_topics(KafkaConnection.from_settings(s), topics)
+    return s
+
+
+@pytest.fixture
+def isolated(settings):
+    """Settings with fresh topics and Redis keys, so each test starts from nothing."""
+    s = fresh_topics(settings)
     yield s
     client = redis.Redis.from_url(s.redis_url)
     for key in client.scan_iter(f"{s.redis_key_prefix}*"):

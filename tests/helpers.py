@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -71,3 +72,25 @@ def tiny_rnn(labels: tuple[str, ...] = ("negative", "neutral", "positive"), hidd
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# The settings a `tone` subprocess needs to reach the same topics, keys and services as the test.
+SERVICE_FIELDS = (
+    "kafka_bootstrap_servers",
+    "kafka_topic_tweets",
+    "kafka_topic_dlq",
+    "kafka_topic_scored",
+    "redis_url",
+    "redis_key_prefix",
+)
+
+
+def settings_env(settings, fields=SERVICE_FIELDS, **extra: str) -> dict[str, str]:
+    """os.environ plus each of ``fields`` of ``settings`` under its own variable (tone.settings.env_name; secrets
+    revealed), plus ``extra`` (variable -> value)."""
+    from tone.settings import env_name
+
+    def text(value) -> str:
+        return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+
+    return {**os.environ, **{env_name(f): text(getattr(settings, f)) for f in fields}, **extra}

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from producer.kafka_writer import TweetWriter
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, settings_env
 from tone import envvars
 from tone.aggregates.redis_store import open_store
 from tone.events import REASONS, TweetEvent, parse_event
@@ -107,21 +107,14 @@ class Stream:
         self.metrics_port = free_port()
 
     def env(self) -> dict[str, str]:
-        s = self.s
-        return {
-            **os.environ,
-            envvars.KAFKA_BOOTSTRAP_SERVERS: s.kafka_bootstrap_servers,
-            envvars.KAFKA_TOPIC_TWEETS: s.kafka_topic_tweets,
-            envvars.KAFKA_TOPIC_DLQ: s.kafka_topic_dlq,
-            envvars.KAFKA_TOPIC_SCORED: s.kafka_topic_scored,
-            envvars.REDIS_URL: s.redis_url,
-            envvars.REDIS_KEY_PREFIX: s.redis_key_prefix,
+        extra = {
             envvars.CHECKPOINT_DIR: str(self.tmp / "checkpoints"),
             envvars.SCORER: "vader",
             envvars.TRIGGER_SECONDS: "0.5",
             envvars.SPARK_MASTER: "local[2]",
             envvars.METRICS_PORT: str(self.metrics_port),
         }
+        return settings_env(self.s, **extra)
 
     def start(self, until_idle: float | None) -> None:
         self.runs += 1

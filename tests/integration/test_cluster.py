@@ -18,7 +18,7 @@ import pyspark
 import pytest
 
 from tests.conftest import free_port
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, settings_env
 from tests.integration.test_stream import INVALID, events, expected_counts, produce, redis_counts
 from tone import envvars
 from tone.jars import cached_jars, spark_kafka_connector
@@ -90,16 +90,7 @@ def test_the_stream_on_a_standalone_cluster_counts_every_user_exactly(cluster, i
     s = isolated
     evs = events(0, 1000, users=37)
     produce(s, evs, INVALID)
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(SPARK_HOME),
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        envvars.KAFKA_BOOTSTRAP_SERVERS: s.kafka_bootstrap_servers,
-        envvars.KAFKA_TOPIC_TWEETS: s.kafka_topic_tweets,
-        envvars.KAFKA_TOPIC_DLQ: s.kafka_topic_dlq,
-        envvars.KAFKA_TOPIC_SCORED: s.kafka_topic_scored,
-        envvars.REDIS_URL: s.redis_url,
-        envvars.REDIS_KEY_PREFIX: s.redis_key_prefix,
+    env = settings_env(s, SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1") | {
         envvars.SCORER: "vader",
         envvars.TRIGGER_SECONDS: "1",
         envvars.CHECKPOINT_DIR: str(tmp_path / "checkpoints"),

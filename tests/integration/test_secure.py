@@ -8,18 +8,16 @@ secret.
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 from fastapi.testclient import TestClient
 
 from devstack.stack import LocalStack
 from serving.api import create_app
-from tests.conftest import stack_settings
+from tests.conftest import fresh_topics, stack_settings
+from tests.helpers import settings_env
 from tests.integration.test_stream import events, expected_counts, produce, redis_counts, run
 from tone import envvars
-from tone.kafka.admin import create_topics
-from tone.kafka.config import KafkaConnection
 
 pytestmark = pytest.mark.integration
 
@@ -38,38 +36,26 @@ def secure(tmp_path_factory):
 
 @pytest.fixture
 def s(secure):
-    tag = uuid.uuid4().hex[:8]
-    settings = secure.client_settings().model_copy(
-        update={
-            "kafka_topic_tweets": f"tweets-{tag}",
-            "kafka_topic_dlq": f"dlq-{tag}",
-            "kafka_topic_scored": f"scored-{tag}",
-            "redis_key_prefix": f"s{tag}:",
-            "top_min_count": 2,
-        }
-    )
-    topics = {settings.kafka_topic_tweets: 4, settings.kafka_topic_dlq: 1, settings.kafka_topic_scored: 1}
-    create_topics(KafkaConnection.from_settings(settings), topics)
-    return settings
+    return fresh_topics(secure.client_settings(), key_prefix="s")
+
+
+SECURE_FIELDS = (
+    "kafka_bootstrap_servers",
+    "kafka_topic_tweets",
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_ca_file",
+    "redis_url",
+    "redis_password",
+    "redis_ca_file",
+    "redis_key_prefix",
+)
 
 
 def tone_env(settings, **changes):
-    env = {
-        **os.environ,
-        envvars.KAFKA_BOOTSTRAP_SERVERS: settings.kafka_bootstrap_servers,
-        envvars.KAFKA_TOPIC_TWEETS: settings.kafka_topic_tweets,
-        envvars.KAFKA_SECURITY_PROTOCOL: settings.kafka_security_protocol,
-        envvars.KAFKA_SASL_MECHANISM: settings.kafka_sasl_mechanism,
-        envvars.KAFKA_SASL_USERNAME: settings.kafka_sasl_username,
-        envvars.KAFKA_SASL_PASSWORD: settings.kafka_sasl_password.get_secret_value(),
-        envvars.KAFKA_SSL_CA_FILE: str(settings.kafka_ssl_ca_file),
-        envvars.REDIS_URL: settings.redis_url,
-        envvars.REDIS_PASSWORD: settings.redis_password.get_secret_value(),
-        envvars.REDIS_CA_FILE: str(settings.redis_ca_file),
-        envvars.REDIS_KEY_PREFIX: settings.redis_key_prefix,
-        envvars.KAFKA_DELIVERY_TIMEOUT_S: "20",
-    }
-    return env | changes
+    return settings_env(settings, SECURE_FIELDS, **{envvars.KAFKA_DELIVERY_TIMEOUT_S: "20"}, **changes)
 
 
 def tone(*args, env):
