@@ -16,6 +16,7 @@ from typing import Any
 from model_training.hparams import HParams
 from model_training.metrics import classification_report
 from tone.datasets import Example, label_counts, load_dataset, split_examples
+from tone.errors import ArtifactError
 from tone.scoring.base import Scorer
 from tone.settings import Settings
 
@@ -48,8 +49,13 @@ def train_and_save(
     base_model: str | None = None,
     say: Callable[[str], None] = print,
     checkpoint_dir: Path | None = None,
+    onnx: bool = True,
+    int8: bool = True,
 ) -> dict[str, Any]:
-    """Train a ``model`` scorer, evaluate it on the test split of ``data`` and save it to ``out``."""
+    """Train a ``model`` scorer, evaluate it on the test split of ``data`` and save it to ``out``.
+
+    A transformer also gets its ONNX export (``onnx``), with an int8 graph when ``int8`` and its guard accepts it.
+    """
     from model_training.train import train_rnn, train_transformer
     from tone.scoring.loader import load_scorer
 
@@ -99,6 +105,11 @@ def train_and_save(
     if save is None:
         msg = f"scorer {result.scorer!r} cannot be saved"
         raise TypeError(msg)
+    exported: dict[str, Any] = {}
+    if model == "transformer" and (
+        section := _export(result.scorer, Path(out), split.val, onnx=onnx, int8=int8, say=say)
+    ):
+        exported["onnx"] = section
     manifest: dict[str, Any] = save(
         out,
         metrics=metrics,
@@ -115,6 +126,27 @@ def train_and_save(
         },
         history=result.history,
         environment={"python": platform.python_version(), "machine": platform.machine()},
+        **exported,
     )
     say(f"saved {manifest['version']} to {out}")
     return manifest
+
+
+def _export(
+    scorer: Scorer, out: Path, val: Sequence[Example], *, onnx: bool, int8: bool, say: Callable[[str], None]
+) -> dict[str, Any] | None:
+    """The ONNX section of a new transformer artifact, or None (then it runs on torch only): never fails training."""
+    import shutil
+
+    shutil.rmtree(out / "onnx", ignore_errors=True)  # nothing stale from an earlier run into this manifest
+    if not onnx:
+        return None
+    try:
+        from model_training.onnx_export import export_onnx
+
+        return export_onnx(scorer, out, val, int8=int8, say=say)  # type: ignore[arg-type]
+    except ImportError as exc:
+        say(f"onnx: no export ({exc}); install the ml extra (pip install 'tweet-tone[ml]') for the ONNX backend")
+    except ArtifactError as exc:
+        say(f"onnx: export refused, the artifact runs on torch: {exc}")
+    return None

@@ -94,3 +94,28 @@ def settings_env(settings, fields=SERVICE_FIELDS, **extra: str) -> dict[str, str
         return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 
     return {**os.environ, **{env_name(f): text(getattr(settings, f)) for f in fields}, **extra}
+
+
+def tiny_transformer_artifact(directory: Path, *, onnx: bool = True, validation=None) -> Path:
+    """A tiny RoBERTa saved as a transformer artifact, with its ONNX export (fp32 and int8, guard on toy data)."""
+    from model_training.onnx_export import export_onnx
+    from tone.scoring.transformer import TransformerScorer
+
+    scorer = TransformerScorer.from_pretrained(
+        tiny_roberta_dir(directory.parent / f"{directory.name}-hf"), device="cpu"
+    )
+    extra = {}
+    if onnx:
+        extra["onnx"] = export_onnx(
+            scorer, directory, toy_examples(60) if validation is None else validation, say=lambda _: None
+        )
+    scorer.save(directory, metrics={"test_macro_f1": 0.5}, **extra)
+    return directory
+
+
+def write_jsonl(path: Path, examples) -> Path:
+    """Labelled examples as a JSON-lines dataset file (text, label), loadable by tone.datasets.load_dataset."""
+    import json
+
+    path.write_text("".join(json.dumps({"text": e.text, "label": e.label}) + "\n" for e in examples))
+    return path

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tone import envvars as env
 from tone.errors import ConfigError
-from tone.scoring.kinds import REGISTRY_PREFIX, SCORER_KINDS, Device
+from tone.scoring.kinds import REGISTRY_PREFIX, SCORER_KINDS, Device, OnnxPrecision, TransformerBackend
 
 _HOST_PORT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, le=512, validation_alias=env.TORCH_THREADS)
     # 0: each scorer's own default (rnn 512, transformer 64: the fastest measured on 2 CPU cores)
     scorer_batch_size: int = Field(0, ge=0, le=65536, validation_alias=env.SCORER_BATCH_SIZE)
+    # Transformer batches are bounded by padded tokens (rows x longest row), as text-embeddings-inference does;
+    # 0: 2,048 on the CPU (no faster above it on 2 cores), 65,536 on a GPU.
+    scorer_token_budget: int = Field(0, ge=0, le=1 << 24, validation_alias=env.SCORER_TOKEN_BUDGET)
+    transformer_backend: TransformerBackend = Field("auto", validation_alias=env.TRANSFORMER_BACKEND)
+    onnx_precision: OnnxPrecision = Field("auto", validation_alias=env.ONNX_PRECISION)
 
     # Model registry: a local directory or s3://bucket/prefix (one code path, tone/registry.py). The stream with
     # scorer "registry" follows the approved version, checking every model_refresh_s (0: only at start).
@@ -246,13 +251,21 @@ def allowed_values(field: str) -> str:
     return "a non-empty string"
 
 
+def _is_secret(field: str) -> bool:
+    """A SecretStr setting (by its type, not its name: a token budget is not a secret); unknown names count as one."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return "password" in field or "token" in field
+    return SecretStr in typing.get_args(info.annotation) or info.annotation is SecretStr
+
+
 def _config_error(exc: ValidationError) -> ConfigError:
     lines = []
     for err in exc.errors():
         loc = err["loc"][0] if err["loc"] else ""
         field = next((n for n, f in Settings.model_fields.items() if loc in (n, f.validation_alias)), str(loc))
         name = env_name(field) if field in Settings.model_fields else str(loc)
-        shown = "<secret>" if "password" in field or "token" in field else repr(err.get("input"))
+        shown = "<secret>" if _is_secret(field) else repr(err.get("input"))
         reason = str(err["msg"]).removeprefix("Value error, ")
         allowed = allowed_values(field) if field in Settings.model_fields else "see `tone config show`"
         lines.append(f"{name}={shown} is invalid: {reason}. Allowed: {allowed}.")

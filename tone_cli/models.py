@@ -1,4 +1,4 @@
-"""`tone models list|show|publish|approve|rollback`: the model registry (tone.registry)."""
+"""`tone models list|show|publish|export-onnx|approve|rollback`: the model registry (tone.registry) and exports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tone_cli._common import cli_settings, console
+from tone_cli._common import cli_settings, console, say
 
 app = typer.Typer(
     help="The model registry (TONE_REGISTRY_URI: a directory or s3://bucket/prefix).", no_args_is_help=True
@@ -61,12 +61,43 @@ def show(version: Annotated[str, typer.Argument(help="A version from `tone model
 @app.command("publish")
 def publish(
     path: Annotated[Path, typer.Argument(help="A model artifact directory (e.g. from `tone train --out`).")],
+    onnx: Annotated[
+        bool, typer.Option(help="A transformer without an ONNX export gets one first (a new version, same weights).")
+    ] = True,
 ) -> None:
     """Register a trained artifact as a candidate (checksums verified first)."""
-    from tone.registry import Registry
+    import tempfile
 
-    v = Registry.from_settings(cli_settings()).publish(path, source={"backend": "manual", "path": str(path)})
+    from tone.registry import Registry
+    from tone.scoring import artifacts
+
+    settings = cli_settings()
+    manifest = artifacts.verify(path)
+    with tempfile.TemporaryDirectory(prefix="tone-publish-") as tmp:
+        artifact = path
+        if onnx and manifest["kind"] == "transformer" and "onnx" not in manifest:
+            from model_training.onnx_export import add_onnx
+
+            artifact = Path(tmp) / "artifact"
+            add_onnx(path, artifact, settings, say=say)
+        v = Registry.from_settings(settings).publish(artifact, source={"backend": "manual", "path": str(path)})
     console.print(f"{v.version}: {v.status}")
+
+
+@app.command("export-onnx")
+def export_onnx(
+    path: Annotated[Path, typer.Argument(help="A transformer artifact directory.")],
+    out: Annotated[Path, typer.Option(help="A new directory for the artifact with its ONNX export.")],
+    data: Annotated[
+        str | None, typer.Option(help="Labelled data whose validation split guards int8 (default: the training data).")
+    ] = None,
+    int8: Annotated[bool, typer.Option(help="Try an int8 graph (kept only if its accuracy guard passes).")] = True,
+) -> None:
+    """Add an ONNX Runtime export to a transformer artifact made without one (same weights, new version)."""
+    from model_training.onnx_export import add_onnx
+
+    manifest = add_onnx(path, out, cli_settings(), data=data, int8=int8, say=say)
+    console.print(f"{manifest['version']}: {out}")
 
 
 @app.command("approve")

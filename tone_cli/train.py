@@ -51,6 +51,12 @@ def train(
     confidence_weight: Annotated[
         float, typer.Option(help="Weight rows by the labellers' confidence to this power (0: off).")
     ] = 0.0,
+    onnx: Annotated[
+        bool, typer.Option(help="transformer: also export an ONNX Runtime graph (the CPU backend) into the artifact.")
+    ] = True,
+    int8: Annotated[
+        bool, typer.Option(help="transformer: also try an int8 ONNX graph, kept only if its accuracy guard passes.")
+    ] = True,
 ) -> None:
     """Train a scorer, evaluate it on the held-out test split, save a verified artifact."""
     from model_training.hparams import HParams
@@ -85,6 +91,8 @@ def train(
         unlabeled=unlabeled,
         base_model=base_model,
         say=lambda m: print(m, flush=True),
+        onnx=onnx,
+        int8=int8,
     )
 
 

@@ -112,7 +112,8 @@ def verify(directory: Path) -> dict[str, Any]:
 def load(path: str | Path, **options: Any) -> Scorer:
     """Load a verified artifact directory (or a ``model.tar.gz``) as the right scorer.
 
-    ``options`` go to the scorer (``device``, ``batch_size``, ``threads``...).
+    ``options`` go to the scorer (``device``, ``batch_size``, ``threads``...); ``backend`` (auto, torch, onnx),
+    ``onnx_precision`` and ``token_budget`` concern transformers only.
     """
     path = Path(path)
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
@@ -120,13 +121,24 @@ def load(path: str | Path, **options: Any) -> Scorer:
         unpack_model_tar(path, target)
         path = target
     manifest = verify(path)
+    backend = options.pop("backend", "auto")
+    precision = options.pop("onnx_precision", "auto")
+    token_budget = options.pop("token_budget", None)
     if manifest["kind"] == "rnn":
         from tone.scoring.rnn import RNNScorer
 
         return RNNScorer.from_artifact(path, manifest, **options)
+    from tone.scoring.transformer_common import choose_backend
+
+    if choose_backend(manifest, backend, options.get("device", "auto")) == "onnx":
+        from tone.scoring.onnx_scorer import OnnxTransformerScorer
+
+        return OnnxTransformerScorer.from_artifact(
+            path, manifest, precision=precision, token_budget=token_budget, **options
+        )
     from tone.scoring.transformer import TransformerScorer
 
-    return TransformerScorer.from_artifact(path, manifest, **options)
+    return TransformerScorer.from_artifact(path, manifest, token_budget=token_budget, **options)
 
 
 # -- SageMaker's model.tar.gz layout: the contents of SM_MODEL_DIR at the top level of the archive ---------------

@@ -61,3 +61,35 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[n
     order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_rows: int) -> Iterator[np.ndarray]:
+    """Indices in batches of similar length (longest first), each within ``max_tokens`` padded tokens.
+
+    A batch is padded to its longest row, so its cost is rows x longest: bounding that product, rather than the
+    row count, gives long texts small batches and short ones large batches (text-embeddings-inference batches the
+    same way). ``max_rows`` caps a batch of very short texts; a text longer than the budget goes alone. Callers
+    write each batch's results back at these indices, which keeps the input order.
+    """
+    if max_tokens < 1 or max_rows < 1:
+        msg = f"max_tokens and max_rows must be >= 1, got {max_tokens} and {max_rows}"
+        raise ValueError(msg)
+    sizes = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-sizes, kind="stable")
+    start = 0
+    while start < len(order):
+        longest = max(int(sizes[order[start]]), 1)
+        rows = max(1, min(max_rows, max_tokens // longest))
+        yield order[start : start + rows]
+        start += rows
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token id rows right-padded to the longest (dynamic padding): int64 ids and the 0/1 attention mask."""
+    width = max((len(r) for r in rows), default=0) or 1
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return ids, mask

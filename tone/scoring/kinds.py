@@ -17,3 +17,11 @@ REGISTRY_PREFIX: Final = "registry:"
 # Where torch scorers run; auto: cuda, then mps, then cpu.
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DEVICES: Final[tuple[str, ...]] = get_args(Device)
+
+# How a transformer artifact runs. auto: ONNX Runtime on the CPU when the artifact carries an ONNX export, torch
+# otherwise (GPU, plain Hugging Face directories, hub ids).
+TransformerBackend = Literal["auto", "torch", "onnx"]
+TRANSFORMER_BACKENDS: Final[tuple[str, ...]] = get_args(TransformerBackend)
+# Which ONNX graph: auto takes int8 only when the export's accuracy guard accepted it, fp32 otherwise.
+OnnxPrecision = Literal["auto", "fp32", "int8"]
+ONNX_PRECISIONS: Final[tuple[str, ...]] = get_args(OnnxPrecision)

@@ -40,6 +40,19 @@ def torch_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def model_options(settings: Settings) -> dict[str, Any]:
+    """What :func:`tone.scoring.artifacts.load` takes from the settings.
+
+    The torch options plus the transformer backend, its ONNX precision and the padded-token budget per batch.
+    """
+    return {
+        **torch_options(settings),
+        "backend": settings.transformer_backend,
+        "onnx_precision": settings.onnx_precision,
+        "token_budget": settings.scorer_token_budget or None,
+    }
+
+
 def load_scorer(spec: str, settings: Settings) -> Scorer:
     """Load the scorer named by ``spec`` (a kind or an artifact path) with the device/thread settings."""
     if spec == "vader":
@@ -62,7 +75,7 @@ def load_scorer(spec: str, settings: Settings) -> Scorer:
     if spec == "rnn":
         path = default_model_path(settings, "rnn")
         try:
-            return artifacts.load(path, **torch_options(settings))
+            return artifacts.load(path, **model_options(settings))
         except ArtifactError as exc:
             from tone.scoring.vader import VaderScorer
 
@@ -78,22 +91,25 @@ def load_scorer(spec: str, settings: Settings) -> Scorer:
                     "or set TONE_TRANSFORMER_MODEL to a hub id or model directory"
                 )
                 raise ArtifactError(msg)
-            return artifacts.load(path, **torch_options(settings))
+            return artifacts.load(path, **model_options(settings))
         spec = name
     path = Path(spec).expanduser()
     if (path / artifacts.MANIFEST).is_file() or path.is_file():
-        return artifacts.load(path, **torch_options(settings))
+        return artifacts.load(path, **model_options(settings))
     from tone.scoring.transformer import TransformerScorer
+    from tone.scoring.transformer_common import choose_backend
 
-    # A plain Hugging Face directory or hub id (e.g. cardiffnlp/twitter-roberta-base-sentiment-latest).
-    return TransformerScorer.from_pretrained(spec, **torch_options(settings))
+    # A plain Hugging Face directory or hub id (e.g. cardiffnlp/twitter-roberta-base-sentiment-latest): torch only.
+    choose_backend(None, settings.transformer_backend, settings.device)
+    token_budget = settings.scorer_token_budget or None
+    return TransformerScorer.from_pretrained(spec, token_budget=token_budget, **torch_options(settings))
 
 
 def load_registered(registry: Registry, version: str, settings: Settings) -> Scorer:
     """A registry version, fetched and checksum-verified, loaded with this machine's torch options."""
     from tone.scoring import artifacts
 
-    return artifacts.load(registry.fetch(version), **torch_options(settings))
+    return artifacts.load(registry.fetch(version), **model_options(settings))
 
 
 def training_mix(spec: str, settings: Settings) -> dict[str, int] | None:

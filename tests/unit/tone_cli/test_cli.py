@@ -151,3 +151,19 @@ def test_evaluate_reports_each_source_apart_with_its_confusion(tmp_path):
     assert table.returncode == 0, table.stderr
     assert table.stdout.index("easy.jsonl") < table.stdout.index("hard.jsonl")
     assert table.stdout.count("confusion (rows: true") == 2
+
+
+def test_export_onnx_refuses_an_rnn_and_a_missing_export_names_the_fix(tmp_path):
+    from tests.helpers import tiny_rnn, tiny_transformer_artifact
+
+    rnn = tmp_path / "rnn"
+    tiny_rnn().save(rnn)
+    result = run_tone("models", "export-onnx", str(rnn), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1, result.stderr
+    assert "is a rnn artifact: only transformers have an ONNX backend" in " ".join(result.stderr.split())
+    plain = tiny_transformer_artifact(tmp_path / "plain", onnx=False)
+    env = {**os.environ, envvars.TRANSFORMER_BACKEND: "onnx", envvars.DEVICE: "cpu"}
+    result = run_tone("evaluate", str(plain), "--data", "vader-tweets", env=env)
+    assert result.returncode == 2, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "TONE_TRANSFORMER_BACKEND=onnx but artifact" in said and "export-onnx" in said
