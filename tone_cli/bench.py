@@ -19,29 +19,109 @@ def bench_scorers(
     scorers: Annotated[list[str] | None, typer.Option("--scorer", help="Scorers to run (default: all).")] = None,
     pipeline: Annotated[bool, typer.Option(help="Include the Hugging Face pipeline references.")] = True,
     repeat: Annotated[int, typer.Option(help="Time each run this many times and keep the best.")] = 3,
+    accuracy_data: Annotated[
+        str,
+        typer.Option(help="Macro-F1 on this dataset's test split (auto: the transformer's training data)."),
+    ] = "auto",
+    accuracy: Annotated[bool, typer.Option(help="Measure accuracy next to speed.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Tweets/s of each scorer on the same tweets, beside HF pipeline() per tweet and with batch_size=64."""
+    """Tweets/s and macro-F1 of each scorer and transformer backend, beside HF pipeline() per tweet and batch 64.
+
+    All on the same tweets, in one run.
+    """
     run_scorer_bench = dev_tool("benchmarks.scorers").run_scorer_bench
 
-    result = run_scorer_bench(cli_settings(), n=tweets, scorers=scorers, with_pipeline=pipeline, repeat=repeat, say=say)
+    result = run_scorer_bench(
+        cli_settings(),
+        n=tweets,
+        scorers=scorers,
+        with_pipeline=pipeline,
+        repeat=repeat,
+        accuracy_data=accuracy_data if accuracy else None,
+        say=say,
+    )
     if as_json:
         console.print_json(json.dumps(result))
         return
+    accuracy_note = (
+        f", macro-F1 on {result['accuracy_texts']} test tweets of {result['accuracy_data']}" if accuracy else ""
+    )
     table = Table(
         title=f"scorer throughput, {result['tweets']} tweets, {result['device']}, {result['threads']} threads, "
-        f"best of {result['repeat']}"
+        f"best of {result['repeat']}{accuracy_note}"
     )
-    for col in ("scorer", "model", "tweets/s", "seconds", "vs pipeline/tweet", "vs pipeline b64"):
+    for col in (
+        "scorer",
+        "model",
+        "tweets/s",
+        "vs pipeline/tweet",
+        "vs pipeline b64",
+        "macro-F1",
+        "same label as torch",
+    ):
         table.add_column(col)
     for row in result["rows"]:
         table.add_row(
             row["name"],
             row["model"],
             f"{row['tweets_per_s']:.0f}",
-            f"{row['seconds']:.2f}",
             f"{row['vs_pipeline_per_tweet']:.1f}x" if row.get("vs_pipeline_per_tweet") else "",
             f"{row['vs_pipeline_b64']:.2f}x" if row.get("vs_pipeline_b64") else "",
+            f"{row['macro_f1']:.4f}" if "macro_f1" in row else "",
+            f"{row['agreement_vs_torch']:.2%}" if "agreement_vs_torch" in row else "",
+        )
+    console.print(table)
+    if result.get("cpu_matmul_gflops"):
+        console.print(
+            "transformer GFLOP/s (real tokens): "
+            + ", ".join(f"{r['name']} {r['gflops']:.0f}" for r in result["rows"] if "gflops" in r)
+            + f"; this CPU's fp32 matmul: {result['cpu_matmul_gflops']:.0f}",
+            highlight=False,
+        )
+    for row in result["rows"]:
+        if row.get("int8_guard"):
+            console.print(f"{row['name']}: int8 guard {row['int8_guard']}", highlight=False, markup=False)
+
+
+@app.command("gpu")
+def bench_gpu(
+    tweets: Annotated[int, typer.Option(help="How many tweets (cycled from the dataset).")] = 20000,
+    repeat: Annotated[int, typer.Option(help="Time each run this many times and keep the best.")] = 3,
+    compile_model: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="Add a row with torch.compile(dynamic=True).")
+    ] = True,
+    pipeline_tweets: Annotated[int, typer.Option(help="Tweets for the per-tweet pipeline row (it is slow).")] = 2000,
+    peak_tflops: Annotated[
+        float | None, typer.Option(help="The device's dense bf16 peak in TFLOP/s (default: from its name).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A roberta-base-sized classifier (random weights) on real tweets: tweets/s and share of the bf16 FLOP bound."""
+    run_gpu_bench = dev_tool("benchmarks.gpu").run_gpu_bench
+
+    result = run_gpu_bench(
+        cli_settings(),
+        n=tweets,
+        repeat=repeat,
+        compile_model=compile_model,
+        pipeline_tweets=pipeline_tweets,
+        peak=peak_tflops,
+        say=say,
+    )
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    table = Table(
+        title=f"{result['model']} on {result['device']}, {result['tweets']} tweets of {result['mean_tokens']:.1f} "
+        f"tokens on average, best of {result['repeat']}"
+    )
+    for col in ("row", "tweets/s", "TFLOP/s", "share of bf16 peak"):
+        table.add_column(col)
+    for row in result["rows"]:
+        share = row["share_of_bf16_peak"]
+        table.add_row(
+            row["name"], f"{row['tweets_per_s']:.0f}", f"{row['tflops']:.2f}", f"{share:.1%}" if share else ""
         )
     console.print(table)
 
