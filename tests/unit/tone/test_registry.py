@@ -107,3 +107,17 @@ def test_index_is_plain_json(registry, tmp_path):
     index = json.loads((tmp_path / "registry" / "index.json").read_text())
     assert index["approved"] == version
     assert index["versions"][version]["status"] == "approved"
+
+
+def test_an_onnx_export_travels_through_the_registry_and_the_model_tar(registry, tmp_path):
+    from tests.helpers import tiny_transformer_artifact
+    from tone.scoring import artifacts
+
+    art = tiny_transformer_artifact(tmp_path / "tr")
+    version = registry.publish(art, source={"backend": "test"}).version
+    fetched = registry.fetch(version)
+    assert (fetched / "onnx" / "model.onnx").is_file()
+    assert artifacts.load(fetched, device="cpu").backend.startswith("onnx-")
+    # SageMaker's layout: the nested onnx/ files survive packing and the checked extraction
+    tar = artifacts.pack_model_tar(art, tmp_path / "model.tar.gz")
+    assert artifacts.load(tar, device="cpu").backend.startswith("onnx-")
