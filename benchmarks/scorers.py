@@ -76,8 +76,8 @@ def _transformer_for_bench(settings: Settings) -> tuple[Any, dict[str, Any] | No
     name = settings.transformer_model
     path = Path(name).expanduser() if name else default_model_path(settings, "transformer")
     if (path / artifacts.MANIFEST).is_file():
-        manifest = artifacts.verify(path)
-        scorer = artifacts.load(path, **{**model_options(settings), "backend": "torch"})
+        scorer = artifacts.load(path, **{**model_options(settings), "backend": "torch"})  # verifies the checksums
+        manifest = artifacts.read_manifest(path)
         return scorer, {**manifest, "path": str(path)}, scorer.version
     try:
         scorer = load_scorer("transformer", settings.model_copy(update={"transformer_backend": "torch"}))
@@ -113,13 +113,10 @@ def _onnx_backends(torch_scorer: Any, manifest: dict[str, Any] | None, settings:
     from tone.scoring.transformer_common import ONNX_FILES
 
     def make(model_file: Path, precision: str) -> Any:
-        return OnnxTransformerScorer(
+        return OnnxTransformerScorer.like(
+            torch_scorer,
             model_file,
-            torch_scorer.tokenizer,
-            torch_scorer.version,
-            labels=torch_scorer.labels,
-            precision=precision,
-            max_length=torch_scorer.max_length,
+            precision,
             batch_size=settings.scorer_batch_size or None,
             token_budget=settings.scorer_token_budget or None,
             threads=settings.torch_threads,

@@ -117,19 +117,6 @@ def quantise_int8(fp32: Path, target: Path) -> None:
         )
 
 
-def _onnx_scorer(scorer: TransformerScorer, model_file: Path, precision: str) -> Any:
-    from tone.scoring.onnx_scorer import OnnxTransformerScorer
-
-    return OnnxTransformerScorer(
-        model_file,
-        scorer.tokenizer,
-        scorer.version,
-        labels=scorer.labels,
-        precision=precision,
-        max_length=scorer.max_length,
-    )
-
-
 def int8_verdict(f1_drop: float, agreement: float) -> tuple[bool, str]:
     """The int8 guard: accepted, and why (or why not)."""
     if f1_drop > INT8_MAX_F1_DROP:
@@ -153,6 +140,8 @@ def export_onnx(
     """
     import onnxruntime
 
+    from tone.scoring.onnx_scorer import OnnxTransformerScorer
+
     out_dir = Path(directory) / "onnx"
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32_file, int8_file = Path(directory) / ONNX_FILES["fp32"], Path(directory) / ONNX_FILES["int8"]
@@ -164,9 +153,10 @@ def export_onnx(
             optimisation = _optimise(raw, fp32_file, scorer.model.config)
         texts = [e.text for e in validation]
         probe = texts[:PROBE_TEXTS] or list(SMOKE_TEXTS)
-        diff = float(
-            np.abs(_onnx_scorer(scorer, fp32_file, "fp32").predict_proba(probe) - scorer.predict_proba(probe)).max()
-        )
+        # the torch model's probabilities on every text the checks need, computed once
+        reference = scorer.predict_proba(texts if int8 and texts else probe)
+        onnx_probs = OnnxTransformerScorer.like(scorer, fp32_file, "fp32").predict_proba(probe)
+        diff = float(np.abs(onnx_probs - reference[: len(probe)]).max())
         if not diff <= FP32_TOLERANCE:
             msg = (
                 f"the fp32 ONNX graph differs from the torch model by {diff:.2e} (> {FP32_TOLERANCE}) "
@@ -183,13 +173,14 @@ def export_onnx(
         "fp32": {"file": ONNX_FILES["fp32"], "max_abs_diff": diff, "probe_texts": len(probe)},
     }
     say(f"onnx: fp32 graph exported and optimised ({optimisation}); max |p - p_torch| {diff:.1e}")
-    section["int8"] = _guarded_int8(scorer, fp32_file, int8_file, validation, int8=int8, say=say)
+    section["int8"] = _guarded_int8(scorer, reference, fp32_file, int8_file, validation, int8=int8, say=say)
     section["export_seconds"] = round(time.monotonic() - t0, 1)
     return section
 
 
 def _guarded_int8(
     scorer: TransformerScorer,
+    reference_probs: np.ndarray,
     fp32_file: Path,
     int8_file: Path,
     validation: Sequence[Example],
@@ -202,9 +193,11 @@ def _guarded_int8(
     if not validation:
         return {"accepted": False, "reason": "not tried: no labelled validation data to guard it"}
     quantise_int8(fp32_file, int8_file)
+    from tone.scoring.onnx_scorer import OnnxTransformerScorer
+
     texts, gold = [e.text for e in validation], [e.label for e in validation]
-    reference = scorer.predict_proba(texts).argmax(axis=1)
-    quantised = _onnx_scorer(scorer, int8_file, "int8").predict_proba(texts).argmax(axis=1)
+    reference = reference_probs.argmax(axis=1)
+    quantised = OnnxTransformerScorer.like(scorer, int8_file, "int8").predict_proba(texts).argmax(axis=1)
     labels = list(scorer.labels)
     f1_fp32 = classification_report(gold, [labels[k] for k in reference], labels)["macro_f1"]
     f1_int8 = classification_report(gold, [labels[k] for k in quantised], labels)["macro_f1"]

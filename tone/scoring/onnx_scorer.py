@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from tone.errors import ArtifactError
-from tone.scoring.base import Scorer, pad_rows, token_budget_batches
+from tone.scoring.base import Scorer
 from tone.scoring.transformer_common import (
     DEFAULT_MAX_LENGTH,
     ONNX_FILES,
     batch_limits,
-    encode,
+    batched_proba,
     onnx_precision,
     softmax,
 )
@@ -52,7 +52,7 @@ class FastTokenizer:
                 if (path / "tokenizer_config.json").is_file()
                 else {}
             )
-        except (OSError, ValueError, Exception) as exc:  # tokenizers raises a bare Exception on a bad file
+        except Exception as exc:  # tokenizers raises a bare Exception on a bad file (OSError when it is missing)
             msg = f"artifact {path} holds no loadable tokenizer.json: {exc}"
             raise ArtifactError(msg) from None
         pad = config.get("pad_token")
@@ -105,7 +105,6 @@ class OnnxTransformerScorer(Scorer):
         self.tokenizer = tokenizer
         self.labels = tuple(labels)
         self.version = version
-        self.precision = precision
         self.backend = f"onnx-{precision}"
         self.max_length = max_length
         self.batch_size, self.token_budget = batch_limits("cpu", batch_size, token_budget)
@@ -132,18 +131,27 @@ class OnnxTransformerScorer(Scorer):
             **options,
         )
 
+    @classmethod
+    def like(cls, scorer: Any, model_file: Path, precision: str, **options: Any) -> OnnxTransformerScorer:
+        """The ONNX graph of ``scorer``'s model, with its tokenizer, labels, max length and version."""
+        return cls(
+            model_file,
+            scorer.tokenizer,
+            scorer.version,
+            labels=scorer.labels,
+            precision=precision,
+            max_length=scorer.max_length,
+            **options,
+        )
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities in input order."""
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
-            return out
-        ids = encode(self.tokenizer, texts, self.max_length)
-        pad_id = self.tokenizer.pad_token_id or 0
-        for idx in token_budget_batches([len(s) for s in ids], self.token_budget, self.batch_size):
-            input_ids, mask = pad_rows([ids[i] for i in idx], pad_id)
+
+        def forward(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
             feed = {"input_ids": input_ids, "attention_mask": mask}
             if "token_type_ids" in self.inputs:
                 feed["token_type_ids"] = np.zeros_like(input_ids)
             (logits,) = self.session.run(["logits"], feed)
-            out[idx] = softmax(logits)
-        return out
+            return softmax(logits)
+
+        return batched_proba(self, texts, forward)

@@ -18,9 +18,9 @@ import torch
 
 from tone.errors import ArtifactError
 from tone.scoring import artifacts
-from tone.scoring.base import Scorer, pad_rows, token_budget_batches
+from tone.scoring.base import Scorer
 from tone.scoring.torch_utils import autocast, pick_device, set_threads
-from tone.scoring.transformer_common import DEFAULT_MAX_LENGTH, batch_limits, encode, label_names
+from tone.scoring.transformer_common import DEFAULT_MAX_LENGTH, batch_limits, batched_proba, label_names
 
 
 class TransformerScorer(Scorer):
@@ -89,20 +89,16 @@ class TransformerScorer(Scorer):
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities in input order."""
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
-            return out
-        ids = encode(self.tokenizer, texts, self.max_length)
-        pad_id = self.tokenizer.pad_token_id or 0
+
+        def forward(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            logits = self.model(
+                input_ids=torch.from_numpy(input_ids).to(self.device),
+                attention_mask=torch.from_numpy(mask).to(self.device),
+            ).logits
+            return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
         with torch.inference_mode(), autocast(self.device) if self.mixed_precision else contextlib.nullcontext():
-            for idx in token_budget_batches([len(s) for s in ids], self.token_budget, self.batch_size):
-                input_ids, mask = pad_rows([ids[i] for i in idx], pad_id)
-                logits = self.model(
-                    input_ids=torch.from_numpy(input_ids).to(self.device),
-                    attention_mask=torch.from_numpy(mask).to(self.device),
-                ).logits
-                out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        return out
+            return batched_proba(self, texts, forward)
 
     def save(self, directory: Path, **manifest_extra: Any) -> dict[str, Any]:
         """Save as a Hugging Face directory (safetensors) plus manifest; returns the manifest."""

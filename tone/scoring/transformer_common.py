@@ -5,13 +5,15 @@ Imports neither torch nor onnxruntime, so the ONNX backend runs in a process tha
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
 
 from tone import envvars as env
 from tone.errors import ConfigError
+from tone.scoring.base import pad_rows, token_budget_batches
+from tone.scoring.kinds import ONNX_PRECISIONS, TRANSFORMER_BACKENDS
 from tone.text import normalize_tweet
 
 DEFAULT_MAX_LENGTH: Final = 128
@@ -42,6 +44,24 @@ def encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[i
     return [list(ids) for ids in enc["input_ids"]]
 
 
+def batched_proba(
+    scorer: Any, texts: Sequence[str], forward: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Class probabilities in input order, for either backend: encode, cut token-budget batches, pad, run.
+
+    ``scorer`` gives the tokenizer, max length, labels and batch limits; ``forward(ids, mask)`` returns one batch's
+    probabilities (the backend's own model call).
+    """
+    out = np.zeros((len(texts), len(scorer.labels)), dtype=np.float32)
+    if not texts:
+        return out
+    ids = encode(scorer.tokenizer, texts, scorer.max_length)
+    pad_id = scorer.tokenizer.pad_token_id or 0
+    for idx in token_budget_batches([len(s) for s in ids], scorer.token_budget, scorer.batch_size):
+        out[idx] = forward(*pad_rows([ids[i] for i in idx], pad_id))
+    return out
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32, shifted by the row maximum so large logits cannot overflow."""
     z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
@@ -56,6 +76,9 @@ def onnx_precision(manifest: Mapping[str, Any], wanted: str) -> str | None:
     ``auto`` takes int8 only when the export's accuracy guard accepted it; asking for int8 that the guard refused
     (or never tried) is an error that says why.
     """
+    if wanted not in ONNX_PRECISIONS:
+        msg = f"{env.ONNX_PRECISION}={wanted!r} is not one of {', '.join(ONNX_PRECISIONS)}"
+        raise ConfigError(msg)
     section = manifest.get("onnx") or {}
     if not section.get("fp32"):
         return None
@@ -96,8 +119,8 @@ def choose_backend(manifest: Mapping[str, Any] | None, backend: str, device: str
             )
             raise ConfigError(msg)
         return "onnx"
-    if backend != "auto":
-        msg = f"{env.TRANSFORMER_BACKEND}={backend!r} is not one of auto, torch, onnx"
+    if backend not in TRANSFORMER_BACKENDS:
+        msg = f"{env.TRANSFORMER_BACKEND}={backend!r} is not one of {', '.join(TRANSFORMER_BACKENDS)}"
         raise ConfigError(msg)
     if not has_onnx or device in ("cuda", "mps"):
         return "torch"
