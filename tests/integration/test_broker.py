@@ -26,10 +26,17 @@ def test_stack_created_the_project_topics(settings):
         consumer.close()
 
 
-def _consume_group(settings, topic, group, expected, members=2, timeout=90.0):
-    """Run ``members`` consumers in one group until together they have read ``expected`` records."""
+def _consume_group(settings, topic, group, expected, produce, partitions, members=2, timeout=90.0):
+    """Run ``members`` consumers in one group; once the group has split ``partitions`` between them, call
+    ``produce``; run until together they have read ``expected`` records.
+
+    Producing only after the split matters: a member that joins first owns every partition until the next one's
+    join completes (slower while the broker's group coordinator is still loading), and could otherwise read all
+    the records alone before the group ever split.
+    """
     results: dict[int, list] = {i: [] for i in range(members)}
     assigned: dict[int, set] = {i: set() for i in range(members)}
+    owned: dict[int, set] = {i: set() for i in range(members)}  # each member's current assignment
     done = threading.Event()
 
     def member(i: int) -> None:
@@ -48,6 +55,7 @@ def _consume_group(settings, topic, group, expected, members=2, timeout=90.0):
                 for tp, records in consumer.poll(timeout_ms=200).items():
                     assigned[i].add(tp.partition)
                     results[i].extend(records)
+                owned[i] = {tp.partition for tp in consumer.assignment()}
                 if sum(len(r) for r in results.values()) >= expected:
                     consumer.commit()
                     # keep polling briefly: duplicates, if any, would arrive now
@@ -59,9 +67,17 @@ def _consume_group(settings, topic, group, expected, members=2, timeout=90.0):
         finally:
             consumer.close()
 
+    def split() -> bool:
+        sets = list(owned.values())
+        return all(sets) and sum(map(len, sets)) == len(set().union(*sets)) == partitions
+
     threads = [threading.Thread(target=member, args=(i,)) for i in range(members)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + timeout
+    while not split() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    produce()
     for t in threads:
         t.join()
     return results, assigned
@@ -77,10 +93,12 @@ def test_consumer_group_reads_back_exactly_what_was_produced(settings):
     events = [
         TweetEvent(str(i), f"user{i % 97}", f"tweet number {i}", start + timedelta(seconds=i)) for i in range(10_000)
     ]
-    with TweetWriter(settings, topic=topic) as writer:
-        assert writer.send_all(events) == 10_000
 
-    results, assigned = _consume_group(settings, topic, f"g-{topic}", expected=10_000)
+    def produce() -> None:
+        with TweetWriter(settings, topic=topic) as writer:
+            assert writer.send_all(events) == 10_000
+
+    results, assigned = _consume_group(settings, topic, f"g-{topic}", expected=10_000, produce=produce, partitions=4)
     records = [r for member in results.values() for r in member]
     ids = Counter(r.value for r in records)
     assert len(records) == 10_000
