@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -26,7 +26,7 @@ from typing import Any
 from streaming.kafka_source import SOURCE_NAME
 from streaming.process import STATS_SCHEMA, JobConfig, process_partition
 from streaming.refresh import ModelRefresher
-from tone.errors import ConfigError
+from tone.errors import ConfigError, DataLossError
 from tone.kafka.config import KafkaConnection
 from tone.retry import backoff_delays
 from tone.settings import Settings
@@ -34,6 +34,7 @@ from tone.settings import Settings
 log = logging.getLogger(__name__)
 
 
+REPORTS_KEPT = 200
 LOCAL_JVM_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CICompilerCount=1"
 
 
@@ -113,6 +114,10 @@ class BatchReport:
     invalid: int = 0
     applied_ranges: int = 0
     skipped_ranges: int = 0
+    counted: int = 0  # valid records counted in the store
+    already: int = 0  # records counted before (retried task, overlapping range, a new checkpoint resuming)
+    lost: int = 0  # offsets deleted before they were read (failOnDataLoss=false)
+    refused: set[str] = field(default_factory=set)  # model versions some worker failed to load (kept its old one)
     parse_s: float = 0.0
     score_s: float = 0.0
     redis_s: float = 0.0
@@ -171,7 +176,10 @@ class ToneStream:
         self.max_per_trigger = max_per_trigger
         self.starting_offsets = starting_offsets
         self.on_batch = on_batch
-        self.reports: list[BatchReport] = []
+        # The driver runs for weeks: it keeps running totals and the last REPORTS_KEPT reports, nothing per batch.
+        self.reports: deque[BatchReport] = deque(maxlen=REPORTS_KEPT)
+        self.batches = 0
+        self.totals: Counter[str] = Counter()
         self.restarts = 0  # query restarts so far (self-healing, see run)
         self.monitor: Any = None  # streaming.monitor.StreamMonitor when metrics, lag and health are published
         worker_env = settings_env(settings)
@@ -210,6 +218,9 @@ class ToneStream:
             report.invalid += r.invalid
             report.applied_ranges += int(r.applied)
             report.skipped_ranges += int(not r.applied)
+            report.counted += r.counted
+            report.already += r.already
+            report.lost += r.lost
             report.parse_s += r.parse_s
             report.score_s += r.score_s
             report.redis_s += r.redis_s
@@ -217,12 +228,22 @@ class ToneStream:
             report.max_lag_s = max(report.max_lag_s, r.max_lag_s)
             if r.model_version:
                 report.model_versions.add(r.model_version)
+            if r.refused:
+                report.refused.add(r.refused)
             report.lags.extend(json.loads(r.lags))
             report.reasons.update(json.loads(r.reasons))
             report.labels.update(json.loads(r.labels))
             report.sampled += r.sampled
             report.disagreed += r.disagreed
         self.reports.append(report)
+        self.batches += 1
+        self.totals.update(
+            records=report.records,
+            invalid=report.invalid,
+            counted=report.counted,
+            already=report.already,
+            lost=report.lost,
+        )
         if self.monitor is not None:
             self.monitor.after_batch(self, report)
         log.debug(
@@ -241,7 +262,9 @@ class ToneStream:
         options = KafkaConnection.from_settings(s).spark_options() | {
             "subscribe": s.kafka_topic_tweets,
             "startingOffsets": self.starting_offsets,
-            "failOnDataLoss": "true",
+            "failOnDataLoss": str(s.fail_on_data_loss).lower(),
+            # Spark's consumer reads uncommitted records by default: aborted transactions would count.
+            "kafka.isolation.level": s.kafka_isolation_level,
         }
         if self.max_per_trigger:
             options["maxOffsetsPerTrigger"] = str(self.max_per_trigger)
@@ -250,7 +273,11 @@ class ToneStream:
     def start(self, spark: Any) -> Any:
         """Start the query; returns Spark's StreamingQuery."""
         fmt = "kafka" if self.source == "native" else SOURCE_NAME
-        reader = spark.readStream.format(fmt).options(**self.source_options())
+        options = self.source_options()
+        resume = resume_offsets(self.settings, self.config.query, self.checkpoint, self.starting_offsets)
+        if resume is not None:
+            options["startingOffsets"] = resume
+        reader = spark.readStream.format(fmt).options(**options)
         if self.config.source_options is not None:
             # One task per core: each scores its share of the batch in one call, and the batch runs in one wave.
             if self.max_tasks is None:
@@ -268,7 +295,7 @@ class ToneStream:
     @property
     def records(self) -> int:
         """Records handled so far, over every batch."""
-        return sum(r.records for r in self.reports)
+        return self.totals["records"]
 
     def run(
         self,
@@ -289,13 +316,16 @@ class ToneStream:
         delay = backoff_delays(1.0, 30.0)
         failures = 0
         while True:
-            batches_before = len(self.reports)
+            batches_before = self.batches
             query = self.start(spark)
             try:
                 self._watch(query, until_idle)
                 return
             except Exception as exc:  # noqa: BLE001 - any failure of the query (StreamingQueryException, Py4J)
-                failures = 1 if len(self.reports) > batches_before else failures + 1
+                failures = 1 if self.batches > batches_before else failures + 1
+                if DataLossError.__name__ in str(exc) or "failOnDataLoss" in str(exc):  # ours, or Spark's source
+                    # Restarting cannot bring deleted offsets back: say what was lost and what to do, once.
+                    raise DataLossError(_first_line(exc).split(": ", 1)[-1]) from None
                 if failures > max_restarts:
                     log.error("stream query failed %d times in a row; giving up: %s", failures, _first_line(exc))
                     raise
@@ -331,6 +361,48 @@ class ToneStream:
             time.sleep(0.5)
         if query.exception() is not None:
             raise RuntimeError(str(query.exception()))
+
+
+def checkpoint_has_offsets(checkpoint: Path) -> bool:
+    """Whether Spark has planned a batch in this checkpoint (its offset log has an entry)."""
+    offsets = checkpoint / "offsets"
+    return offsets.is_dir() and any(p.name.isdigit() for p in offsets.iterdir())
+
+
+def resume_offsets(settings: Settings, query: str, checkpoint: Path, starting: str) -> str | None:
+    """Spark's JSON ``startingOffsets`` after what the store has counted, for a query without a checkpoint.
+
+    The checkpoint says where to read next, the store what was counted; a lost (or new) checkpoint of a query that
+    has counted before resumes after the store's markers, per partition, instead of from ``startingOffsets``. A
+    partition the store never counted starts at ``starting`` (earliest or latest). None: nothing to resume
+    (a checkpoint with offsets, or a query the store has never seen).
+    """
+    if checkpoint_has_offsets(checkpoint):
+        return None
+    from tone.aggregates.redis_store import open_store
+    from tone.kafka.readers import open_reader
+
+    topic = settings.kafka_topic_tweets
+    store = open_store(settings)
+    reader = open_reader(KafkaConnection.from_settings(settings))
+    try:
+        partitions = reader.partitions(topic)
+    finally:
+        reader.close()
+    markers = {p: store.last_offset(query, topic, p) for p in partitions}
+    if all(m is None for m in markers.values()):
+        return None
+    default = -1 if starting == "latest" else -2
+    offsets = {str(p): default if m is None else m + 1 for p, m in markers.items()}
+    shown = ", ".join(f"{topic}[{p}] from {o if o >= 0 else starting}" for p, o in offsets.items())
+    log.warning(
+        "query %s has no checkpoint offsets in %s but has counted before: "
+        "resuming after the offsets Redis counted (%s)",
+        query,
+        checkpoint,
+        shown,
+    )
+    return json.dumps({topic: offsets})
 
 
 def _first_line(exc: BaseException) -> str:

@@ -11,7 +11,9 @@ that matter for exactly-once processing:
 - ``maxOffsetsPerTrigger`` caps a batch (Spark's ReadMaxRows read limit), shared across partitions.
 
 Options are Spark's Kafka source options: ``kafka.bootstrap.servers``, ``subscribe`` (one topic),
-``startingOffsets`` (earliest | latest), ``maxOffsetsPerTrigger``, ``failOnDataLoss``, and the Java client's
+``startingOffsets`` (earliest | latest | Spark's JSON ``{"topic": {"0": 23, "1": -2}}``, -2 earliest, -1 latest),
+``maxOffsetsPerTrigger``, ``failOnDataLoss`` (offsets deleted before they were read: fail, or skip them and count
+them), ``kafka.isolation.level`` (read_committed, the default here, or read_uncommitted), and the Java client's
 ``kafka.security.protocol``, ``kafka.sasl.mechanism``, ``kafka.sasl.jaas.config``. Extra: ``kafka.client`` (auto:
 librdkafka through confluent-kafka when installed, else kafka-python; or kafka-python), ``emit`` (records, or
 ranges: one row per planned range, for a consumer that reads the records itself, as the tone stream does) and
@@ -21,6 +23,7 @@ ranges: one row per planned range, for a consumer that reads the records itself,
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -29,8 +32,16 @@ from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPart
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
 
 from streaming.worker import RESOURCES
+from tone.errors import DataLossError
 from tone.kafka.config import KafkaConnection
-from tone.kafka.readers import RangeReader, RecordChunk, check_client, open_reader
+from tone.kafka.readers import (
+    RangeReader,
+    RecordChunk,
+    check_client,
+    check_isolation,
+    data_loss_message,
+    open_reader,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +92,7 @@ class KafkaStreamReader(DataSourceStreamReader):
             msg = f"the {SOURCE_NAME} source needs option subscribe=<one topic>, got {self.topic!r}"
             raise ValueError(msg)
         self.starting = self.options.get("startingoffsets", "earliest")
-        if self.starting not in ("earliest", "latest"):
-            msg = f"startingOffsets must be earliest or latest, got {self.starting!r}"
-            raise ValueError(msg)
+        self.starting_at = parse_starting_offsets(self.starting, self.topic)
         self.max_rows = int(self.options.get("maxoffsetspertrigger", "0") or 0)
         self.emit = self.options.get("emit", "records")
         # emit=ranges only: spread the ranges over at most this many tasks (0: one task per Kafka partition). One
@@ -96,13 +105,14 @@ class KafkaStreamReader(DataSourceStreamReader):
             msg = f"emit must be records or ranges, got {self.emit!r}"
             raise ValueError(msg)
         self.client = check_client(self.options.get("kafka.client", "auto"))
+        self.isolation = check_isolation(self.options.get("kafka.isolation.level", "read_committed"))
         self.conn = KafkaConnection.from_options(self.options)
         self._driver: RangeReader | None = None
 
     # -- driver side ---------------------------------------------------------------------------------------------
     def _reader(self) -> RangeReader:
         if self._driver is None:
-            self._driver = open_reader(self.conn, self.client)
+            self._driver = open_reader(self.conn, self.client, self.isolation)
         return self._driver
 
     def _end_offsets(self) -> dict[str, int]:
@@ -110,13 +120,21 @@ class KafkaStreamReader(DataSourceStreamReader):
         ends = reader.end_offsets(self.topic, reader.partitions(self.topic))
         return {str(p): e for p, e in ends.items()}
 
+    def _begin_offsets(self, partitions: list[int]) -> dict[int, int]:
+        return self._reader().beginning_offsets(self.topic, partitions)
+
     def initialOffset(self) -> dict[str, int]:  # noqa: N802 - Spark's API name
-        """Where a new query starts: the beginning (earliest) or the current end (latest) of every partition."""
-        if self.starting == "latest":
-            return self._end_offsets()
+        """Where a new query starts: per partition the given offset, else its beginning (-2) or current end (-1)."""
         reader = self._reader()
-        begins = reader.beginning_offsets(self.topic, reader.partitions(self.topic))
-        return {str(p): b for p, b in begins.items()}
+        partitions = reader.partitions(self.topic)
+        ends = reader.end_offsets(self.topic, partitions)
+        begins = reader.beginning_offsets(self.topic, partitions)
+        default = LATEST if self.starting == "latest" else EARLIEST
+        out = {}
+        for p in partitions:
+            at = self.starting_at.get(p, default)
+            out[str(p)] = ends[p] if at == LATEST else begins[p] if at == EARLIEST else at
+        return out
 
     def getDefaultReadLimit(self) -> ReadLimit:  # noqa: N802
         """MaxOffsetsPerTrigger as Spark's ReadMaxRows, else everything available."""
@@ -136,9 +154,16 @@ class KafkaStreamReader(DataSourceStreamReader):
                     "data was lost. Start a new query with a new checkpoint (tone stream --query NEW also gets fresh "
                     "offset bookkeeping in Redis), or set failOnDataLoss=false to continue from the topic's current end"
                 )
-                raise RuntimeError(msg)
+                raise DataLossError(msg)
             log.warning("data loss on %s (%s): continuing from the current end", self.topic, detail)
             start |= {p: ends[p] for p in lost}
+        if self.fail_on_data_loss:
+            # Offsets deleted (retention) before this query read them: fail now, saying what was lost, rather than
+            # in a task. With failOnDataLoss=false the tasks skip them and count them (tone_stream_lost_offsets).
+            begins = self._begin_offsets([int(p) for p in ends])
+            if gone := {p: (start[p], begins[int(p)]) for p in ends if start[p] < begins[int(p)]}:
+                detail = ", ".join(f"partition {p}: offsets {a}-{b - 1}" for p, (a, b) in gone.items())
+                raise DataLossError(data_loss_message(self.topic, detail))
         if not isinstance(limit, ReadMaxRows):
             return ends
         budget = int(limit.max_rows)
@@ -192,13 +217,38 @@ class KafkaStreamReader(DataSourceStreamReader):
 
     def read_range_chunks(self, partition: KafkaRange) -> Iterator[RecordChunk]:
         """The records of one range as plain column lists, through this worker's reused reader."""
-        kind, fingerprint = "kafka-reader", f"{self.client}|{self.conn.cache_key()}"
-        reader = RESOURCES.get(kind, fingerprint, lambda: open_reader(self.conn, self.client))
+        kind, fingerprint = "kafka-reader", f"{self.client}|{self.isolation}|{self.conn.cache_key()}"
+        reader = RESOURCES.get(kind, fingerprint, lambda: open_reader(self.conn, self.client, self.isolation))
         try:
-            yield from reader.read_range(partition)
+            yield from reader.read_range(partition, fail_on_data_loss=self.fail_on_data_loss)
         except Exception:
             RESOURCES.drop(kind)  # a broken connection must not be reused
             raise
+
+
+EARLIEST, LATEST = -2, -1  # Spark's JSON startingOffsets values
+
+
+def parse_starting_offsets(value: str, topic: str) -> dict[int, int]:
+    """``startingOffsets``: {} for earliest/latest, else Spark's JSON ``{"<topic>": {"<partition>": offset}}``."""
+    if value in ("earliest", "latest"):
+        return {}
+    try:
+        parsed = json.loads(value)
+        offsets = parsed[topic] if isinstance(parsed, dict) else None
+        if not isinstance(offsets, dict):
+            raise TypeError
+        out = {int(p): int(o) for p, o in offsets.items()}
+    except (ValueError, TypeError, KeyError):
+        msg = (
+            f'startingOffsets must be earliest, latest or JSON like {{"{topic}": {{"0": 23, "1": -2}}}} '
+            f"(-2: earliest, -1: latest), got {value!r}"
+        )
+        raise ValueError(msg) from None
+    if bad := [o for o in out.values() if o < EARLIEST]:
+        msg = f"startingOffsets: offsets are >= 0, or -2 (earliest) / -1 (latest); got {bad[0]}"
+        raise ValueError(msg)
+    return out
 
 
 def _record_schema() -> Any:

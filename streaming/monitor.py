@@ -3,8 +3,9 @@
 - **Metrics** (prometheus-client, served by the driver on ``TONE_METRICS_PORT``): batches, records by outcome, dead
   letters by reason, processing rate, batch duration, task time per stage, produce->Redis latency, lag per
   partition, the model version, refresh decisions, restarts, and the tone drift signal.
-- **Lag in standard tools**: the offsets the store has counted are committed to a consumer group named after the
-  query (:class:`tone.kafka.clients.GroupOffsets`), so `kafka-consumer-groups --describe --group <query>` and lag
+- **Lag in standard tools**: the offsets the store has counted are committed to a consumer group named
+  ``TONE_KAFKA_GROUP_PREFIX`` + the query (``tone-stream.tone``; :class:`tone.kafka.clients.GroupOffsets`), so
+  `kafka-consumer-groups --describe --group tone-stream.tone` and lag
   exporters show the stream's lag. Monitoring only: the checkpoint and the store stay the truth.
 - **Health** in Redis (``tone:stream:{query}``) for the dashboard, which reads Redis only.
 
@@ -80,6 +81,11 @@ class StreamMetrics:
         self.refresh = PromCounter(
             "tone_model_refresh", "Model refresh decisions (applied or refused).", ["result"], registry=r
         )
+        self.lost = PromCounter(
+            "tone_stream_lost_offsets",
+            "Offsets deleted (retention) before the stream read them, skipped with failOnDataLoss=false.",
+            registry=r,
+        )
         self.restarts = PromCounter("tone_stream_restarts", "Query restarts from the checkpoint.", registry=r)
         self.label_share = Gauge(
             "tone_drift_label_share", "Share of scored tweets per label over the drift window.", ["label"], registry=r
@@ -144,6 +150,7 @@ class StreamMonitor:
         self._events_seen = 0
         self._restarts_seen = 0
         self._last_finished: float | None = None
+        self._prune_cursors: dict[str, int] = {}
         total = sum((training_mix or {}).values())
         self.training = {k: v / total for k, v in (training_mix or {}).items()} if total else {}
         for label, share in self.training.items():
@@ -157,10 +164,13 @@ class StreamMonitor:
             log.exception("could not publish the stream's metrics/health for batch %d", report.batch_id)
 
     def _publish(self, job: ToneStream, report: BatchReport) -> None:
+        self._prune()
         m = self.metrics
         m.batches.inc()
         m.records.labels("valid").inc(report.valid)
         m.records.labels("invalid").inc(report.invalid)
+        m.records.labels("already_counted").inc(report.already)
+        m.lost.inc(report.lost)
         for reason, n in report.reasons.items():
             m.dead_letters.labels(reason).inc(n)
         self.reasons.update(report.reasons)
@@ -183,6 +193,8 @@ class StreamMonitor:
                 if event.action in ("swap", "refuse"):
                     m.refresh.labels("applied" if event.action == "swap" else "refused").inc()
             self._events_seen = len(job.refresher.events)
+        if report.refused:
+            m.refresh.labels("refused_on_worker").inc(len(report.refused))
         if job.restarts > self._restarts_seen:
             m.restarts.inc(job.restarts - self._restarts_seen)
             self._restarts_seen = job.restarts
@@ -194,17 +206,24 @@ class StreamMonitor:
             {
                 "updated_at": f"{self.clock():.3f}",
                 "last_batch_at": f"{report.finished:.3f}",
-                "batches": str(len(job.reports)),
+                "batches": str(job.batches),
                 "records": str(self.totals["records"]),
                 "invalid": str(self.totals["invalid"]),
                 "rate": f"{m.rate._value.get():.1f}",  # noqa: SLF001 - the gauge's current value
                 "lag": json.dumps({str(p): n for p, n in lags.items()}),
                 "dead_letters": json.dumps(dict(self.reasons)),
                 "model_version": version,
+                "model_versions": json.dumps(sorted(report.model_versions)),
+                "refused_on_workers": json.dumps(sorted(report.refused)),
                 "restarts": str(job.restarts),
                 "drift": json.dumps(drift),
             },
         )
+
+    def _prune(self) -> None:
+        removed = self.store.prune_top(self._prune_cursors)
+        if removed:
+            log.info("removed %d expired users from the top-N sets", removed)
 
     def _drift(self, report: BatchReport) -> dict[str, Any]:
         now = self.clock()
@@ -277,11 +296,14 @@ def open_monitor(job: ToneStream, *, serve_metrics: bool = True) -> StreamMonito
     metrics = StreamMetrics()
     if serve_metrics and s.metrics_port:
         metrics.serve(s.metrics_port, s.metrics_host)
+    store = open_store(s)
+    if warning := store.eviction_warning():
+        log.warning("%s", warning)
     return StreamMonitor(
         metrics,
-        open_store(s),
+        store,
         open_reader(conn),
-        GroupOffsets(conn, job.config.query),
+        GroupOffsets(conn, s.kafka_group_prefix + job.config.query),
         training_mix=training_mix(job.config.scorer, s),
         window_s=s.drift_window_s,
     )

@@ -9,7 +9,11 @@ One task's work (see :func:`run_task`), in an order that keeps every guarantee:
    ``internal_error`` (the exception in ``detail``) and the rest of the batch goes on;
 4. send the dead letters and the scored tweets, and **flush**: a record the broker did not acknowledge fails the
    task (Spark runs it again) before anything is counted;
-5. apply each Kafka range's per-user deltas to the store, exactly once per offset range.
+5. count each range's records in the store, exactly once per record (:func:`tone.aggregates.store.count_records`:
+   only offsets above the query's marker count, in bounded atomic steps).
+
+Records at or below the marker were counted (and so sent) by an earlier attempt or run: they are dropped right after
+parsing, so a retried task, an overlapping range or a lost checkpoint neither scores nor sends them again.
 
 A failure of the whole batch (the scorer, the broker, the store) raises, so the batch is retried, never dropped.
 The sinks are protocols (:class:`~tone.kafka.clients.Producer`, :class:`~tone.aggregates.store.ToneStore`): the
@@ -25,8 +29,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Final
 
-from tone.aggregates.deltas import Scored, batch_deltas, hour_bucket
-from tone.events import INTERNAL_ERROR, DeadLetter, Invalid, ScoredTweet, TweetEvent, parse_event
+from tone.aggregates.deltas import Scored, hour_bucket
+from tone.aggregates.store import DEFAULT_STEP_TWEETS, count_records
+from tone.events import FUTURE_TIMESTAMP, INTERNAL_ERROR, DeadLetter, Invalid, ScoredTweet, TweetEvent, parse_event
 
 if TYPE_CHECKING:
     from tone.aggregates.store import ToneStore
@@ -51,6 +56,8 @@ class TaskConfig:
     half_life_s: float
     recent_k: int
     drift_sample: float = 0.0  # share of valid tweets VADER scores too, for the disagreement rate
+    step_tweets: int = DEFAULT_STEP_TWEETS  # tweets per atomic store step
+    max_future_s: float = 300.0  # created_at may be at most this far after the record's Kafka timestamp
 
     @classmethod
     def from_settings(cls, settings: Settings, query: str) -> TaskConfig:
@@ -64,6 +71,8 @@ class TaskConfig:
             settings.ewma_half_life_s,
             settings.recent_tweets,
             settings.drift_sample,
+            settings.redis_step_tweets,
+            settings.max_future_s,
         )
 
 
@@ -79,6 +88,11 @@ class RangeStats:
     valid: int = 0
     invalid: int = 0
     applied: bool = False
+    counted: int = 0  # valid records counted in the store by this attempt
+    already: int = 0  # records at or below the marker: counted before (a retried task, an overlap, a new checkpoint)
+    lost: int = 0  # offsets deleted (retention) before this range read them, with failOnDataLoss=false
+    steps: int = 0  # atomic store steps
+    refused: str = ""  # a model version this task's worker failed to load (it scored with its old one)
     parse_s: float = 0.0
     score_s: float = 0.0
     redis_s: float = 0.0
@@ -116,6 +130,7 @@ class ParsedRange:
     stats: RangeStats
     valid: list[_Valid] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    dead_offsets: list[int] = field(default_factory=list)
     scored: list[Scored] = field(default_factory=list)
     wire: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) for the scored topic
 
@@ -131,13 +146,14 @@ def parse_ranges(chunks: Iterable[RecordChunk], config: TaskConfig) -> list[Pars
     by_partition: dict[tuple[str, int], ParsedRange] = {}
     for chunk in chunks:
         if not chunk.offsets:
-            continue
+            continue  # (a chunk is never empty: the readers count lost offsets on the chunk that follows them)
         part = by_partition.get((chunk.topic, chunk.partition))
         if part is None:
             stats = RangeStats(chunk.topic, chunk.partition, chunk.offsets[0])
             part = by_partition[(chunk.topic, chunk.partition)] = ParsedRange(stats)
         stats = part.stats
         stats.end_offset = chunk.offsets[-1]  # a partition's offsets only grow
+        stats.lost += chunk.lost
         stats.records += len(chunk.offsets)
         for key, value, offset, ts_ms in zip(chunk.keys, chunk.values, chunk.offsets, chunk.stamps_ms, strict=True):
             source = f"{chunk.topic}:{chunk.partition}:{offset}"
@@ -147,12 +163,31 @@ def parse_ranges(chunks: Iterable[RecordChunk], config: TaskConfig) -> list[Pars
                 )
             except Exception as exc:  # noqa: BLE001 - parse_event never raises by contract; if it does, isolate it
                 part.dead.append(dead_letter_of(exc, key, value, source))
+                part.dead_offsets.append(offset)
                 continue
             if isinstance(result, Invalid):
                 part.dead.append(DeadLetter(key, value, result.reason, result.detail, source))
+                part.dead_offsets.append(offset)
+            elif ts_ms > 0 and (ahead := result.created_at.timestamp() - ts_ms / 1000) > config.max_future_s:
+                detail = (
+                    f"created_at {result.created_at.isoformat()} is {ahead:.0f} s after the record's Kafka timestamp "
+                    f"(at most {config.max_future_s:.0f} s, TONE_MAX_FUTURE_S)"
+                )
+                part.dead.append(DeadLetter(key, value, FUTURE_TIMESTAMP, detail, source))
+                part.dead_offsets.append(offset)
             else:
                 part.valid.append(_Valid(result, key, value, offset, ts_ms / 1000))
     return list(by_partition.values())
+
+
+def _drop_counted(part: ParsedRange, last: int) -> None:
+    """Leave out the records at or below the marker ``last``: counted, and so sent, by an earlier attempt or run."""
+    before = len(part.valid) + len(part.dead)
+    part.valid = [item for item in part.valid if item.offset > last]
+    kept = [(o, letter) for o, letter in zip(part.dead_offsets, part.dead, strict=True) if o > last]
+    part.dead_offsets = [o for o, _ in kept]
+    part.dead = [letter for _, letter in kept]
+    part.stats.already = before - len(part.valid) - len(part.dead)
 
 
 def _prepare(part: ParsedRange, results: list[ToneResult], version: str) -> None:
@@ -168,6 +203,7 @@ def _prepare(part: ParsedRange, results: list[ToneResult], version: str) -> None
         except Exception as exc:  # noqa: BLE001 - per-record isolation: any error dead-letters this record only
             source = f"{part.stats.topic}:{part.stats.partition}:{item.offset}"
             part.dead.append(dead_letter_of(exc, item.key, item.value, source))
+            part.dead_offsets.append(item.offset)
             continue
         kept.append(item)
         part.scored.append(scored)
@@ -191,6 +227,33 @@ def _compare(parts: list[ParsedRange], every: int, reference: Scorer) -> None:
         part.stats.disagreed += int(scored.label != label)
 
 
+def _skip_counted(parts: list[ParsedRange], config: TaskConfig, target: ToneStore) -> dict[int, int | None]:
+    """Each range's marker (by ``id`` of the range); the records at or below it are dropped."""
+    markers = {}
+    for part in parts:
+        s = part.stats
+        markers[id(part)] = last = target.last_offset(config.query, s.topic, s.partition)
+        if last is not None and last >= s.start_offset:
+            _drop_counted(part, last)
+    return markers
+
+
+def _count(part: ParsedRange, config: TaskConfig, target: ToneStore, last: int | None, version: str) -> None:
+    """Count one range's scored tweets in the store, per record (see count_records), and fill its stats."""
+    s = part.stats
+    s.valid, s.invalid = len(part.valid), len(part.dead)
+    s.reasons = json.dumps(Counter(letter.reason for letter in part.dead))
+    s.labels = json.dumps(Counter(x.label for x in part.scored))
+    s.model_version = version if part.valid else ""
+    records = [(item.offset, scored) for item, scored in zip(part.valid, part.scored, strict=True)]
+    done = count_records(
+        target, config.query, s.topic, s.partition, records, s.end_offset, step=config.step_tweets, last=last
+    )
+    s.counted, s.steps = done.counted, done.steps
+    s.already += done.already
+    s.applied = done.steps > 0
+
+
 def run_task(
     config: TaskConfig,
     sources: Iterable[Iterable[RecordChunk]],
@@ -202,7 +265,7 @@ def run_task(
 ) -> list[RangeStats]:
     """One task's work over its Kafka ranges (see the module docstring); one stats row per range.
 
-    ``scorer``, ``producer`` and ``store`` are called only when needed (a task of invalid records loads no model).
+    ``scorer`` and ``producer`` are called only when needed (a task of invalid records loads no model).
     ``reference`` (VADER in the stream) scores a ``drift_sample`` of the valid tweets too, for the drift signal.
     Per-task times (parse, score, kafka) are reported on the first range's row; the batch report sums them.
     """
@@ -212,6 +275,9 @@ def run_task(
         return []
     first = parts[0].stats
     first.parse_s = time.perf_counter() - t0
+
+    target = store()
+    markers = _skip_counted(parts, config, target)
 
     texts = [item.event.text for part in parts for item in part.valid]
     version = ""
@@ -242,17 +308,8 @@ def run_task(
     first.kafka_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    target = store()
     for part in parts:
-        s = part.stats
-        s.valid, s.invalid = len(part.valid), len(part.dead)
-        s.reasons = json.dumps(Counter(letter.reason for letter in part.dead))
-        s.labels = json.dumps(Counter(x.label for x in part.scored))
-        s.model_version = version if part.valid else ""
-        # Users are keyed to Kafka partitions, so one range's deltas hold every tweet of its users in this batch.
-        # A range of invalid records only is still marked, so the offset bookkeeping stays contiguous.
-        deltas = batch_deltas(part.scored, config.half_life_s, config.recent_k)
-        s.applied = target.apply_range(config.query, s.topic, s.partition, s.start_offset, s.end_offset, deltas)
+        _count(part, config, target, markers[id(part)], version)
     first.redis_s = time.perf_counter() - t0
 
     now = clock()

@@ -52,6 +52,9 @@ def worker_settings(config: JobConfig) -> Settings:
     return RESOURCES.get("settings", config.fingerprint(), lambda: load_settings(**config.settings_env))
 
 
+_REPORTED: set[str] = set()  # refusals this worker has logged (once each)
+
+
 def current_scorer(config: JobConfig) -> Scorer:
     """The scorer for this worker, loaded once and reused across batches (swapped when the spec changes)."""
     from tone.scoring.loader import load_scorer
@@ -64,7 +67,16 @@ def current_scorer(config: JobConfig) -> Scorer:
         return scorer
 
     fingerprint = f"{config.scorer}|{config.fingerprint()}"
-    return RESOURCES.get("scorer", fingerprint, load)
+    scorer = RESOURCES.get("scorer", fingerprint, load, keep_on_failure=True)
+    if (why := RESOURCES.refusal("scorer", fingerprint)) is not None and fingerprint not in _REPORTED:
+        _REPORTED.add(fingerprint)
+        log.error("worker %d REFUSED %s (%s); still scoring with %s", os.getpid(), config.scorer, why, scorer.version)
+    return scorer
+
+
+def refused_scorer(config: JobConfig) -> str:
+    """The scorer spec this worker failed to load (it kept the old model), or ""."""
+    return config.scorer if RESOURCES.refusal("scorer", f"{config.scorer}|{config.fingerprint()}") else ""
 
 
 def _producer(config: JobConfig) -> Producer:
@@ -136,5 +148,7 @@ def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any
         store=lambda: _store(config),
         reference=_vader,
     )
+    if rows and (refused := refused_scorer(config)):
+        rows[0].refused = refused
     if rows:
         yield _stats_batch(rows)

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         job.run(spark, args.until_idle)
     finally:
         spark.stop()
-    invalid = sum(r.invalid for r in job.reports)
-    print(f"stopped after {len(job.reports)} batches: records={job.records} invalid={invalid}", flush=True)
+    invalid = job.totals["invalid"]
+    print(f"stopped after {job.batches} batches: records={job.records} invalid={invalid}", flush=True)
     return 0
 
 

@@ -22,17 +22,39 @@ class WorkerResources:
     def __init__(self) -> None:
         """Start empty."""
         self._items: dict[str, tuple[str, Any]] = {}
+        self._refused: dict[tuple[str, str], str] = {}
 
-    def get(self, kind: str, fingerprint: str, build: Callable[[], T]) -> T:
-        """The ``kind`` resource built for ``fingerprint``; built now if missing or built for another one."""
+    def get(self, kind: str, fingerprint: str, build: Callable[[], T], *, keep_on_failure: bool = False) -> T:
+        """The ``kind`` resource built for ``fingerprint``; built now if missing or built for another one.
+
+        ``keep_on_failure`` (a model): when building the new one raises and an old one is held, keep serving the old
+        one, remember the refusal (:meth:`refusal`) and do not try that fingerprint again in this process.
+        """
         held = self._items.get(kind)
         if held is not None and held[0] == fingerprint:
             value: T = held[1]
+            return value
+        if keep_on_failure and held is not None:
+            if (kind, fingerprint) in self._refused:
+                kept: T = held[1]
+                return kept
+            try:
+                value = build()
+            except Exception as exc:  # noqa: BLE001 - any load failure leaves the old model serving
+                self._refused[(kind, fingerprint)] = f"{type(exc).__name__}: {exc}"[:300]
+                kept = held[1]
+                return kept
+            self.drop(kind)
+            self._items[kind] = (fingerprint, value)
             return value
         self.drop(kind)
         value = build()
         self._items[kind] = (fingerprint, value)
         return value
+
+    def refusal(self, kind: str, fingerprint: str) -> str | None:
+        """Why building ``kind`` for ``fingerprint`` failed in this process (an old one kept serving), or None."""
+        return self._refused.get((kind, fingerprint))
 
     def drop(self, kind: str) -> None:
         """Forget (and close) the ``kind`` resource, e.g. a client whose connection broke."""

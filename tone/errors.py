@@ -22,3 +22,10 @@ class StackError(ToneError):
 
 class ArtifactError(ToneError):
     """A model artifact is missing, corrupt, tampered with or unsafe; it is refused and nothing is loaded."""
+
+
+class DataLossError(ToneError):
+    """Offsets the stream had to read were deleted (retention) or the topic went behind its checkpoint.
+
+    The query fails at once (restarting would not bring them back); the message says what was lost and what to do.
+    """

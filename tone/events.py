@@ -28,6 +28,9 @@ EMPTY_TEXT: Final = "empty_text"
 OVERSIZED_TEXT: Final = "oversized_text"
 INVALID_TIMESTAMP: Final = "invalid_timestamp"
 NAIVE_TIMESTAMP: Final = "naive_timestamp"
+# Not a property of the bytes alone: created_at is later than the record's Kafka timestamp by more than
+# TONE_MAX_FUTURE_S. A time is data, not a command: one far ahead would freeze the user's EWMA and last_seen.
+FUTURE_TIMESTAMP: Final = "future_timestamp"
 # Not a property of the bytes: handling this one record raised (the exception is in the detail); the rest of its
 # batch goes on.
 INTERNAL_ERROR: Final = "internal_error"
@@ -43,6 +46,7 @@ REASONS: Final = (
     OVERSIZED_TEXT,
     INVALID_TIMESTAMP,
     NAIVE_TIMESTAMP,
+    FUTURE_TIMESTAMP,
     INTERNAL_ERROR,
 )
 

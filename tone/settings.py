@@ -29,6 +29,7 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 KafkaSource = Literal["python", "native"]
+IsolationLevel = Literal["read_committed", "read_uncommitted"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -62,6 +63,15 @@ class Settings(BaseSettings):
     kafka_source: KafkaSource = Field("python", validation_alias=env.KAFKA_SOURCE)
     # A record the broker has not acknowledged this long after it was sent fails, and the sender says so.
     kafka_delivery_timeout_s: float = Field(60.0, ge=1, le=3600, validation_alias=env.KAFKA_DELIVERY_TIMEOUT_S)
+    # What the stream reads of a topic written by transactional producers: committed records only (Kafka Streams,
+    # Flink and Connect write such topics), or everything, aborted transactions included.
+    kafka_isolation_level: IsolationLevel = Field("read_committed", validation_alias=env.KAFKA_ISOLATION_LEVEL)
+    # The stream's consumer group is this prefix + the query name: its committed offsets are what the store has
+    # counted (lag in Kafka's own tools). A prefix keeps it apart from anyone else's group.
+    kafka_group_prefix: str = Field("tone-stream.", min_length=1, validation_alias=env.KAFKA_GROUP_PREFIX)
+    # Offsets deleted (retention) before the stream read them: fail the query saying what was lost (Spark's
+    # default), or go on from the earliest offset still there and count the skipped ones in a metric.
+    fail_on_data_loss: bool = Field(True, validation_alias=env.FAIL_ON_DATA_LOSS)
 
     # Redis
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=env.REDIS_URL)
@@ -69,6 +79,11 @@ class Settings(BaseSettings):
     # CA certificate (PEM) of a rediss:// (TLS) server (unset: the system CAs).
     redis_ca_file: Path | None = Field(None, validation_alias=env.REDIS_CA_FILE)
     redis_key_prefix: str = Field("tone:", min_length=1, max_length=64, validation_alias=env.REDIS_KEY_PREFIX)
+    # Tweets per atomic Redis step: a lookup waits behind at most one step, whatever the backlog (docs/benchmarks.md).
+    redis_step_tweets: int = Field(1000, ge=1, le=100_000, validation_alias=env.REDIS_STEP_TWEETS)
+    # A user's keys (aggregates, recent tweets, top-N entries) expire this long after their last tweet was counted
+    # (0: never). Offset markers never expire.
+    user_ttl_s: int = Field(30 * 24 * 3600, ge=0, validation_alias=env.USER_TTL_S)
 
     # AWS / SageMaker: unset endpoint means real AWS; the local stack points it at moto.
     aws_endpoint_url: str | None = Field(None, validation_alias=env.AWS_ENDPOINT_URL)
@@ -80,11 +95,16 @@ class Settings(BaseSettings):
     # Tweet validation: X allows 280 characters (25k for long posts); the limit guards the scorer, not the rules.
     max_text_chars: int = Field(4000, ge=1, le=100_000, validation_alias=env.MAX_TEXT_CHARS)
     max_message_bytes: int = Field(65_536, ge=256, le=10_485_760, validation_alias=env.MAX_MESSAGE_BYTES)
+    # A tweet dated more than this far after its Kafka timestamp is dead-lettered (future_timestamp): an event time
+    # is data, and one far in the future would otherwise freeze the user's EWMA and last_seen.
+    max_future_s: float = Field(300.0, ge=0, le=365 * 86400, validation_alias=env.MAX_FUTURE_S)
 
     # Stream and per-user aggregates
     checkpoint_dir: Path = Field(default_factory=lambda: _cache_dir("checkpoints"), validation_alias=env.CHECKPOINT_DIR)
     trigger_seconds: float = Field(2.0, gt=0, le=3600, validation_alias=env.TRIGGER_SECONDS)
-    max_per_trigger: int = Field(0, ge=0, validation_alias=env.MAX_PER_TRIGGER)  # 0: all available
+    # Records per micro-batch at most (0: all available). Bounded so the first batch after downtime takes seconds,
+    # not the whole backlog at once (about 4 s at the RNN's drain rate on 2 cores).
+    max_per_trigger: int = Field(25_000, ge=0, validation_alias=env.MAX_PER_TRIGGER)
     # Self-healing: a failed query restarts from its checkpoint (capped exponential backoff) this many times in a
     # row without progress before `tone stream` gives up; the sinks retry a transient Redis error this long first.
     max_restarts: int = Field(10, ge=0, le=1000, validation_alias=env.MAX_RESTARTS)

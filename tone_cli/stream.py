@@ -94,6 +94,6 @@ def stream(
     finally:
         job.monitor.close()
         spark.stop()
-    invalid = sum(r.invalid for r in job.reports)
+    invalid = job.totals["invalid"]
     restarts = f" restarts={job.restarts}" if job.restarts else ""
-    typer.echo(f"stopped after {len(job.reports)} batches: records={job.records} invalid={invalid}{restarts}")
+    typer.echo(f"stopped after {job.batches} batches: records={job.records} invalid={invalid}{restarts}")

@@ -86,9 +86,9 @@ def test_the_stream_publishes_metrics_lag_and_health(spark, isolated, tmp_path):
     assert set(health["drift"]["training_share"]) == {"negative", "neutral", "positive"}
 
     # Kafka's own tool sees the stream's consumer group: caught up, then 50 behind once more arrive unread
-    assert consumer_group_lag(s, "obs") == dict.fromkeys(range(4), 0)
+    assert consumer_group_lag(s, "tone-stream.obs") == dict.fromkeys(range(4), 0)
     produce(s, events(1000, 50))
-    assert sum(consumer_group_lag(s, "obs").values()) == 50
+    assert sum(consumer_group_lag(s, "tone-stream.obs").values()) == 50
 
 
 def test_the_api_serves_the_dashboard_metrics_hourly_and_health(isolated):

@@ -6,7 +6,7 @@ import redis
 from tone.aggregates.deltas import Ewma, Scored, batch_deltas
 from tone.aggregates.memory_store import MemoryToneStore
 from tone.aggregates.redis_store import RedisToneStore
-from tone.aggregates.store import StoreConfig
+from tone.aggregates.store import StoreConfig, count_records
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def test_apply_is_idempotent_per_offset_range(store):
     assert store.apply_range("q", "tweets", 0, 0, 2, batch0) is True
     snapshot = store.user("alice")
     assert store.apply_range("q", "tweets", 0, 0, 2, batch0) is False  # replayed after a crash: nothing changes
-    assert store.apply_range("q", "tweets", 0, 1, 2, batch0) is False  # overlapping: refused too
+    assert store.apply_range("q", "tweets", 0, 1, 2, batch0) is False  # one step never counts a record twice
     assert store.user("alice") == snapshot
     assert store.last_offset("q", "tweets", 0) == 2
     assert store.last_offset("q", "tweets", 1) is None
@@ -145,3 +145,45 @@ def test_a_write_that_fails_half_way_changes_nothing(redis_store):
     assert store.user("first") == snapshot
     assert store.user("third") is None
     assert store.last_offset("q", "tweets", 0) == 1  # not applied: a retry (once fixed) counts it exactly once
+
+
+def test_a_range_overlapping_the_counted_offsets_counts_its_new_records(store):
+    # The per-record rule over the atomic step: a re-planned range (a lost checkpoint) straddles the marker.
+    first = [(o, tw("alice", 100 + o, POS)) for o in range(5)]
+    assert count_records(store, "q", "tweets", 0, first, 4).counted == 5
+    again = [(o, tw("alice", 100 + o, POS)) for o in range(3, 9)]
+    done = count_records(store, "q", "tweets", 0, again, 8, step=2)
+    assert (done.counted, done.already, done.steps) == (4, 2, 2)
+    assert store.user("alice")["n"] == 9
+    assert store.last_offset("q", "tweets", 0) == 8
+
+
+def test_idle_users_expire_with_their_top_entries_and_markers_stay(settings, request):
+    client = redis.Redis.from_url(settings.redis_url)
+    prefix = f"ttl{abs(hash(request.node.name)) % 10**8}:"
+    config = StoreConfig(prefix=prefix, top_min_count=1, user_ttl_s=100)
+    store = RedisToneStore(client, config)
+    try:
+        store.apply_range("q", "tweets", 0, 0, 1, batch_deltas([tw("a", 1, NEG), tw("b", 2, NEG)], 3600, 3))
+        assert 0 < client.ttl(store.user_key("a")) <= 100
+        assert 0 < client.ttl(store.recent_key("a")) <= 100
+        assert client.ttl(f"{prefix}applied:q:tweets:0") == -1  # no TTL: never evicted by volatile-* policies
+        client.delete(store.user_key("a"), store.recent_key("a"))  # as if a's keys expired
+        assert [u for u, _ in store.top("negative")] == ["b"]
+        assert client.zscore(f"{prefix}top:negative", "a") is None  # removed when read
+        store.apply_range("q", "tweets", 0, 2, 2, batch_deltas([tw("c", 3, POS)], 3600, 3))
+        client.delete(store.user_key("c"))
+        # The sweep after each batch removes the rest: a's positive entry, c's two.
+        assert store.prune_top({}) == 3
+        for label in ("negative", "positive"):
+            assert client.zrange(f"{prefix}top:{label}", 0, -1) == [b"b"]
+        assert store.eviction_warning() is None  # the stack's Redis: noeviction
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        try:
+            assert "may evict the offset markers" in (store.eviction_warning() or "")
+        finally:
+            client.config_set("maxmemory-policy", "noeviction")
+    finally:
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+        client.close()

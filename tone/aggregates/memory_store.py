@@ -71,6 +71,10 @@ class MemoryToneStore:
         self.applied[(query, topic, partition)] = end
         return True
 
+    def prune_top(self, cursors: dict[str, int], count: int = 500) -> int:  # noqa: ARG002 - the protocol's shape
+        """Nothing expires here: nothing to prune."""
+        return 0
+
     def last_offset(self, query: str, topic: str, partition: int) -> int | None:
         """Last Kafka offset of ``topic``/``partition`` whose tweets ``query`` has counted."""
         return self.applied.get((query, topic, partition))

@@ -10,14 +10,15 @@ Key layout (prefix ``tone:`` by default; ``{k}`` is the user id through ``store.
 - ``tone:user:{k}:h:{YYYYMMDDHH}`` (hash): label counts in that UTC hour; expires after the bucket TTL;
 - ``tone:top:negative`` / ``tone:top:positive`` (sorted sets): user id (as is) -> mean p(negative) / mean
   p(positive), for users with at least the minimum count;
-- ``tone:applied:{query}:{topic}:{partition}`` (string): the last Kafka offset whose tweets are counted.
+- ``tone:applied:{query}:{topic}:{partition}`` (string): the last Kafka offset whose tweets are counted; no TTL.
 
-The braces are Redis Cluster hash tags: all of one user's keys hash to one slot, so a cluster keeps a user together.
-(The apply script itself touches many users and runs on one node.)
+A user's hash and recent list expire ``TONE_USER_TTL_S`` after their last counted tweet; their top-N entries are
+removed when read (``top``) or swept after each batch (``prune_top``). The braces keep one user's keys together
+(they will be Redis Cluster hash tags; this store runs on one node: the apply script touches many users).
 
-Exactly once (see :mod:`tone.aggregates.store`): the Lua script applies a range only if ``start`` is past the
-stored last-applied offset, and stores ``end`` in the same atomic step, so a range replayed after a crash changes
-nothing, whatever the batch boundaries were. All or nothing: Redis does not roll back a script that fails after it
+Exactly once (see :mod:`tone.aggregates.store`): the Lua script applies one step only if its first offset is past
+the stored marker, and stores the step's end in the same atomic step; :func:`~tone.aggregates.store.count_records`
+makes that exact per record. All or nothing: Redis does not roll back a script that fails after it
 wrote, so the script checks every key's type and every number it will add to before its first write, and refuses
 the whole range (naming the key) if one is wrong.
 """
@@ -49,6 +50,7 @@ local min_count = tonumber(ARGV[5])
 local bucket_ttl = tonumber(ARGV[6])
 local prefix = ARGV[7]
 local ranked = cjson.decode(ARGV[9])
+local user_ttl = tonumber(ARGV[10])
 local users = cjson.decode(ARGV[2])
 
 -- 1. Check everything before the first write: Redis keeps the writes of a script that fails half-way.
@@ -125,6 +127,10 @@ for _, u in ipairs(users) do
     for label, c in pairs(counts) do redis.call('HINCRBY', hkey, label, c) end
     redis.call('EXPIRE', hkey, bucket_ttl)
   end
+  if user_ttl > 0 then
+    redis.call('EXPIRE', key, user_ttl)
+    redis.call('EXPIRE', key .. ':recent', user_ttl)
+  end
   for _, label in ipairs(ranked) do
     local zkey = prefix .. 'top:' .. label
     if n >= min_count then
@@ -195,7 +201,7 @@ class RedisToneStore:
         c = self.config
         payload = json.dumps([d.to_wire() for d in deltas], allow_nan=False)
         args: list[Any] = [start, payload, c.half_life_s, c.recent_k, c.top_min_count, c.bucket_ttl_s, c.prefix, end]
-        args.append(json.dumps(RANKED_LABELS))
+        args += [json.dumps(RANKED_LABELS), c.user_ttl_s]
         keys = [self._applied_key(query, topic, partition)]
 
         def apply() -> Any:
@@ -256,10 +262,59 @@ class RedisToneStore:
         return {k.decode(): v.decode() for k, v in raw.items()} or None
 
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
-        """The ``n`` users with the highest mean p(``by``)."""
+        """The ``n`` users with the highest mean p(``by``); users whose keys expired are left out (and removed)."""
         check_ranked(by)
-        rows = self.client.zrevrange(f"{self.config.prefix}top:{by}", 0, n - 1, withscores=True)
-        return finite_top([(member.decode(), float(score)) for member, score in rows])
+        zkey = f"{self.config.prefix}top:{by}"
+        while True:
+            rows = self.client.zrevrange(zkey, 0, n - 1, withscores=True)
+            gone = self._expired([member.decode() for member, _ in rows])
+            if not gone:
+                return finite_top([(member.decode(), float(score)) for member, score in rows])
+            self.client.zrem(zkey, *gone)
+
+    def _expired(self, user_ids: Sequence[str]) -> list[str]:
+        """Those of ``user_ids`` whose aggregates expired (TONE_USER_TTL_S): their top-N entries are stale."""
+        if not user_ids or not self.config.user_ttl_s:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.exists(self.user_key(user_id))
+        return [u for u, exists in zip(user_ids, pipe.execute(), strict=True) if not exists]
+
+    def prune_top(self, cursors: dict[str, int], count: int = 500) -> int:
+        """Remove up to about ``count`` stale entries per top set, resuming each set's ZSCAN at ``cursors[label]``.
+
+        The stream calls it after each batch, so the top sets stay bounded by the users still stored, without one
+        long command. Returns how many entries were removed.
+        """
+        removed = 0
+        for label in RANKED_LABELS:
+            zkey = f"{self.config.prefix}top:{label}"
+            cursor, rows = self.client.zscan(zkey, cursors.get(label, 0), count=count)
+            cursors[label] = int(cursor)
+            if gone := self._expired([member.decode() for member, _ in rows]):
+                removed += int(self.client.zrem(zkey, *gone))
+        return removed
+
+    def eviction_warning(self) -> str | None:
+        """What is wrong with the server's ``maxmemory-policy`` for this store, or None.
+
+        The offset markers carry no TTL, so the volatile-* policies and noeviction never evict them; an allkeys-*
+        policy may, and the next replay of those offsets would count twice.
+        """
+        import redis
+
+        try:
+            policy = self.client.config_get("maxmemory-policy").get(b"maxmemory-policy", b"").decode()
+        except redis.ResponseError:  # CONFIG is disabled on some managed services: nothing to check
+            return None
+        if not policy.startswith("allkeys"):
+            return None
+        return (
+            f"Redis at {self.where} has maxmemory-policy {policy}: under memory pressure it may evict the offset "
+            f"markers ({self.config.prefix}applied:*) and tweets would then count twice. Use volatile-lru, "
+            "volatile-ttl or noeviction (user keys expire with TONE_USER_TTL_S, markers never do)"
+        )
 
 
 def redact_url(url: str) -> str:

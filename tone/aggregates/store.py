@@ -1,19 +1,24 @@
 """What a per-user tone store does, whatever holds the data: the protocol, its parameters, and the read shape.
 
-Exactly once: :meth:`ToneStore.apply_range` applies the tweets of one Kafka partition's offset range
-``[start, end]`` only if ``start`` is past the last offset already applied for that query/topic/partition, and
-records ``end`` in the same atomic step; a range replayed after a crash changes nothing.
+Exactly once, per record: for each (query, topic, partition) the store holds the last Kafka offset counted (the
+marker). A record counts if and only if its offset is above the marker, in the same atomic step that moves the
+marker past it. :func:`count_records` is that rule: it keeps a range's records above the marker, whatever the
+range's boundaries (a retried, re-planned or duplicate task, a lost checkpoint), and applies them in bounded
+atomic steps with :meth:`ToneStore.apply_range`, the primitive that applies one step only if the marker is still
+below it. A step refused because the marker moved (another attempt counted some of the records meanwhile) is
+recomputed from the records still above the new marker: a range is never skipped whole.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from tone.aggregates.deltas import Ewma, UserDelta
+from tone.aggregates.deltas import Ewma, Scored, UserDelta, batch_deltas
 from tone.labels import RANKED_LABELS
 
 if TYPE_CHECKING:
@@ -29,6 +34,7 @@ class StoreConfig:
     recent_k: int = 20
     top_min_count: int = 5
     bucket_ttl_s: int = 7 * 24 * 3600
+    user_ttl_s: int = 0  # a user's keys expire this long after their last counted tweet (0: never)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, prefix: str | None = None) -> StoreConfig:
@@ -39,6 +45,7 @@ class StoreConfig:
             recent_k=settings.recent_tweets,
             top_min_count=settings.top_min_count,
             bucket_ttl_s=settings.hourly_bucket_ttl_s,
+            user_ttl_s=settings.user_ttl_s,
         )
 
 
@@ -50,7 +57,11 @@ class ToneStore(Protocol):
     def apply_range(
         self, query: str, topic: str, partition: int, start: int, end: int, deltas: Sequence[UserDelta]
     ) -> bool:
-        """Apply the tweets of offsets [start, end] of one partition atomically; False if already applied."""
+        """One atomic step: add ``deltas`` (the tweets of offsets [start, end]) and set the marker to ``end``.
+
+        Only if the marker is below ``start`` (or absent); otherwise nothing is written and the answer is False.
+        Callers count records through :func:`count_records`, which makes this exact per record.
+        """
 
     def last_offset(self, query: str, topic: str, partition: int) -> int | None:
         """Last Kafka offset of ``topic``/``partition`` whose tweets ``query`` has counted."""
@@ -63,6 +74,9 @@ class ToneStore(Protocol):
 
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
         """The ``n`` users with the highest mean p(``by``), ``by`` being one of RANKED_LABELS."""
+
+    def prune_top(self, cursors: dict[str, int], count: int = 500) -> int:
+        """Remove a bounded number of top-N entries of expired users (resuming at ``cursors``); how many."""
 
     def write_health(self, query: str, fields: Mapping[str, str]) -> None:
         """Replace the stream ``query``'s health record (written by the driver after each batch)."""
@@ -82,6 +96,68 @@ def key_part(user_id: str) -> str:
     if all(c in _KEY_SAFE for c in user_id):
         return user_id
     return "".join(c if c in _KEY_SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in user_id)
+
+
+DEFAULT_STEP_TWEETS: Final = 1000
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What :func:`count_records` did with one range."""
+
+    counted: int = 0  # records counted now
+    already: int = 0  # records at or below the marker: counted before, by an earlier attempt or run
+    steps: int = 0  # atomic steps applied
+    marker: int | None = None  # the marker afterwards
+
+
+def count_records(
+    store: ToneStore,
+    query: str,
+    topic: str,
+    partition: int,
+    records: Sequence[tuple[int, Scored]],
+    end: int,
+    *,
+    step: int = DEFAULT_STEP_TWEETS,
+    last: int | None = None,
+) -> Counted:
+    """Count each of a range's records (offset, scored tweet) once: those above the marker, in bounded steps.
+
+    ``records`` are in offset order; ``end`` is the range's last offset (at or after the last record: a range of
+    invalid records only still moves the marker, so the bookkeeping stays contiguous). ``step``: at most this many
+    tweets per atomic step, so a lookup never waits long behind one, whatever the backlog. ``last``: the marker as
+    the caller just read it (saves one round trip). A refused step means the marker moved under us: read it again
+    and go on with the records above it.
+    """
+    config = store.config
+    if last is None:
+        last = store.last_offset(query, topic, partition)
+    offsets = [offset for offset, _ in records]
+    steps = counted = 0
+    while True:
+        floor = -1 if last is None else last
+        if floor >= end:
+            break
+        i = bisect.bisect_right(offsets, floor)
+        j = min(i + step, len(records))
+        # A step covers its records' offsets up to the next record; the final one also the offsets after the last
+        # record (transaction markers, aborted or invalid records).
+        start = offsets[i] if i < j else floor + 1
+        stop = offsets[j] - 1 if j < len(records) else end
+        deltas = batch_deltas([s for _, s in records[i:j]], config.half_life_s, config.recent_k)
+        if store.apply_range(query, topic, partition, start, stop, deltas):
+            steps += 1
+            counted += j - i
+            last = stop
+            continue
+        last = store.last_offset(query, topic, partition)
+        if last is None or last <= floor:
+            # A refused step means the marker reached its start: anything else is a store breaking the contract.
+            # Fail the task rather than loop or guess; Spark's retry reads the range again.
+            msg = f"store refused offsets {start}-{stop} of {query}/{topic}[{partition}] at marker {last}"
+            raise RuntimeError(msg)
+    return Counted(counted, len(records) - counted, steps, last)
 
 
 def check_range(start: int, end: int) -> None:

@@ -4,6 +4,13 @@ The Spark source (``streaming/kafka_source.py``) plans offset ranges on the driv
 ``beginning_offsets`` / ``end_offsets`` and reads them on the workers with ``read_range``. A reader holds one
 consumer and is reused by every range a Python worker reads: connecting and fetching metadata afresh for every
 range of every micro-batch cost more than reading a small range.
+
+Offsets are not records. A topic written by transactional producers holds commit/abort markers at offsets no record
+uses, and (read_committed, the default) the records of aborted transactions are never returned; a compacted topic
+has holes. So a range ends when the consumer's *position* reaches its end, not when a record at ``end - 1`` arrives.
+Offsets deleted by retention before they were read are data loss: :class:`~tone.errors.DataLossError` naming them,
+or (``fail_on_data_loss=False``) the read goes on from the earliest offset left and counts the skipped ones on the
+next chunk (:attr:`RecordChunk.lost`), as Spark's Kafka source does with ``failOnDataLoss``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from tone.errors import DataLossError
 from tone.kafka.clients import librdkafka_available
 from tone.kafka.config import KafkaConnection
 
@@ -20,8 +28,10 @@ CHUNK_ROWS: Final = 4096
 READ_STALL_TIMEOUT_S: Final = 60.0
 PARTITIONS_TIMEOUT_S: Final = 30.0
 CLIENTS: Final = ("auto", "kafka-python")
+ISOLATION_LEVELS: Final = ("read_committed", "read_uncommitted")
 
 _Record = tuple[int, int, bytes | None, bytes | None]  # offset, timestamp (epoch ms), key, value
+_LOST: Final = -1  # a _Record with this offset says: (timestamp field) offsets were lost just before the next record
 
 
 class OffsetRange(Protocol):
@@ -58,6 +68,7 @@ class RecordChunk:
     stamps_ms: list[int] = field(default_factory=list)
     keys: list[bytes | None] = field(default_factory=list)
     values: list[bytes | None] = field(default_factory=list)
+    lost: int = 0  # offsets deleted before they were read, just before this chunk (fail_on_data_loss=False)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -71,8 +82,8 @@ class RecordChunk:
 
     def take(self) -> RecordChunk:
         """The records gathered so far as a chunk of their own; this one starts empty again."""
-        out = RecordChunk(self.topic, self.partition, self.offsets, self.stamps_ms, self.keys, self.values)
-        self.offsets, self.stamps_ms, self.keys, self.values = [], [], [], []
+        out = RecordChunk(self.topic, self.partition, self.offsets, self.stamps_ms, self.keys, self.values, self.lost)
+        self.offsets, self.stamps_ms, self.keys, self.values, self.lost = [], [], [], [], 0
         return out
 
 
@@ -88,8 +99,8 @@ class RangeReader(Protocol):
     def end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
         """The offset after the last record of each partition (the high-water mark)."""
 
-    def read_range(self, offsets: OffsetRange) -> Iterator[RecordChunk]:
-        """The range's records, in offset order, in chunks of at most CHUNK_ROWS."""
+    def read_range(self, offsets: OffsetRange, *, fail_on_data_loss: bool = True) -> Iterator[RecordChunk]:
+        """The range's records, in offset order, in chunks of at most CHUNK_ROWS (see the module docstring)."""
 
     def close(self) -> None:
         """Close the consumer."""
@@ -98,10 +109,13 @@ class RangeReader(Protocol):
 def _chunks(offsets: OffsetRange, records: Iterator[_Record]) -> Iterator[RecordChunk]:
     pending = RecordChunk(offsets.topic, offsets.partition)
     for record in records:
+        if record[0] == _LOST:
+            pending.lost += record[1]
+            continue
         pending.add(*record)
         if len(pending) >= CHUNK_ROWS:
             yield pending.take()
-    if len(pending):
+    if len(pending) or pending.lost:
         yield pending.take()
 
 
@@ -111,6 +125,24 @@ def _check_stall(offsets: OffsetRange, position: int, last_progress: float) -> N
             f"reading {offsets.topic}[{offsets.partition}] stalled at offset {position} (expected up to {offsets.end})"
         )
         raise TimeoutError(msg)
+
+
+def data_loss_message(topic: str, detail: str) -> str:
+    """What to say when offsets of ``topic`` were deleted before the stream read them (``detail``: which)."""
+    return (
+        f"offsets of topic {topic!r} were deleted (retention) before the stream read them ({detail}); their tweets are "
+        "not counted. Raise the topic's retention.ms above the stream's worst lag, and restart with "
+        "TONE_FAIL_ON_DATA_LOSS=false (option failOnDataLoss=false) to go on from the earliest offsets left; the "
+        "skipped offsets are then counted in tone_stream_lost_offsets_total"
+    )
+
+
+def _data_lost(offsets: OffsetRange, position: int, earliest: int, *, fail: bool) -> int:
+    """Offsets [position, earliest) are gone: raise DataLossError, or (``fail`` False) how many this range skipped."""
+    if fail:
+        detail = f"partition {offsets.partition}: offsets {position}-{earliest - 1}"
+        raise DataLossError(data_loss_message(offsets.topic, detail))
+    return min(earliest, offsets.end) - position
 
 
 def _wait_for_partitions(conn: KafkaConnection, topic: str, lookup: Any) -> list[int]:
@@ -128,7 +160,7 @@ def _wait_for_partitions(conn: KafkaConnection, topic: str, lookup: Any) -> list
 class LibrdkafkaReader:
     """:class:`RangeReader` on librdkafka (confluent-kafka): records are fetched and decoded in C."""
 
-    def __init__(self, conn: KafkaConnection) -> None:
+    def __init__(self, conn: KafkaConnection, isolation: str = "read_committed") -> None:
         """Create the consumer (it connects lazily, in librdkafka's threads)."""
         from confluent_kafka import Consumer
 
@@ -136,6 +168,11 @@ class LibrdkafkaReader:
         self._consumer = Consumer(
             conn.librdkafka()
             | {
+                "isolation.level": isolation,
+                # An offset deleted by retention is an error to handle (data loss), not a silent jump to the end.
+                "auto.offset.reset": "error",
+                # Tells where the log ends when only markers or aborted records are left of a range.
+                "enable.partition.eof": True,
                 # assign() never joins a group; librdkafka still wants an id, and nothing is ever committed under it
                 "group.id": "tone-spark-source",
                 "enable.auto.commit": False,
@@ -171,15 +208,16 @@ class LibrdkafkaReader:
         """The high watermark of each partition (ListOffsets latest: the offset after the last committed record)."""
         return {p: self._watermarks(topic, p)[1] for p in partitions}
 
-    def read_range(self, offsets: OffsetRange) -> Iterator[RecordChunk]:
+    def read_range(self, offsets: OffsetRange, *, fail_on_data_loss: bool = True) -> Iterator[RecordChunk]:
         """The range's records in chunks."""
-        return _chunks(offsets, self._records(offsets))
+        return _chunks(offsets, self._records(offsets, fail_on_data_loss))
 
-    def _records(self, offsets: OffsetRange) -> Iterator[_Record]:
+    def _records(self, offsets: OffsetRange, fail_on_data_loss: bool) -> Iterator[_Record]:
         from confluent_kafka import KafkaError, TopicPartition
 
         consumer = self._consumer
-        consumer.assign([TopicPartition(offsets.topic, offsets.partition, offsets.start)])
+        tp = TopicPartition(offsets.topic, offsets.partition, offsets.start)
+        consumer.assign([tp])
         try:
             position, last_progress = offsets.start, time.monotonic()
             while position < offsets.end:
@@ -191,16 +229,25 @@ class LibrdkafkaReader:
                 last_progress = time.monotonic()
                 for m in messages:
                     error = m.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 - librdkafka's own name
-                            continue
+                    if error is None:
+                        offset = int(m.offset() or 0)  # always set on a message without an error
+                        position = offset + 1
+                        if offset >= offsets.end:
+                            break
+                        yield offset, int(m.timestamp()[1] or 0), m.key(), m.value()
+                    elif error.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 - librdkafka's own name
+                        # The end of what this consumer may read: past any trailing markers and aborted records.
+                        position = max(position, int(m.offset() or 0))
+                    elif error.code() == KafkaError._AUTO_OFFSET_RESET:  # noqa: SLF001
+                        earliest = self._watermarks(offsets.topic, offsets.partition)[0]
+                        lost = _data_lost(offsets, position, earliest, fail=fail_on_data_loss)
+                        yield _LOST, lost, None, None
+                        position = earliest
+                        consumer.assign([TopicPartition(offsets.topic, offsets.partition, earliest)])
+                        break
+                    else:
                         msg = f"reading {offsets.topic}[{offsets.partition}]: {error}"
                         raise RuntimeError(msg)
-                    offset = int(m.offset() or 0)  # always set on a message without an error
-                    if offset >= offsets.end:
-                        break
-                    yield offset, int(m.timestamp()[1] or 0), m.key(), m.value()
-                    position = offset + 1
         finally:
             consumer.unassign()
 
@@ -212,13 +259,18 @@ class LibrdkafkaReader:
 class KafkaPythonReader:
     """:class:`RangeReader` on kafka-python (pure Python; the fallback without confluent-kafka)."""
 
-    def __init__(self, conn: KafkaConnection) -> None:
+    def __init__(self, conn: KafkaConnection, isolation: str = "read_committed") -> None:
         """Create the consumer."""
         from kafka import KafkaConsumer
 
         self.conn = conn
         self._consumer = KafkaConsumer(
-            **conn.kafka_python(), enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=8 * 1024 * 1024
+            **conn.kafka_python(),
+            enable_auto_commit=False,
+            group_id=None,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            isolation_level=isolation,
+            auto_offset_reset="none",  # an offset deleted by retention raises OffsetOutOfRangeError: data loss
         )
 
     def partitions(self, topic: str) -> list[int]:
@@ -240,12 +292,13 @@ class KafkaPythonReader:
         ends = self._consumer.end_offsets(self._tps(topic, partitions))
         return {tp.partition: int(v) for tp, v in ends.items()}
 
-    def read_range(self, offsets: OffsetRange) -> Iterator[RecordChunk]:
+    def read_range(self, offsets: OffsetRange, *, fail_on_data_loss: bool = True) -> Iterator[RecordChunk]:
         """The range's records in chunks."""
-        return _chunks(offsets, self._records(offsets))
+        return _chunks(offsets, self._records(offsets, fail_on_data_loss))
 
-    def _records(self, offsets: OffsetRange) -> Iterator[_Record]:
+    def _records(self, offsets: OffsetRange, fail_on_data_loss: bool) -> Iterator[_Record]:
         from kafka import TopicPartition
+        from kafka.errors import OffsetOutOfRangeError
 
         tp = TopicPartition(offsets.topic, offsets.partition)
         consumer = self._consumer
@@ -254,16 +307,24 @@ class KafkaPythonReader:
         try:
             position, last_progress = offsets.start, time.monotonic()
             while position < offsets.end:
-                records = consumer.poll(timeout_ms=500, max_records=CHUNK_ROWS).get(tp, [])
-                if not records:
-                    _check_stall(offsets, position, last_progress)
+                try:
+                    records = consumer.poll(timeout_ms=500, max_records=CHUNK_ROWS).get(tp, [])
+                except OffsetOutOfRangeError:
+                    earliest = self.beginning_offsets(offsets.topic, [offsets.partition])[offsets.partition]
+                    yield _LOST, _data_lost(offsets, position, earliest, fail=fail_on_data_loss), None, None
+                    position = earliest
+                    consumer.seek(tp, earliest)
                     continue
-                last_progress = time.monotonic()
                 for r in records:
                     if r.offset >= offsets.end:
                         break
                     yield r.offset, r.timestamp, r.key, r.value
-                position = max(position, records[-1].offset + 1)
+                # The fetch position moves past markers and aborted records that poll() never returns.
+                moved = max(consumer.position(tp) or 0, records[-1].offset + 1 if records else 0)
+                if moved > position:
+                    position, last_progress = moved, time.monotonic()
+                else:
+                    _check_stall(offsets, position, last_progress)
         finally:
             consumer.assign([])
 
@@ -280,8 +341,16 @@ def check_client(client: str) -> str:
     return client
 
 
-def open_reader(conn: KafkaConnection, client: str = "auto") -> RangeReader:
-    """A reader on librdkafka when installed (``auto``), or on kafka-python."""
+def check_isolation(level: str) -> str:
+    """A valid ``kafka.isolation.level`` option value, or ValueError naming the allowed ones."""
+    if level not in ISOLATION_LEVELS:
+        msg = f"kafka.isolation.level must be {' or '.join(ISOLATION_LEVELS)}, got {level!r}"
+        raise ValueError(msg)
+    return level
+
+
+def open_reader(conn: KafkaConnection, client: str = "auto", isolation: str = "read_committed") -> RangeReader:
+    """A reader on librdkafka when installed (``auto``), or on kafka-python; ``isolation``: what it reads."""
     if check_client(client) == "auto" and librdkafka_available():
-        return LibrdkafkaReader(conn)
-    return KafkaPythonReader(conn)
+        return LibrdkafkaReader(conn, check_isolation(isolation))
+    return KafkaPythonReader(conn, check_isolation(isolation))

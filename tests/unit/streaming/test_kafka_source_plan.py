@@ -3,7 +3,8 @@
 import pytest
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
-from streaming.kafka_source import KafkaStreamReader, from_arrow, to_arrow
+from streaming.kafka_source import KafkaStreamReader, from_arrow, parse_starting_offsets, to_arrow
+from tone.errors import DataLossError
 from tone.kafka.config import KafkaConnection
 from tone.kafka.readers import RecordChunk
 
@@ -15,6 +16,11 @@ class Planned(KafkaStreamReader):
 
     def _end_offsets(self):
         return dict(self.ends)
+
+    def _begin_offsets(self, partitions):
+        return {p: self.begins.get(p, 0) for p in partitions}
+
+    begins: dict = {}  # noqa: RUF012 - per-test override
 
 
 def test_read_all_available():
@@ -41,7 +47,7 @@ def test_options_are_case_insensitive_and_validated():
     reader = Planned({}, maxoffsetspertrigger="50", startingoffsets="latest")
     assert reader.max_rows == 50
     assert isinstance(reader.getDefaultReadLimit(), ReadMaxRows)
-    with pytest.raises(ValueError, match="startingOffsets must be earliest or latest"):
+    with pytest.raises(ValueError, match="startingOffsets must be earliest, latest or JSON"):
         Planned({}, startingoffsets="yesterday")
     with pytest.raises(ValueError, match="subscribe=<one topic>"):
         KafkaStreamReader({"kafka.bootstrap.servers": "h:1", "subscribe": "a,b"})
@@ -75,7 +81,7 @@ def test_an_unknown_kafka_client_is_refused():
 
 def test_a_topic_behind_the_checkpoint_fails_the_query_unless_told_otherwise():
     reader = Planned({"0": 10, "1": 3})
-    with pytest.raises(RuntimeError, match=r"partition 1: checkpoint at offset 50, topic ends at 3.*new query"):
+    with pytest.raises(DataLossError, match=r"partition 1: checkpoint at offset 50, topic ends at 3.*new query"):
         reader.latestOffset({"0": 5, "1": 50}, ReadAllAvailable())
     lenient = Planned({"0": 10, "1": 3}, failondataloss="false")
     end = lenient.latestOffset({"0": 5, "1": 50}, ReadMaxRows(100))
@@ -92,3 +98,22 @@ def test_record_chunk_round_trips_through_arrow():
     batch = to_arrow(chunk)
     assert batch.schema.field("timestamp").type.unit == "us"
     assert from_arrow(batch) == [chunk]
+
+
+def test_offsets_deleted_before_they_were_read_fail_the_plan_saying_what_was_lost():
+    reader = Planned({"0": 100, "1": 100})
+    reader.begins = {0: 0, 1: 60}  # retention deleted partition 1's offsets 0-59; the checkpoint is at 40
+    with pytest.raises(DataLossError, match=r"partition 1: offsets 40-59.*TONE_FAIL_ON_DATA_LOSS=false"):
+        reader.latestOffset({"0": 40, "1": 40}, ReadAllAvailable())
+    lenient = Planned({"0": 100, "1": 100}, failondataloss="false")
+    lenient.begins = {0: 0, 1: 60}
+    # Planned as usual: the task that reads partition 1 skips to offset 60 and counts the 20 lost offsets.
+    assert lenient.latestOffset({"0": 40, "1": 40}, ReadAllAvailable()) == {"0": 100, "1": 100}
+
+
+def test_starting_offsets_take_sparks_json_form():
+    assert parse_starting_offsets("earliest", "t") == {}
+    assert parse_starting_offsets('{"t": {"0": 23, "1": -2, "2": -1}}', "t") == {0: 23, 1: -2, 2: -1}
+    for bad in ('{"other": {"0": 1}}', '{"t": {"0": -3}}', "{", '{"t": [1]}'):
+        with pytest.raises(ValueError, match="startingOffsets"):
+            parse_starting_offsets(bad, "t")

@@ -56,7 +56,7 @@ def test_lag_drift_and_health_after_a_batch():
         config=SimpleNamespace(query="q", scorer="rnn"),
         refresher=None,
         restarts=1,
-        reports=[1],
+        batches=1,
     )
     report = BatchReport(
         0,
@@ -104,7 +104,7 @@ def test_a_failure_while_publishing_never_reaches_the_stream(caplog):
         config=SimpleNamespace(query="q", scorer="vader"),
         refresher=None,
         restarts=0,
-        reports=[],
+        batches=0,
     )
     monitor.after_batch(job, BatchReport(0, records=1, valid=1, started=1, finished=2))
     assert "could not publish" in caplog.text

@@ -33,16 +33,19 @@ def tweet(i, user, text="I love it", created="2026-11-23T10:00:00Z"):
     return json.dumps({"id": f"t{i}", "user_id": user, "text": text, "created_at": created}).encode()
 
 
+KAFKA_MS = 1_795_428_000_000  # the records' Kafka timestamps: 2026-11-23T10:00:00Z, the tweets' created_at
+
+
 def records(values, partition=0, start=0):
-    return [("tweets", partition, start + i, 1_700_000_000_000 + i, b"k", v) for i, v in enumerate(values)]
+    return [("tweets", partition, start + i, KAFKA_MS + i, b"k", v) for i, v in enumerate(values)]
 
 
-def run(values_by_partition, producer=None, store=None, scorer=None):
+def run(values_by_partition, producer=None, store=None, scorer=None, start=0):
     producer = producer if producer is not None else ListProducer()
     store = store if store is not None else MemoryToneStore(StoreConfig(top_min_count=1))
-    sources = [list(chunks_of(records(values, partition))) for partition, values in values_by_partition.items()]
+    sources = [list(chunks_of(records(values, partition, start))) for partition, values in values_by_partition.items()]
     stats = run_task(
-        CONFIG, sources, scorer or VaderScorer, lambda: producer, lambda: store, clock=lambda: 1_700_000_100.0
+        CONFIG, sources, scorer or VaderScorer, lambda: producer, lambda: store, clock=lambda: KAFKA_MS / 1000 + 100
     )
     return stats, producer, store
 
@@ -81,9 +84,34 @@ def test_a_replayed_range_changes_nothing():
     _, _, store = run({0: values})
     before = {u: store.user(u) for u in ("u0", "u1", "u2")}
     stats, producer, _ = run({0: values}, store=store)
-    assert [s.applied for s in stats] == [False]
+    assert [(s.applied, s.already, s.counted) for s in stats] == [(False, 9, 0)]
     assert {u: store.user(u) for u in ("u0", "u1", "u2")} == before
-    assert len(producer.sent) == 9  # the scored topic is at-least-once: a replay sends again
+    assert producer.sent == []  # counted means sent: a replay neither scores nor sends them again
+
+
+def test_a_range_overlapping_what_was_counted_counts_and_sends_only_the_new_records():
+    _, _, store = run({0: [tweet(i, "alice") for i in range(6)]})  # offsets 0-5 counted
+    # A lost checkpoint (or a re-planned range) reads offsets 3-9 again.
+    stats, producer, _ = run({0: [tweet(i, "alice") for i in range(3, 10)]}, store=store, start=3)
+    assert (stats[0].already, stats[0].counted, stats[0].applied) == (3, 4, True)
+    assert store.user("alice")["n"] == 10
+    assert [json.loads(v)["id"] for _, _, v, _ in producer.sent] == ["t6", "t7", "t8", "t9"]
+    assert store.last_offset("q", "tweets", 0) == 9
+
+
+def test_a_tweet_dated_after_its_kafka_timestamp_by_more_than_the_limit_is_dead_lettered():
+    # Kafka timestamps are 10:00:00; CONFIG allows 300 s ahead.
+    near = tweet(1, "alice", created="2026-11-23T10:04:59Z")
+    far = tweet(2, "alice", created="2027-01-01T00:00:00Z")
+    stats, producer, store = run({0: [tweet(0, "alice"), near, far]})
+    (letter,) = [h for topic, _, _, h in producer.sent if topic == "dlq"]
+    assert letter["reason"] == b"future_timestamp"
+    assert letter["source"] == b"tweets:0:2"
+    assert b"TONE_MAX_FUTURE_S" in letter["detail"]
+    alice = store.user("alice")
+    assert alice["n"] == 2
+    assert alice["last_seen"] == pytest.approx(KAFKA_MS / 1000 + 299)  # not frozen in 2027
+    assert stats[0].counted == 2
 
 
 def test_a_record_whose_handling_raises_is_dead_lettered_alone():

@@ -13,7 +13,8 @@ class FakeQuery:
         self.job, self.batches, self.fail, self.stopped = job, batches, fail, False
 
     def awaitTermination(self):  # noqa: N802 - Spark's name
-        self.job.reports.extend(BatchReport(len(self.job.reports)) for _ in range(self.batches))
+        self.job.reports.extend(BatchReport(self.job.batches + i) for i in range(self.batches))
+        self.job.batches += self.batches
         if self.fail:
             raise RuntimeError("StreamingQueryException: Connection refused\n\tat org.apache.spark...")
 

@@ -1,5 +1,7 @@
 """What a Python worker keeps between tasks (streaming/worker.py) and the task's output schema."""
 
+import pytest
+
 from streaming.pipeline import STATS_SCHEMA, RangeStats
 from streaming.worker import WorkerResources
 
@@ -42,3 +44,31 @@ def test_stats_schema_follows_the_dataclass():
         "boolean",
         "string",
     )
+
+
+def test_a_model_that_fails_to_load_on_a_worker_leaves_the_old_one_serving_and_is_reported():
+    res = WorkerResources()
+    old = res.get("scorer", "v1", lambda: Closable("v1"), keep_on_failure=True)
+    attempts = []
+
+    def broken():
+        attempts.append(1)
+        raise OSError("model.safetensors: checksum mismatch")
+
+    assert res.get("scorer", "v2", broken, keep_on_failure=True) is old
+    assert not old.closed
+    assert res.refusal("scorer", "v2") == "OSError: model.safetensors: checksum mismatch"
+    assert res.get("scorer", "v2", broken, keep_on_failure=True) is old  # not retried on every batch
+    assert attempts == [1]
+    new = res.get("scorer", "v3", lambda: Closable("v3"), keep_on_failure=True)
+    assert (new.name, old.closed, res.refusal("scorer", "v3")) == ("v3", True, None)
+
+
+def test_without_an_old_one_a_load_failure_raises():
+    res = WorkerResources()
+
+    def broken():
+        raise OSError("no such file")
+
+    with pytest.raises(OSError, match="no such file"):  # a first load that fails fails the task
+        res.get("scorer", "v1", broken, keep_on_failure=True)
