@@ -1,4 +1,4 @@
-"""`tone bench scorers|replay`: benchmarks that print figures (dev tooling in benchmarks/)."""
+"""`tone bench scorers|gpu|replay|store`: benchmarks that print figures (dev tooling in benchmarks/)."""
 
 from __future__ import annotations
 
@@ -196,3 +196,42 @@ def bench_replay(
         )
     for name, ratio in results[0].get("vs_reference", {}).items():
         console.print(f"tone stream vs {name}: {ratio:.2f}x", highlight=False)
+
+
+@app.command("store")
+def bench_store(
+    users: Annotated[int, typer.Option(help="New users (one tweet each) counted per step size.")] = 25_000,
+    steps: Annotated[list[int] | None, typer.Option("--step", help="Tweets per atomic Redis step to compare.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What a lookup waits behind the stream's Redis writes, per step size, and bytes and keys per user.
+
+    Against TONE_REDIS_URL, under a key prefix of its own (removed afterwards).
+    """
+    run_store_bench = dev_tool("benchmarks.store").run_store_bench
+
+    result = run_store_bench(cli_settings(), users, steps or [users, 5000, 1000, 250], say=say)
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    table = Table(title=f"counting {result['users']:,} new users' tweets in Redis, lookups beside")
+    for col in ("step", "atomic steps", "seconds", "users/s", "lookups", "p50 ms", "p99 ms", "max ms"):
+        table.add_column(col, justify="right")
+    for r in result["rows"]:
+        table.add_row(
+            *(
+                str(r[k])
+                for k in (
+                    "step",
+                    "atomic_steps",
+                    "seconds",
+                    "users_per_s",
+                    "lookups",
+                    "lookup_p50_ms",
+                    "lookup_p99_ms",
+                    "lookup_max_ms",
+                )
+            )
+        )
+    console.print(table)
+    console.print(f"per user: {result['bytes_per_user']} bytes in {result['keys_per_user']:.2f} keys (MEMORY USAGE)")

@@ -305,9 +305,10 @@ class RedisToneStore:
         import redis
 
         try:
-            policy = self.client.config_get("maxmemory-policy").get(b"maxmemory-policy", b"").decode()
+            reply = {_text(k): _text(v) for k, v in self.client.config_get("maxmemory-policy").items()}
         except redis.ResponseError:  # CONFIG is disabled on some managed services: nothing to check
             return None
+        policy = reply.get("maxmemory-policy", "")
         if not policy.startswith("allkeys"):
             return None
         return (
@@ -315,6 +316,10 @@ class RedisToneStore:
             f"markers ({self.config.prefix}applied:*) and tweets would then count twice. Use volatile-lru, "
             "volatile-ttl or noeviction (user keys expire with TONE_USER_TTL_S, markers never do)"
         )
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def redact_url(url: str) -> str:

@@ -1,0 +1,86 @@
+"""`tone bench store`: what one backlog costs Redis, and what a lookup waits behind the stream's writes.
+
+For each step size, ``users`` new users' tweets (one each, offsets of one partition) are counted with
+:func:`tone.aggregates.store.count_records` under a key prefix of the bench's own, while a thread looks users up
+(as the API does) and times each lookup: the longest lookup is what a reader waits behind one atomic step. Then the
+bytes and keys one user costs (``MEMORY USAGE`` of every key of a sample of users, after the whole set is written).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from tone.aggregates.deltas import Scored, hour_bucket
+from tone.aggregates.redis_store import open_store
+from tone.aggregates.store import count_records
+from tone.settings import Settings
+
+PROBS = {"negative": 0.2, "neutral": 0.3, "positive": 0.5}
+TEXT = "just landed, the crew was lovely and the coffee was terrible, as usual"  # a typical tweet's length
+
+
+def _records(users: int, t0: float) -> list[tuple[int, Scored]]:
+    return [
+        (o, Scored(f"user{o:09d}", f"{1850000000000000000 + o}", t0 + o / 1000, "positive", PROBS, 0.4, TEXT, "v"))
+        for o in range(users)
+    ]
+
+
+def _lookups(store: Any, users: int, stop: threading.Event, waits: list[float]) -> None:
+    rng = random.Random(7)
+    while not stop.is_set():
+        t = time.perf_counter()
+        store.user(f"user{rng.randrange(users):09d}")
+        waits.append(time.perf_counter() - t)
+
+
+def run_store_bench(settings: Settings, users: int, steps: list[int], say: Callable[[str], None]) -> dict[str, Any]:
+    """Rows per step size (steps, total seconds, users/s, lookups made, their p50/p99/max), then bytes per user."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}:"
+    store = open_store(settings, prefix=prefix)
+    rows = []
+    t0 = 1_795_428_000.0
+    try:
+        for step in steps:
+            say(f"step {step}: counting {users:,} new users' tweets with lookups beside")
+            for key in store.client.scan_iter(f"{prefix}*", count=10_000):
+                store.client.delete(key)
+            records = _records(users, t0)
+            stop, waits = threading.Event(), []
+            reader = threading.Thread(target=_lookups, args=(open_store(settings, prefix=prefix), users, stop, waits))
+            reader.start()
+            started = time.perf_counter()
+            done = count_records(store, "bench", "t", 0, records, users - 1, step=step)
+            seconds = time.perf_counter() - started
+            stop.set()
+            reader.join()
+            waits.sort()
+            rows.append(
+                {
+                    "step": step,
+                    "atomic_steps": done.steps,
+                    "seconds": round(seconds, 3),
+                    "users_per_s": round(users / seconds),
+                    "lookups": len(waits),
+                    "lookup_p50_ms": round(1000 * waits[len(waits) // 2], 2) if waits else None,
+                    "lookup_p99_ms": round(1000 * waits[int(len(waits) * 0.99)], 2) if waits else None,
+                    "lookup_max_ms": round(1000 * waits[-1], 1) if waits else None,
+                }
+            )
+        sample = random.Random(1).sample(range(users), min(users, 500))
+        sizes, keys = [], []
+        for o in sample:
+            uid = f"user{o:09d}"
+            user_keys = [store.user_key(uid), store.recent_key(uid), store.hour_key(uid, hour_bucket(t0 + o / 1000))]
+            sizes.append(sum(store.client.memory_usage(k, samples=0) or 0 for k in user_keys))
+            keys.append(sum(int(store.client.exists(k)) for k in user_keys))
+        per_user = {"bytes_per_user": round(sum(sizes) / len(sizes)), "keys_per_user": sum(keys) / len(keys)}
+    finally:
+        for key in store.client.scan_iter(f"{prefix}*", count=10_000):
+            store.client.delete(key)
+    return {"users": users, "rows": rows, **per_user}
