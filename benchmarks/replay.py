@@ -143,6 +143,7 @@ def run_replay_bench(
     trigger_seconds: float = 0.5,
     warmup: int = 2000,
     max_tasks: int | None = None,
+    max_per_trigger: int | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the whole path once with one pipeline and return its figures (see the module docstring)."""
@@ -163,6 +164,7 @@ def run_replay_bench(
             checkpoint=Path(tmp) / "ckpt",
             query_name=f"bench-{uuid.uuid4().hex[:6]}",
             trigger_seconds=trigger_seconds,
+            max_per_trigger=settings.max_per_trigger if max_per_trigger is None else max_per_trigger,
             max_tasks=max_tasks,
             source=source if pipeline == TONE else None,
         )
@@ -217,6 +219,7 @@ def run_replay_bench(
         "rate": None if backlog else rate,
         "trigger_seconds": trigger_seconds,
         "max_tasks": job.max_tasks if pipeline == TONE else None,
+        "max_per_trigger": job.max_per_trigger if pipeline == TONE else 0,  # the references read all available
         "produce_s": produce_s[0] if produce_s else None,
         **_figures(measured, tweets, t0, t_end),
     }

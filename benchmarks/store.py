@@ -39,6 +39,20 @@ def _lookups(store: Any, users: int, stop: threading.Event, waits: list[float]) 
         waits.append(time.perf_counter() - t)
 
 
+def _bytes_per_user(store: Any, users: int, t0: float, name: str = "user{:09d}") -> int:
+    """Mean ``MEMORY USAGE`` of every key of 500 sampled users (hash, recent list, hourly bucket)."""
+    sizes = []
+    for o in random.Random(1).sample(range(users), min(users, 500)):
+        uid = name.format(o)
+        hour = hour_bucket(t0 + o / 1000) if name.startswith("user") else hour_bucket(t0)
+        keys = [store.user_key(uid), store.recent_key(uid), store.hour_key(uid, hour)]
+        if not all(store.client.exists(k) for k in keys):
+            msg = f"expected 3 keys for {uid}"
+            raise RuntimeError(msg)
+        sizes.append(sum(store.client.memory_usage(k, samples=0) or 0 for k in keys))
+    return round(sum(sizes) / len(sizes))
+
+
 def run_store_bench(settings: Settings, users: int, steps: list[int], say: Callable[[str], None]) -> dict[str, Any]:
     """Rows per step size (steps, total seconds, users/s, lookups made, their p50/p99/max), then bytes per user."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
@@ -72,14 +86,19 @@ def run_store_bench(settings: Settings, users: int, steps: list[int], say: Calla
                     "lookup_max_ms": round(1000 * waits[-1], 1) if waits else None,
                 }
             )
-        sample = random.Random(1).sample(range(users), min(users, 500))
-        sizes, keys = [], []
-        for o in sample:
-            uid = f"user{o:09d}"
-            user_keys = [store.user_key(uid), store.recent_key(uid), store.hour_key(uid, hour_bucket(t0 + o / 1000))]
-            sizes.append(sum(store.client.memory_usage(k, samples=0) or 0 for k in user_keys))
-            keys.append(sum(int(store.client.exists(k)) for k in user_keys))
-        per_user = {"bytes_per_user": round(sum(sizes) / len(sizes)), "keys_per_user": sum(keys) / len(keys)}
+        per_user = {
+            "bytes_per_user_1_tweet": _bytes_per_user(store, users, t0),
+            "keys_per_user": 3,  # hash, recent list, one hourly bucket (checked below)
+        }
+        # A user with a full recent list (TONE_RECENT_TWEETS tweets, all in one hour): the upper end per user.
+        k = store.config.recent_k
+        heavy = [
+            (users + i, Scored(f"heavy{i // k:06d}", f"h{i}", t0 + i % k, "negative", PROBS, -0.4, TEXT, "v"))
+            for i in range(500 * k)
+        ]
+        count_records(store, "bench", "t", 1, heavy, users + len(heavy) - 1)
+        per_user["bytes_per_user_full_recent"] = _bytes_per_user(store, 500, t0, name="heavy{:06d}")
+        per_user["recent_tweets"] = k
     finally:
         for key in store.client.scan_iter(f"{prefix}*", count=10_000):
             store.client.delete(key)

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     redis_ca_file: Path | None = Field(None, validation_alias=env.REDIS_CA_FILE)
     redis_key_prefix: str = Field("tone:", min_length=1, max_length=64, validation_alias=env.REDIS_KEY_PREFIX)
     # Tweets per atomic Redis step: a lookup waits behind at most one step, whatever the backlog (docs/benchmarks.md).
-    redis_step_tweets: int = Field(1000, ge=1, le=100_000, validation_alias=env.REDIS_STEP_TWEETS)
+    redis_step_tweets: int = Field(500, ge=1, le=100_000, validation_alias=env.REDIS_STEP_TWEETS)
     # A user's keys (aggregates, recent tweets, top-N entries) expire this long after their last tweet was counted
     # (0: never). Offset markers never expire.
     user_ttl_s: int = Field(30 * 24 * 3600, ge=0, validation_alias=env.USER_TTL_S)

@@ -1,4 +1,4 @@
-"""`tone bench scorers|gpu|replay|store`: benchmarks that print figures (dev tooling in benchmarks/)."""
+"""`tone bench scorers|gpu|replay|store|soak`: benchmarks that print figures (dev tooling in benchmarks/)."""
 
 from __future__ import annotations
 
@@ -144,6 +144,14 @@ def bench_replay(
         int | None,
         typer.Option(help="Tasks per micro-batch (default: one per core; 0: one per Kafka partition)."),
     ] = None,
+    max_per_trigger: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--max-per-trigger",
+            help="Records per micro-batch (0: all available); repeat it to run the tone stream once per value "
+            "[env: TONE_MAX_PER_TRIGGER]",
+        ),
+    ] = None,
     reference: Annotated[
         bool,
         typer.Option(
@@ -170,12 +178,21 @@ def bench_replay(
         "warmup": warmup,
         "say": say,
     }
+    limits = max_per_trigger or [settings.max_per_trigger]
+    options["max_per_trigger"] = limits[0]
     results = [replay.run_replay_bench(settings, pipeline=replay.TONE, source=source, max_tasks=max_tasks, **options)]
+    for limit in limits[1:]:
+        row = replay.run_replay_bench(
+            settings, pipeline=replay.TONE, source=source, max_tasks=max_tasks, **(options | {"max_per_trigger": limit})
+        )
+        results.append(row | {"vs_first": row["tweets_per_s"] / results[0]["tweets_per_s"]})
     if reference:
         for pipeline in (replay.REFERENCE, replay.NATIVE_REFERENCE):
             results.append(replay.run_replay_bench(settings, pipeline=pipeline, **options))
         results[0]["vs_reference"] = {
-            r["pipeline"]: results[0]["tweets_per_s"] / r["tweets_per_s"] for r in results[1:]
+            r["pipeline"]: results[0]["tweets_per_s"] / r["tweets_per_s"]
+            for r in results
+            if r["pipeline"] != replay.TONE
         }
     if as_json:
         console.print_json(json.dumps(results))
@@ -187,13 +204,18 @@ def bench_replay(
             stage = "n/a (one Spark plan)"
         how = "backlog drained" if backlog else f"rate {result['rate'] or 'max'}"
         console.print(
-            f"[{result['pipeline']}, {result['source']} source] {result['tweets']} tweets, scorer {result['scorer']}, "
-            f"{how}: {result['tweets_per_s']:.0f} tweets/s over {result['wall_s']:.1f}s in {result['batches']} "
-            f"batches; produce->Redis p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s p99 {lat['p99']:.2f}s; "
+            f"[{result['pipeline']}, {result['source']} source, max {result['max_per_trigger'] or 'all'}/batch] "
+            f"{result['tweets']} tweets, scorer {result['scorer']}, {how}: {result['tweets_per_s']:.0f} tweets/s over "
+            f"{result['wall_s']:.1f}s in {result['batches']} batches; "
+            f"produce->Redis p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s p99 {lat['p99']:.2f}s; "
             f"task time: {stage}; batch wall {result['batch_wall_s']:.2f}s",
             highlight=False,
             markup=False,  # the "[tone stream]" tag is text, not rich markup
         )
+    for result in results[1:]:
+        if "vs_first" in result:
+            this, first = result["max_per_trigger"] or "all", results[0]["max_per_trigger"] or "all"
+            console.print(f"max {this}/batch vs max {first}/batch: {result['vs_first']:.2f}x", highlight=False)
     for name, ratio in results[0].get("vs_reference", {}).items():
         console.print(f"tone stream vs {name}: {ratio:.2f}x", highlight=False)
 
@@ -234,4 +256,42 @@ def bench_store(
             )
         )
     console.print(table)
-    console.print(f"per user: {result['bytes_per_user']} bytes in {result['keys_per_user']:.2f} keys (MEMORY USAGE)")
+    console.print(
+        f"per user (MEMORY USAGE, {result['keys_per_user']} keys): {result['bytes_per_user_1_tweet']} bytes with one "
+        f"tweet, {result['bytes_per_user_full_recent']} with a full recent list ({result['recent_tweets']} tweets)",
+        highlight=False,
+    )
+
+
+@app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(help="How long to produce.")] = 10.0,
+    rate: Annotated[float, typer.Option(help="Tweets per second.")] = 300.0,
+    scorer: Annotated[str, typer.Option(help="rnn, transformer, vader or an artifact path.")] = "rnn",
+    trigger: Annotated[float, typer.Option(help="Seconds between micro-batches.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The stream at a steady rate: RSS of the driver, its JVM and the Python workers, and growth per batch."""
+    run_soak_bench = dev_tool("benchmarks.soak").run_soak_bench
+    from model_training.defaults import ensure_default_rnn
+
+    settings = cli_settings()
+    if scorer == "rnn":
+        ensure_default_rnn(settings, say=say)
+    result = run_soak_bench(settings, minutes=minutes, rate=rate, scorer=scorer, trigger_seconds=trigger, say=say)
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    mib = 2**20
+    first, settled, last = result["first"], result["settled_first"], result["last"]
+    console.print(
+        f"{result['records']:,} records in {result['batches']} batches ({result['minutes']:g} min at "
+        f"{result['rate']:.0f}/s); growth per batch over the last {result['measured_batches']} batches:",
+        highlight=False,
+    )
+    for kind in ("driver", "jvm", "workers"):
+        console.print(
+            f"  {kind:8s} {result['growth_bytes_per_batch'][kind] / 1024:+8.2f} KiB/batch   "
+            f"RSS {first[kind] / mib:.1f} -> {last[kind] / mib:.1f} MiB (settled {settled[kind] / mib:.1f})",
+            highlight=False,
+        )

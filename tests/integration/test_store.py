@@ -187,3 +187,16 @@ def test_idle_users_expire_with_their_top_entries_and_markers_stay(settings, req
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
         client.close()
+
+
+def test_the_store_bench_counts_in_the_steps_asked_and_leaves_no_keys(settings):
+    from benchmarks.store import run_store_bench
+
+    client = redis.Redis.from_url(settings.redis_url)
+    before = client.dbsize()
+    result = run_store_bench(settings, 300, [300, 100], say=lambda _: None)
+    assert [(r["step"], r["atomic_steps"]) for r in result["rows"]] == [(300, 1), (100, 3)]
+    assert all(r["lookups"] > 0 for r in result["rows"])
+    assert 300 < result["bytes_per_user_1_tweet"] < result["bytes_per_user_full_recent"]
+    assert client.dbsize() == before
+    client.close()

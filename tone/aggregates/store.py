@@ -98,7 +98,7 @@ def key_part(user_id: str) -> str:
     return "".join(c if c in _KEY_SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in user_id)
 
 
-DEFAULT_STEP_TWEETS: Final = 1000
+DEFAULT_STEP_TWEETS: Final = 500
 
 
 @dataclass(frozen=True)
