@@ -69,12 +69,15 @@ class Sample:
 
 
 def sample(batch: int) -> Sample:
-    """RSS of this process, its java descendants and its other (Python worker) descendants."""
+    """RSS of this process, its java descendants (the Spark driver) and their descendants (the Python workers).
+
+    A producer this process started (not under the JVM) is left out. Workers fork from one daemon, so their RSS
+    counts shared pages once per worker: compare its growth, not its size.
+    """
     me = os.getpid()
-    kids = _children(me)
-    jvm = sum(_rss(p) for p, name in kids.items() if name == "java")
-    workers = sum(_rss(p) for p, name in kids.items() if name != "java")
-    return Sample(batch, time.time(), _rss(me), jvm, workers)
+    jvms = [p for p, name in _children(me).items() if name == "java"]
+    workers = {p for j in jvms for p in _children(j)}
+    return Sample(batch, time.time(), _rss(me), sum(_rss(p) for p in jvms), sum(_rss(p) for p in workers))
 
 
 def slope(points: list[tuple[float, float]]) -> float:

@@ -3,8 +3,8 @@
 Formats: the tweet event (producer -> stream) and the scored tweet (stream -> scored topic).
 
 :func:`parse_event` never raises on bad input: it returns either a :class:`TweetEvent` or an :class:`Invalid`
-carrying a stable reason code (for dashboards and dead-letter filters) and a human detail. The id rule
-(:func:`check_id`) is the one the lookups and the HTTP API apply to user ids too.
+carrying a stable reason code (for dashboards and dead-letter filters) and a human detail. The user-id rule
+(:func:`check_user_id`) is the one the lookups and the HTTP API apply too; tweet ids follow :func:`check_id`.
 """
 
 from __future__ import annotations

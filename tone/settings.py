@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: _cache_dir("data"), validation_alias=env.DATA_DIR)
     device: Device = Field("auto", validation_alias=env.DEVICE)
     torch_threads: int = Field(0, ge=0, le=512, validation_alias=env.TORCH_THREADS)
-    # 0: each scorer's own default (rnn 512, transformer 64: the fastest measured on 2 CPU cores)
+    # 0: each scorer's own default (rnn 256; transformer 64 rows on a CPU, 1,024 on a GPU, within the token budget)
     scorer_batch_size: int = Field(0, ge=0, le=65536, validation_alias=env.SCORER_BATCH_SIZE)
     # Transformer batches are bounded by padded tokens (rows x longest row), as text-embeddings-inference does;
     # 0: 2,048 on the CPU (no faster above it on 2 cores), 65,536 on a GPU.
@@ -143,7 +143,8 @@ class Settings(BaseSettings):
     onnx_precision: OnnxPrecision = Field("auto", validation_alias=env.ONNX_PRECISION)
 
     # Model registry: a local directory or s3://bucket/prefix (one code path, tone/registry.py). The stream with
-    # scorer "registry" follows the approved version, checking every model_refresh_s (0: only at start).
+    # scorer "registry" follows the approved version, checking at most every model_refresh_s (0: before every
+    # micro-batch).
     registry_uri: str = Field(default_factory=lambda: str(_cache_dir("registry")), validation_alias=env.REGISTRY_URI)
     model_refresh_s: float = Field(30.0, ge=0, le=86400, validation_alias=env.MODEL_REFRESH_S)
     approve_metric: str = Field("test_macro_f1", min_length=1, validation_alias=env.APPROVE_METRIC)

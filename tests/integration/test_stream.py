@@ -130,7 +130,10 @@ def test_counts_are_exact_and_invalid_records_are_dead_lettered(spark, isolated,
     user0 = store.user("user0")
     assert user0["n"] == sum(expected_counts(evs)["user0"].values())
     assert user0["recent"][0]["id"] == max((e for e in evs if e.user_id == "user0"), key=lambda e: e.created_at).id
-    assert store.top("negative")
+    top = store.top("negative", n=3)
+    assert len(top) == 3
+    assert [score for _, score in top] == sorted((score for _, score in top), reverse=True)
+    assert top[0][1] == pytest.approx(max(store.user(u)["mean_probs"]["negative"] for u in {e.user_id for e in evs}))
 
 
 @pytest.mark.parametrize("source", SOURCES)

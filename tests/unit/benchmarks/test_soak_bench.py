@@ -14,18 +14,13 @@ def test_slope_is_the_growth_per_batch():
     assert slope([(0, 1)]) == 0
 
 
-def test_a_sample_sees_this_process_and_its_children():
+def test_a_sample_counts_this_process_and_leaves_out_children_outside_a_jvm():
     child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(64 << 20); time.sleep(30)"])
     try:
-        for _ in range(50):
-            s = sample(3)
-            if s.workers > 60 << 20:
-                break
-            subprocess.run([sys.executable, "-c", "import time; time.sleep(0.1)"], check=True)
+        s = sample(3)
         assert s.batch == 3
         assert s.driver > 10 << 20
-        assert s.workers > 60 << 20  # the child's 64 MiB, counted with the non-java descendants
-        assert s.jvm == 0
+        assert (s.jvm, s.workers) == (0, 0)  # no Spark here: the child is not a Python worker (a producer, say)
     finally:
         child.kill()
         child.wait()

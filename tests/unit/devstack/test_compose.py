@@ -38,7 +38,9 @@ def test_every_tone_variable_is_a_real_setting_with_a_valid_value():
             for f, info in Settings.model_fields.items()
             if info.validation_alias in tone_vars
         }
-        assert load_settings(**by_field)
+        loaded = load_settings(**by_field)  # raises ConfigError, naming the variable, on a value the code refuses
+        assert len(by_field) == len(tone_vars)  # every TONE_ variable is a setting's
+        assert all(getattr(loaded, f) is not None for f in by_field), "a value that took no effect"
 
 
 def test_ports_match_the_default_client_addresses():

@@ -68,7 +68,8 @@ def test_any_json_object_gives_an_event_or_a_reason_and_events_are_safe_downstre
     if isinstance(result, Invalid):
         assert result.reason in REASONS
         return
-    assert result.created_at.astimezone(UTC)
+    assert result.created_at.utcoffset() is not None  # aware: naive times are refused
+    assert 1 <= result.created_at.astimezone(UTC).year <= 9999  # a time that exists in UTC
     downstream_safe(result)
 
 

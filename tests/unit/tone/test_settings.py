@@ -1,5 +1,5 @@
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from tone import envvars
 from tone.errors import ConfigError
@@ -42,7 +42,7 @@ def test_env_vars_are_read(monkeypatch):
 
 def test_frozen():
     s = load_settings()
-    with pytest.raises(Exception, match="frozen"):
+    with pytest.raises(ValidationError, match="frozen"):
         s.kafka_partitions = 3  # type: ignore[misc]
 
 

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -48,7 +49,13 @@ def test_bad_config_exits_2_with_the_setting_named():
     assert "Traceback" not in result.stderr
 
 
-def test_every_command_has_a_readme_section_with_an_example():
+def documentation() -> str:
+    """The README and every page under docs/: where commands and settings must be documented."""
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    return "\n".join(p.read_text() for p in pages)
+
+
+def test_every_command_has_a_documented_section_with_an_example():
     import typer.main
 
     from tone_cli.main import app
@@ -60,13 +67,21 @@ def test_every_command_has_a_readme_section_with_an_example():
             else:
                 yield f"{prefix} {name}"
 
-    readme = (REPO_ROOT / "README.md").read_text()
-    missing = [c for c in commands(typer.main.get_command(app), "tone") if f"### `{c}`" not in readme]
-    assert not missing, f"README lacks a section for: {missing}"
+    docs = documentation()
+    missing = [c for c in commands(typer.main.get_command(app), "tone") if f"### `{c}`" not in docs]
+    assert not missing, f"neither the README nor docs/ has a section for: {missing}"
     for c in commands(typer.main.get_command(app), "tone"):
-        section = readme.split(f"### `{c}`", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+        section = docs.split(f"### `{c}`", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
         examples = [line for line in section.splitlines() if line.startswith("$ ") and c in line]
-        assert examples, f"README section of {c} has no `$ {c} ...` example"
+        assert examples, f"the section of {c} has no `$ {c} ...` example"
+
+
+def test_the_readme_stays_short_and_its_links_resolve():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    for page in [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+?)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), f"{page.name} links to a missing {target}"
 
 
 def test_errors_become_exit_codes_in_one_place(monkeypatch):
@@ -105,12 +120,12 @@ def test_an_invalid_user_id_exits_2_before_touching_redis():
     assert "user_id" in result.stderr
 
 
-def test_every_setting_is_in_the_readme():
+def test_every_setting_is_documented():
     from tone.settings import Settings, env_name
 
-    readme = (REPO_ROOT / "README.md").read_text()
-    missing = [env_name(f) for f in Settings.model_fields if env_name(f) not in readme]
-    assert not missing, f"README does not name: {missing}"
+    docs = documentation()
+    missing = [env_name(f) for f in Settings.model_fields if env_name(f) not in docs]
+    assert not missing, f"neither the README nor docs/ names: {missing}"
 
 
 def test_evaluate_reports_each_source_apart_with_its_confusion(tmp_path):
