@@ -65,7 +65,7 @@ def run_store_bench(settings: Settings, users: int, steps: list[int], say: Calla
             for key in store.client.scan_iter(f"{prefix}*", count=10_000):
                 store.client.delete(key)
             records = _records(users, t0)
-            stop, waits = threading.Event(), []
+            stop, waits = threading.Event(), list[float]()
             reader = threading.Thread(target=_lookups, args=(open_store(settings, prefix=prefix), users, stop, waits))
             reader.start()
             started = time.perf_counter()

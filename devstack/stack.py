@@ -37,7 +37,7 @@ from devstack.tls import KAFKA_ADMIN, KAFKA_USER, Secrets, ensure_secrets
 from tone.aggregates.redis_store import redis_client
 from tone.errors import StackError, ToneError
 from tone.jars import KAFKA_VERSION, cached_jars, kafka_broker
-from tone.kafka.admin import admin_client, create_topics
+from tone.kafka.admin import Replication, admin_client, create_topics
 from tone.kafka.config import KafkaConnection
 from tone.settings import Settings, env_name
 
@@ -510,7 +510,8 @@ class LocalStack:
         s = self.settings
         wanted = {s.kafka_topic_tweets: s.kafka_partitions, s.kafka_topic_dlq: 1, s.kafka_topic_scored: 1}
         try:
-            return create_topics(self.kafka_connection(), wanted, timeout)
+            replication = Replication(s.kafka_replication_factor, s.kafka_min_insync_replicas)
+            return create_topics(self.kafka_connection(), wanted, timeout, replication)
         except ToneError as exc:
             raise StackError(str(exc)) from exc
 

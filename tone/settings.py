@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     kafka_topic_dlq: str = Field("tweets.dlq", min_length=1, validation_alias=env.KAFKA_TOPIC_DLQ)
     kafka_topic_scored: str = Field("tweets.scored", min_length=1, validation_alias=env.KAFKA_TOPIC_SCORED)
     kafka_partitions: int = Field(4, ge=1, le=1024, validation_alias=env.KAFKA_PARTITIONS)
+    # Replicas of each topic the project creates (0: min(3, brokers in the cluster)) and the topics'
+    # min.insync.replicas (0: replication factor - 1, at least 1), so acks=all survives one broker's loss.
+    kafka_replication_factor: int = Field(0, ge=0, le=32, validation_alias=env.KAFKA_REPLICATION_FACTOR)
+    kafka_min_insync_replicas: int = Field(0, ge=0, le=32, validation_alias=env.KAFKA_MIN_INSYNC_REPLICAS)
     kafka_security_protocol: SecurityProtocol = Field("PLAINTEXT", validation_alias=env.KAFKA_SECURITY_PROTOCOL)
     kafka_sasl_mechanism: SaslMechanism | None = Field(None, validation_alias=env.KAFKA_SASL_MECHANISM)
     kafka_sasl_username: str | None = Field(None, validation_alias=env.KAFKA_SASL_USERNAME)

@@ -271,7 +271,10 @@ def bench_soak(
     trigger: Annotated[float, typer.Option(help="Seconds between micro-batches.")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The stream at a steady rate: RSS of the driver, its JVM and the Python workers, and growth per batch."""
+    """The stream at a steady rate: RSS of the driver, its JVM and the Python workers, and growth per batch.
+
+    Growth is measured over the second half of the batches, once the bounded histories have filled.
+    """
     run_soak_bench = dev_tool("benchmarks.soak").run_soak_bench
     from model_training.defaults import ensure_default_rnn
 

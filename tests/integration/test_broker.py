@@ -148,3 +148,22 @@ def test_watermarks_are_exact(settings):
             assert reader.end_offsets(big, reader.partitions(big)) == dict(enumerate(highs))
         finally:
             reader.close()
+
+
+def test_created_topics_get_the_replication_the_cluster_allows(settings):
+    from confluent_kafka.admin import ConfigResource
+
+    from tone.errors import ToneError
+    from tone.kafka.admin import Replication, admin_client, create_topics
+    from tone.kafka.config import KafkaConnection
+
+    conn = KafkaConnection.from_settings(settings)
+    topic = f"rf-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ToneError, match="TONE_KAFKA_REPLICATION_FACTOR=3 needs at least 3 brokers; the cluster has 1"):
+        create_topics(conn, {topic: 2}, replication=Replication(3))
+    assert create_topics(conn, {topic: 2}) == [topic]  # auto: min(3, 1 broker)
+    admin = admin_client(conn)
+    meta = admin.list_topics(topic, timeout=10).topics[topic]
+    assert {len(p.replicas) for p in meta.partitions.values()} == {1}
+    (future,) = admin.describe_configs([ConfigResource("topic", topic)]).values()
+    assert future.result(timeout=10)["min.insync.replicas"].value == "1"

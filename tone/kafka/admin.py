@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tone.errors import ToneError
 from tone.kafka.config import KafkaConnection
+
+log = logging.getLogger(__name__)
 
 
 def admin_client(conn: KafkaConnection) -> Any:
@@ -30,14 +34,68 @@ def wait_until_ready(admin: Any, conn: KafkaConnection, timeout: float) -> set[s
             time.sleep(0.2)
 
 
-def create_topics(conn: KafkaConnection, partitions: Mapping[str, int], timeout: float = 30.0) -> list[str]:
-    """Create the topics (name -> partitions) that do not exist yet; returns the ones created now."""
+@dataclass(frozen=True)
+class Replication:
+    """How many replicas a created topic gets, and its ``min.insync.replicas`` (0: chosen from the cluster)."""
+
+    factor: int = 0
+    min_insync: int = 0
+
+    def resolve(self, brokers: int) -> tuple[int, int]:
+        """(replication factor, min.insync.replicas) for a cluster of ``brokers``; ToneError if impossible."""
+        factor = self.factor or min(3, max(1, brokers))
+        if factor > brokers:
+            msg = (
+                f"TONE_KAFKA_REPLICATION_FACTOR={factor} needs at least {factor} brokers; the cluster has {brokers}. "
+                "Set it to at most the broker count, or 0 for min(3, brokers)"
+            )
+            raise ToneError(msg)
+        min_insync = self.min_insync or max(1, factor - 1)
+        if min_insync > factor:
+            msg = (
+                f"TONE_KAFKA_MIN_INSYNC_REPLICAS={min_insync} exceeds the replication factor {factor}: no write "
+                "could ever be acknowledged. Set it to at most the factor, or 0 for factor - 1"
+            )
+            raise ToneError(msg)
+        return factor, min_insync
+
+
+def create_topics(
+    conn: KafkaConnection,
+    partitions: Mapping[str, int],
+    timeout: float = 30.0,
+    replication: Replication | None = None,
+) -> list[str]:
+    """Create the topics (name -> partitions) that do not exist yet; returns the ones created now.
+
+    New topics get the replication factor and ``min.insync.replicas`` of ``replication`` (by default
+    min(3, brokers) and factor - 1); topics that exist are checked, never changed: one with fewer replicas than that
+    is logged as under-replicated, with what to do.
+    """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # exported at run time, not in stubs
 
     admin = admin_client(conn)
-    existing = wait_until_ready(admin, conn, timeout)
-    wanted = [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in partitions.items() if t not in existing]
+    wait_until_ready(admin, conn, timeout)
+    metadata = admin.list_topics(timeout=timeout)
+    factor, min_insync = (replication or Replication()).resolve(len(metadata.brokers))
+    existing = metadata.topics
+    for topic in partitions:
+        if topic in existing and (have := _replicas(existing[topic])) < factor:
+            log.warning(
+                "topic %r has %d replica(s), fewer than the %d this cluster of %d brokers should keep: a broker's loss "
+                "can lose or stall it. Reassign its partitions (kafka-reassign-partitions) to add replicas",
+                topic,
+                have,
+                factor,
+                len(metadata.brokers),
+            )
+    config = {"min.insync.replicas": str(min_insync)}
+    wanted = [
+        NewTopic(t, num_partitions=n, replication_factor=factor, config=config)
+        for t, n in partitions.items()
+        if t not in existing
+    ]
     created = []
     for topic, future in (admin.create_topics(wanted, operation_timeout=timeout) if wanted else {}).items():
         try:
@@ -48,6 +106,11 @@ def create_topics(conn: KafkaConnection, partitions: Mapping[str, int], timeout:
                 msg = f"could not create topic {topic!r} on {conn.bootstrap}: {exc.args[0].str()}"
                 raise ToneError(msg) from None
     return created
+
+
+def _replicas(topic: Any) -> int:
+    """The smallest replica count among a topic's partitions (metadata)."""
+    return min((len(p.replicas) for p in topic.partitions.values()), default=0)
 
 
 def delete_topics(conn: KafkaConnection, topics: Iterable[str], timeout: float = 30.0) -> None:

@@ -75,3 +75,17 @@ def test_a_ca_file_reaches_every_dialect():
         "/secrets/ca.pem",
     )
     assert KafkaConnection.from_options(options) == conn
+
+
+def test_replication_follows_the_cluster_size_unless_set():
+    from tone.errors import ToneError
+    from tone.kafka.admin import Replication
+
+    assert Replication().resolve(1) == (1, 1)
+    assert Replication().resolve(2) == (2, 1)
+    assert Replication().resolve(5) == (3, 2)  # RF 3, min.insync 2: acks=all survives one broker's loss
+    assert Replication(2, 2).resolve(3) == (2, 2)
+    with pytest.raises(ToneError, match=r"TONE_KAFKA_REPLICATION_FACTOR=3 needs at least 3 brokers; the cluster has 1"):
+        Replication(3).resolve(1)
+    with pytest.raises(ToneError, match="TONE_KAFKA_MIN_INSYNC_REPLICAS=3 exceeds the replication factor 2"):
+        Replication(2, 3).resolve(3)
