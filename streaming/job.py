@@ -323,13 +323,16 @@ class ToneStream:
         failures = 0
         while True:
             batches_before = self.batches
-            query = self.start(spark)
+            query = None
             try:
+                # Inside the try: a start that fails (Redis away while resuming a query without checkpoint offsets)
+                # is retried like any other failure.
+                query = self.start(spark)
                 self._watch(query, until_idle)
                 return
             except Exception as exc:  # noqa: BLE001 - any failure of the query (StreamingQueryException, Py4J)
                 failures = 1 if self.batches > batches_before else failures + 1
-                if DataLossError.__name__ in str(exc) or "failOnDataLoss" in str(exc):  # ours, or Spark's source
+                if is_data_loss(exc):
                     # Restarting cannot bring deleted offsets back: say what was lost and what to do, once.
                     raise DataLossError(_first_line(exc).split(": ", 1)[-1]) from None
                 if failures > max_restarts:
@@ -348,8 +351,9 @@ class ToneStream:
                 )
                 sleep(wait)
             finally:
-                with contextlib.suppress(Exception):
-                    query.stop()
+                if query is not None:
+                    with contextlib.suppress(Exception):
+                        query.stop()
 
     def _watch(self, query: Any, until_idle: float | None) -> None:
         if until_idle is None:
@@ -367,6 +371,16 @@ class ToneStream:
             time.sleep(0.5)
         if query.exception() is not None:
             raise RuntimeError(str(query.exception()))
+
+
+# Spark's own Kafka source reports data loss with this error class and text (KafkaSourceProvider / KafkaExceptions).
+_SPARK_DATA_LOSS = ("KAFKA_DATA_LOSS", "Some data may have been lost because they are not available in Kafka")
+
+
+def is_data_loss(exc: BaseException) -> bool:
+    """Whether a query failed because offsets it had to read are gone (ours: DataLossError; or Spark's source)."""
+    text = str(exc)
+    return DataLossError.__name__ in text or any(marker in text for marker in _SPARK_DATA_LOSS)
 
 
 def checkpoint_has_offsets(checkpoint: Path) -> bool:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from streaming.job import BatchReport, ToneStream
+from streaming.job import BatchReport, ToneStream, is_data_loss
+from tone.errors import DataLossError
 from tone.settings import load_settings
 
 
@@ -70,3 +71,43 @@ def test_the_log_line_names_the_workers_python_error():
     )
     assert _first_line(RuntimeError(text)).startswith("tone.errors.ServiceError: Redis at")
     assert _first_line(RuntimeError("just this\nand more")) == "just this"
+
+
+def test_data_loss_fails_at_once_instead_of_restarting(tmp_path):
+    class LostQuery(FakeQuery):
+        def awaitTermination(self):  # noqa: N802 - Spark's name
+            raise RuntimeError(
+                "StreamingQueryException: An exception was thrown from the Python worker:\n"
+                "Traceback (most recent call last):\n  File ...\n"
+                "tone.errors.DataLossError: offsets of topic 'tweets' were deleted (retention) before the stream "
+                "read them (partition 0: offsets 10-39); ..."
+            )
+
+    job = ToneStream(load_settings(), scorer="vader", checkpoint=tmp_path / "ckpt")
+    starts = []
+
+    def start(_spark):
+        starts.append(LostQuery(job, 0, True))
+        return starts[-1]
+
+    job.start = start
+    with pytest.raises(DataLossError, match=r"^offsets of topic 'tweets' were deleted \(retention\)"):
+        job.run(None, max_restarts=5, sleep=lambda _: None)
+    assert len(starts) == 1 and job.restarts == 0
+    assert is_data_loss(RuntimeError("[KAFKA_DATA_LOSS.START_OFFSET_RESET] Some data may have been lost ..."))
+    assert not is_data_loss(RuntimeError("Connection refused; options: failOnDataLoss -> true"))
+
+
+def test_a_start_that_fails_is_retried_like_a_failed_query(tmp_path):
+    job = ToneStream(load_settings(), scorer="vader", checkpoint=tmp_path / "ckpt")
+    attempts = []
+
+    def start(_spark):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("Redis at redis://127.0.0.1:6379/0: connection refused")
+        return FakeQuery(job, 1, False)
+
+    job.start = start
+    job.run(None, max_restarts=5, sleep=lambda _: None)
+    assert (len(attempts), job.restarts) == (3, 2)
