@@ -145,15 +145,20 @@ def parse_ranges(chunks: Iterable[RecordChunk], config: TaskConfig) -> list[Pars
     """Parse one source's chunks into one ParsedRange per partition (a source normally holds one partition)."""
     by_partition: dict[tuple[str, int], ParsedRange] = {}
     for chunk in chunks:
-        if not chunk.offsets:
-            continue  # (a chunk is never empty: the readers count lost offsets on the chunk that follows them)
+        if not chunk.offsets and not chunk.lost:
+            continue
         part = by_partition.get((chunk.topic, chunk.partition))
         if part is None:
-            stats = RangeStats(chunk.topic, chunk.partition, chunk.offsets[0])
+            # A range whose offsets were all deleted yields a chunk with no record, only the lost count.
+            stats = RangeStats(chunk.topic, chunk.partition)
             part = by_partition[(chunk.topic, chunk.partition)] = ParsedRange(stats)
         stats = part.stats
-        stats.end_offset = chunk.offsets[-1]  # a partition's offsets only grow
         stats.lost += chunk.lost
+        if not chunk.offsets:
+            continue
+        if stats.start_offset < 0:
+            stats.start_offset = chunk.offsets[0]
+        stats.end_offset = chunk.offsets[-1]  # a partition's offsets only grow
         stats.records += len(chunk.offsets)
         for key, value, offset, ts_ms in zip(chunk.keys, chunk.values, chunk.offsets, chunk.stamps_ms, strict=True):
             source = f"{chunk.topic}:{chunk.partition}:{offset}"

@@ -163,3 +163,19 @@ def test_a_scorer_failure_fails_the_whole_batch():
     with pytest.raises(RuntimeError, match="device lost"):
         run({0: [tweet(0, "alice")]}, scorer=Broken, store=store)
     assert store.last_offset("q", "tweets", 0) is None
+
+
+def test_offsets_lost_to_retention_are_reported_even_when_no_record_is_left():
+    from tone.kafka.readers import RecordChunk
+
+    store = MemoryToneStore(StoreConfig(top_min_count=1))
+    only_lost = RecordChunk("tweets", 0, lost=30)  # the whole range was deleted before it was read
+    then = RecordChunk("tweets", 1, lost=5)
+    then.add(5, KAFKA_MS, b"k", tweet(5, "alice"))
+    stats = run_task(CONFIG, [[only_lost], [then]], VaderScorer, ListProducer, lambda: store)
+    assert [(s.partition, s.lost, s.records, s.start_offset, s.counted) for s in stats] == [
+        (0, 30, 0, -1, 0),
+        (1, 5, 1, 5, 1),
+    ]
+    assert store.last_offset("q", "tweets", 0) is None
+    assert store.user("alice")["n"] == 1
