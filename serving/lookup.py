@@ -51,7 +51,7 @@ def stream_health(store: ToneStore, query: str, now: float) -> dict[str, Any] | 
         return None
     health: dict[str, Any] = {"query": query}
     for key, value in raw.items():
-        if key in ("lag", "dead_letters", "drift"):
+        if key in ("lag", "dead_letters", "drift", "model_versions", "refused_on_workers"):
             health[key] = json.loads(value)
         elif key in ("batches", "records", "invalid", "restarts"):
             health[key] = int(value)

@@ -1,5 +1,6 @@
 """The monitor's arithmetic with in-memory parts: lag from the store's bookkeeping, drift, the health record."""
 
+import json
 from collections import Counter
 from types import SimpleNamespace
 
@@ -65,7 +66,10 @@ def test_lag_drift_and_health_after_a_batch():
         invalid=2,
         started=990.0,
         finished=992.0,
-        model_versions={"rnn-x"},
+        model_versions={"rnn-x", "rnn-w"},
+        refused={"registry:rnn-y"},
+        already=3,
+        lost=7,
         reasons=Counter({"invalid_json": 2}),
         labels=Counter({"negative": 6, "positive": 2}),
         sampled=4,
@@ -77,11 +81,17 @@ def test_lag_drift_and_health_after_a_batch():
     assert health["lag"] == '{"0": 5, "1": 4}'  # 15 - (9 + 1), and 4 - 0 for the partition never counted
     assert group.commits == [("tweets", {0: 10})]  # only what the store has counted
     assert health["model_version"] == "rnn-x" and health["restarts"] == "1"
+    # a swap in progress: two versions in use, and one worker that could not load the new one
+    assert json.loads(health["model_versions"]) == ["rnn-w", "rnn-x"]
+    assert json.loads(health["refused_on_workers"]) == ["registry:rnn-y"]
     r = metrics.registry
     assert r.get_sample_value("tone_stream_records_total", {"outcome": "invalid"}) == 2
     assert r.get_sample_value("tone_stream_dead_letters_total", {"reason": "invalid_json"}) == 2
     assert r.get_sample_value("tone_stream_lag_records", {"topic": "tweets", "partition": "0"}) == 5
     assert r.get_sample_value("tone_stream_restarts_total") == 1
+    assert r.get_sample_value("tone_stream_records_total", {"outcome": "already_counted"}) == 3
+    assert r.get_sample_value("tone_stream_lost_offsets_total") == 7
+    assert r.get_sample_value("tone_model_refresh_total", {"result": "refused_on_worker"}) == 1
     assert r.get_sample_value("tone_drift_label_share", {"label": "negative"}) == 0.75
     assert r.get_sample_value("tone_drift_distance") == 0.5  # |0.75-0.25| + |0.25-0.75|, halved
     assert r.get_sample_value("tone_drift_vader_disagreement_ratio") == 0.25
