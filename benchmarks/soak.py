@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -81,6 +83,24 @@ def sample(batch: int) -> Sample:
     return Sample(batch, time.time(), _rss(me), sum(_rss(p) for p in jvms), sum(_rss(p) for p in workers))
 
 
+def jvm_heap_after_gc(batch: int) -> tuple[int, int] | None:
+    """(batch, bytes of the Spark driver JVM's heap in use right after a full GC), or None without jcmd/jstat.
+
+    RSS alone cannot tell a leak from a heap that fills with garbage until its next full collection (the serial GC
+    of a local driver promotes short-lived objects too): the live heap after a forced full GC can.
+    """
+    jcmd, jstat = shutil.which("jcmd"), shutil.which("jstat")
+    jvms = [p for p, name in _children(os.getpid()).items() if name == "java"]
+    if not (jcmd and jstat and jvms):
+        return None
+    subprocess.run([jcmd, str(jvms[0]), "GC.run"], capture_output=True, check=False, timeout=60)
+    out = subprocess.run([jstat, "-gc", str(jvms[0])], capture_output=True, text=True, check=False, timeout=60)
+    header, values = (line.split() for line in out.stdout.strip().splitlines()[:2])
+    row = dict(zip(header, values, strict=False))
+    used_kb = sum(float(row.get(k, 0)) for k in ("S0U", "S1U", "EU", "OU"))
+    return batch, round(used_kb * 1024)
+
+
 def slope(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of y over x."""
     n = len(points)
@@ -110,8 +130,16 @@ def run_soak_bench(
     _create_topics(s)
     texts = bench_texts(settings, 4200)
     samples: list[Sample] = []
+    heaps: list[tuple[int, int]] = []
     spark = build_spark(settings.spark_master, "tone-bench-soak")
     n = round(rate * minutes * 60)
+    settle_at = round(minutes * 60 / trigger_seconds * warmup_share)  # about where the measured half starts
+
+    def on_batch(report: Any) -> None:
+        samples.append(sample(report.batch_id))
+        if report.batch_id >= settle_at and not heaps and (heap := jvm_heap_after_gc(report.batch_id)):
+            heaps.append(heap)
+
     try:
         with tempfile.TemporaryDirectory() as tmp:
             job = ToneStream(
@@ -120,7 +148,7 @@ def run_soak_bench(
                 checkpoint=Path(tmp) / "ckpt",
                 query_name=f"soak-{uuid.uuid4().hex[:6]}",
                 trigger_seconds=trigger_seconds,
-                on_batch=lambda report: samples.append(sample(report.batch_id)),
+                on_batch=on_batch,
             )
             query = job.start(spark)
             say(f"soak: {n:,} tweets at {rate:.0f}/s ({minutes:g} min), trigger {trigger_seconds:g} s")
@@ -141,13 +169,18 @@ def run_soak_bench(
                         next_report += 60
                     time.sleep(0.5)
             query.processAllAvailable()
+            if samples and (heap := jvm_heap_after_gc(samples[-1].batch)):
+                heaps.append(heap)
             query.stop()
     finally:
         spark.stop()
         _cleanup(s)
     settled = samples[int(len(samples) * warmup_share) :]
     growth = {kind: slope([(x.batch, getattr(x, kind)) for x in settled]) for kind in ("driver", "jvm", "workers")}
+    heap_growth = (heaps[-1][1] - heaps[0][1]) / (heaps[-1][0] - heaps[0][0]) if len(heaps) == 2 else None  # noqa: PLR2004
     return {
+        "jvm_heap_after_full_gc": [{"batch": b, "bytes": v} for b, v in heaps],
+        "jvm_heap_growth_bytes_per_batch": round(heap_growth, 1) if heap_growth is not None else None,
         "minutes": minutes,
         "rate": rate,
         "scorer": scorer,

@@ -298,3 +298,10 @@ def bench_soak(
             f"RSS {first[kind] / mib:.1f} -> {last[kind] / mib:.1f} MiB (settled {settled[kind] / mib:.1f})",
             highlight=False,
         )
+    if result["jvm_heap_growth_bytes_per_batch"] is not None:
+        heaps = ", ".join(f"batch {h['batch']}: {h['bytes'] / mib:.1f} MiB" for h in result["jvm_heap_after_full_gc"])
+        console.print(
+            f"  JVM heap in use after a full GC: {heaps}; "
+            f"{result['jvm_heap_growth_bytes_per_batch'] / 1024:+.2f} KiB/batch",
+            highlight=False,
+        )

@@ -24,3 +24,9 @@ def test_a_sample_counts_this_process_and_leaves_out_children_outside_a_jvm():
     finally:
         child.kill()
         child.wait()
+
+
+def test_without_a_spark_jvm_there_is_no_heap_to_measure():
+    from benchmarks.soak import jvm_heap_after_gc
+
+    assert jvm_heap_after_gc(5) is None
