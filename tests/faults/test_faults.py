@@ -407,7 +407,9 @@ def test_a_transactional_upstream_with_aborts_through_kill_9_and_a_lost_checkpoi
     rng = random.Random(SEED)
     sent = tweets(12_000, users=1500, start=300_000, prefix=source[0])
     batches = [(sent[i : i + 100], rng.random() > 0.25) for i in range(0, len(sent), 100)]  # a quarter aborted
-    upstream = transactional_in_background(s, batches, rate=400)
+    # 80 s of traffic: the second kill (and the checkpoint's loss) lands while tweets still arrive, so the last run
+    # has work to resume.
+    upstream = transactional_in_background(s, batches, rate=150)
     stream = Stream(s, tmp_path, source=source)
     kills = []
     for lose_checkpoint in (False, True):
@@ -436,6 +438,7 @@ def test_a_transactional_upstream_with_aborts_through_kill_9_and_a_lost_checkpoi
         summary=out.strip().splitlines()[-1],
     )
     assert "resuming after the offsets Redis counted" in out
+    assert int(out.strip().splitlines()[-1].split("records=")[1].split()[0]) > 0  # the resumed run had work to do
     assert (figures["lost"], figures["doubled"]) == (0, 0)  # doubled would include any aborted tweet counted
 
 
