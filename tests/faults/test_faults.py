@@ -76,12 +76,13 @@ def produce(s, values: list[tuple[bytes | None, bytes | None]], rate: float | No
             writer.send_raw(key, value)
 
 
-def produce_in_background(s, values, rate) -> threading.Thread:
+def in_background(work, *args) -> threading.Thread:
+    """Run ``work(*args)`` in a daemon thread; what it raised is in the thread's ``errors``."""
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            produce(s, values, rate)
+            work(*args)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
 
@@ -89,6 +90,10 @@ def produce_in_background(s, values, rate) -> threading.Thread:
     thread.errors = errors  # type: ignore[attr-defined]
     thread.start()
     return thread
+
+
+def produce_in_background(s, values, rate) -> threading.Thread:
+    return in_background(produce, s, values, rate)
 
 
 def as_pairs(events: list[TweetEvent]) -> list[tuple[bytes | None, bytes]]:
@@ -371,33 +376,22 @@ def test_poison_ids_and_values_neither_corrupt_nor_halt_the_counts(isolated, tmp
     assert (figures["lost"], figures["doubled"]) == (0, 0)
 
 
-def transactional_in_background(s, batches: list[tuple[list[TweetEvent], bool]], rate: float) -> threading.Thread:
+def transactional_produce(s, batches: list[tuple[list[TweetEvent], bool]], rate: float) -> None:
     """Write each (events, commit?) batch in one transaction at ``rate`` tweets/s, as Kafka Streams or Flink would."""
     from confluent_kafka import Producer
 
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            conn = KafkaConnection.from_settings(s)
-            producer = Producer(conn.librdkafka() | {"transactional.id": f"upstream-{s.kafka_topic_tweets}"})
-            producer.init_transactions(60)
-            t0, sent = time.monotonic(), 0
-            for evs, commit in batches:
-                producer.begin_transaction()
-                for e in evs:
-                    producer.produce(s.kafka_topic_tweets, key=e.user_id.encode(), value=e.to_json())
-                    sent += 1
-                    if (ahead := t0 + sent / rate - time.monotonic()) > 0:
-                        time.sleep(ahead)
-                producer.commit_transaction(60) if commit else producer.abort_transaction(60)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.errors = errors  # type: ignore[attr-defined]
-    thread.start()
-    return thread
+    conn = KafkaConnection.from_settings(s)
+    producer = Producer(conn.librdkafka() | {"transactional.id": f"upstream-{s.kafka_topic_tweets}"})
+    producer.init_transactions(60)
+    t0, sent = time.monotonic(), 0
+    for evs, commit in batches:
+        producer.begin_transaction()
+        for e in evs:
+            producer.produce(s.kafka_topic_tweets, key=e.user_id.encode(), value=e.to_json())
+            sent += 1
+            if (ahead := t0 + sent / rate - time.monotonic()) > 0:
+                time.sleep(ahead)
+        producer.commit_transaction(60) if commit else producer.abort_transaction(60)
 
 
 @pytest.mark.parametrize("source", ["python", "native"])
@@ -409,7 +403,7 @@ def test_a_transactional_upstream_with_aborts_through_kill_9_and_a_lost_checkpoi
     batches = [(sent[i : i + 100], rng.random() > 0.25) for i in range(0, len(sent), 100)]  # a quarter aborted
     # 80 s of traffic: the second kill (and the checkpoint's loss) lands while tweets still arrive, so the last run
     # has work to resume.
-    upstream = transactional_in_background(s, batches, rate=150)
+    upstream = in_background(transactional_produce, s, batches, 150)
     stream = Stream(s, tmp_path, source=source)
     kills = []
     for lose_checkpoint in (False, True):

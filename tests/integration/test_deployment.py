@@ -12,35 +12,13 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streaming.job import ToneStream, checkpoint_has_offsets
-from tests.integration.test_stream import events, expected_counts, produce, read_topic, redis_counts
+from streaming.job import checkpoint_has_offsets
+from tests.integration.test_stream import events, expected_counts, produce, read_topic, redis_counts, run
 from tone.aggregates.redis_store import open_store
 
 pytestmark = pytest.mark.integration
 
 SOURCES = ["python", "native"]
-
-
-def stream(spark, s, checkpoint, source="python", max_per_trigger=0, stop_after=None):
-    job = ToneStream(
-        s,
-        scorer="vader",
-        checkpoint=checkpoint,
-        query_name="q",
-        trigger_seconds=0.5,
-        max_per_trigger=max_per_trigger,
-        source=source,
-    )
-    query = job.start(spark)
-    try:
-        if stop_after is None:
-            query.processAllAvailable()
-        else:
-            while job.batches < stop_after:
-                query.awaitTermination(0.5)
-    finally:
-        query.stop()
-    return job
 
 
 def transactional_produce(s, batches):
@@ -65,14 +43,14 @@ def test_a_transactional_upstream_counts_committed_tweets_only_and_never_hangs(s
     s = isolated
     committed1, aborted, committed2 = events(0, 120), events(120, 80), events(200, 100)
     transactional_produce(s, [(committed1, True), (aborted, False), (committed2, True)])
-    job = stream(spark, s, tmp_path / "ckpt", source=source)
+    job = run(spark, s, tmp_path / "ckpt", source=source)
     assert job.totals["counted"] == 220
     users = {e.user_id for e in committed1 + aborted + committed2}
     assert redis_counts(s, users) == expected_counts(committed1 + committed2)
     # More committed tweets after the markers: the next batch starts past them.
     committed3 = events(300, 40)
     transactional_produce(s, [(committed3, True)])
-    stream(spark, s, tmp_path / "ckpt", source=source)
+    run(spark, s, tmp_path / "ckpt", source=source)
     assert redis_counts(s, users) == expected_counts(committed1 + committed2 + committed3)
 
 
@@ -82,12 +60,12 @@ def test_a_lost_checkpoint_resumes_after_what_redis_counted(spark, isolated, tmp
     first = events(0, 300)
     produce(s, first)
     checkpoint = tmp_path / "ckpt"
-    stream(spark, s, checkpoint, source=source)
+    run(spark, s, checkpoint, source=source)
     assert checkpoint_has_offsets(checkpoint)
     shutil.rmtree(checkpoint)  # a cache directory cleaned, a new machine, a redeploy without the volume
     second = events(300, 200)
     produce(s, second)
-    job = stream(spark, s, checkpoint, source=source)
+    job = run(spark, s, checkpoint, source=source)
     assert "resuming after the offsets Redis counted" in caplog.text
     assert (job.totals["counted"], job.totals["already"], job.records) == (200, 0, 200)  # nothing re-read
     assert redis_counts(s, {e.user_id for e in first + second}) == expected_counts(first + second)
@@ -108,7 +86,7 @@ def test_offsets_deleted_before_they_were_read(spark, isolated, tmp_path, fail):
     produce(s, evs)
     on_topic = {(r.partition, r.offset): r.value for r in read_topic(s, s.kafka_topic_tweets)}
     checkpoint = tmp_path / "ckpt"
-    stream(spark, s, checkpoint, max_per_trigger=40, stop_after=1)  # 40 tweets counted, 360 waiting
+    run(spark, s, checkpoint, max_per_trigger=40, stop_after=1)  # 40 tweets counted, 360 waiting
     store = open_store(s)
     counted = {p: store.last_offset("q", s.kafka_topic_tweets, p) for p in range(4)}
     ends = Counter(p for p, _ in on_topic)
@@ -116,10 +94,10 @@ def test_offsets_deleted_before_they_were_read(spark, isolated, tmp_path, fail):
     delete_records(s, before)
     if fail:
         with pytest.raises(Exception, match=r"deleted \(retention\) before the stream read them") as err:
-            stream(spark, s, checkpoint)
+            run(spark, s, checkpoint)
         assert "TONE_FAIL_ON_DATA_LOSS=false" in str(err.value)
         return
-    job = stream(spark, s, checkpoint)
+    job = run(spark, s, checkpoint)
     lost = sum(before[p] - ((counted[p] or -1) + 1) for p in range(4))
     assert job.totals["lost"] == lost == 120
     kept = {

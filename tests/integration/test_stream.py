@@ -85,7 +85,7 @@ def run(spark, s, checkpoint, max_per_trigger=0, stop_after=None, fused_read=Tru
         if stop_after is None:
             query.processAllAvailable()
         else:
-            while len(job.reports) < stop_after:
+            while job.batches < stop_after:
                 query.awaitTermination(0.5)
     finally:
         query.stop()
