@@ -71,26 +71,26 @@ class Sample:
     workers: int
 
 
-def sample(batch: int) -> Sample:
+def sample(batch: int, root: int | None = None) -> Sample:
     """RSS of this process, its java descendants (the Spark driver) and their descendants (the Python workers).
 
     A producer this process started (not under the JVM) is left out. Workers fork from one daemon, so their RSS
     counts shared pages once per worker: compare its growth, not its size.
     """
-    me = os.getpid()
+    me = os.getpid() if root is None else root
     jvms = [p for p, name in _children(me).items() if name == "java"]
     workers = {p for j in jvms for p in _children(j)}
     return Sample(batch, time.time(), _rss(me), sum(_rss(p) for p in jvms), sum(_rss(p) for p in workers))
 
 
-def jvm_heap_after_gc(batch: int) -> tuple[int, int] | None:
+def jvm_heap_after_gc(batch: int, root: int | None = None) -> tuple[int, int] | None:
     """(batch, bytes of the Spark driver JVM's heap in use right after a full GC), or None without jcmd/jstat.
 
     RSS alone cannot tell a leak from a heap that fills with garbage until its next full collection (the serial GC
     of a local driver promotes short-lived objects too): the live heap after a forced full GC can.
     """
     jcmd, jstat = shutil.which("jcmd"), shutil.which("jstat")
-    jvms = [p for p, name in _children(os.getpid()).items() if name == "java"]
+    jvms = [p for p, name in _children(os.getpid() if root is None else root).items() if name == "java"]
     if not (jcmd and jstat and jvms):
         return None
     subprocess.run([jcmd, str(jvms[0]), "GC.run"], capture_output=True, check=False, timeout=60)

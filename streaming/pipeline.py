@@ -131,6 +131,7 @@ class ParsedRange:
     valid: list[_Valid] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     dead_offsets: list[int] = field(default_factory=list)
+    lost: list[tuple[int, int]] = field(default_factory=list)  # offset ranges deleted before they were read
     scored: list[Scored] = field(default_factory=list)
     wire: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) for the scored topic
 
@@ -153,7 +154,7 @@ def parse_ranges(chunks: Iterable[RecordChunk], config: TaskConfig) -> list[Pars
             stats = RangeStats(chunk.topic, chunk.partition)
             part = by_partition[(chunk.topic, chunk.partition)] = ParsedRange(stats)
         stats = part.stats
-        stats.lost += chunk.lost
+        part.lost += chunk.lost
         if not chunk.offsets:
             continue
         if stats.start_offset < 0:
@@ -240,6 +241,10 @@ def _skip_counted(parts: list[ParsedRange], config: TaskConfig, target: ToneStor
         markers[id(part)] = last = target.last_offset(config.query, s.topic, s.partition)
         if last is not None and last >= s.start_offset:
             _drop_counted(part, last)
+        # Deleted offsets at or below the marker were read and counted before (by an attempt that got further
+        # than its checkpoint): not lost.
+        floor = -1 if last is None else last
+        s.lost = sum(max(0, end - max(start, floor + 1)) for start, end in part.lost)
     return markers
 
 

@@ -107,7 +107,8 @@ def _range_sources(config: JobConfig, batches: Iterator[Any]) -> list[Iterator[R
 
     Rows of a Kafka source (ours with emit=records, or Spark's own): one source, possibly of several partitions.
     With emit=ranges the rows name the ranges (possibly several per task, see streaming/kafka_source.py) and this
-    task reads their records.
+    task reads their records, from just after the store's marker: what an earlier attempt counted is not read again
+    (after a crash between the store and Spark's commit, retention may even have deleted it since: not a loss).
     """
     from streaming.kafka_source import KafkaRange, KafkaStreamReader, from_arrow
 
@@ -115,11 +116,14 @@ def _range_sources(config: JobConfig, batches: Iterator[Any]) -> list[Iterator[R
         return [(chunk for b in batches if b.num_rows for chunk in from_arrow(b))]
 
     reader = KafkaStreamReader(config.source_options)
-    ranges = [
-        KafkaRange(row["topic"], row["partition"], row["start_offset"], row["end_offset"])
-        for batch in batches
-        for row in batch.to_pylist()
-    ]
+    store = _store(config)
+    ranges = []
+    for batch in batches:
+        for row in batch.to_pylist():
+            last = store.last_offset(config.query, row["topic"], row["partition"])
+            start = row["start_offset"] if last is None else max(row["start_offset"], last + 1)
+            if start < row["end_offset"]:
+                ranges.append(KafkaRange(row["topic"], row["partition"], start, row["end_offset"]))
     return [reader.read_range_chunks(r) for r in ranges]
 
 

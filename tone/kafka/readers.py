@@ -10,7 +10,7 @@ uses, and (read_committed, the default) the records of aborted transactions are 
 has holes. So a range ends when the consumer's *position* reaches its end, not when a record at ``end - 1`` arrives.
 Offsets deleted by retention before they were read are data loss: :class:`~tone.errors.DataLossError` naming them,
 or (``fail_on_data_loss=False``) the read goes on from the earliest offset left and counts the skipped ones on the
-next chunk (:attr:`RecordChunk.lost`), as Spark's Kafka source does with ``failOnDataLoss``.
+next chunk (:attr:`RecordChunk.lost`, the offset ranges), as Spark's Kafka source does with ``failOnDataLoss``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ CLIENTS: Final = ("auto", "kafka-python")
 ISOLATION_LEVELS: Final = ("read_committed", "read_uncommitted")
 
 _Record = tuple[int, int, bytes | None, bytes | None]  # offset, timestamp (epoch ms), key, value
-_LOST: Final = -1  # a _Record with this offset says: (timestamp field) offsets were lost just before the next record
+
+
+@dataclass(frozen=True)
+class _Lost:
+    """Offsets [start, end) deleted before they were read: yielded between records by the readers."""
+
+    start: int
+    end: int
 
 
 class OffsetRange(Protocol):
@@ -68,7 +75,8 @@ class RecordChunk:
     stamps_ms: list[int] = field(default_factory=list)
     keys: list[bytes | None] = field(default_factory=list)
     values: list[bytes | None] = field(default_factory=list)
-    lost: int = 0  # offsets deleted before they were read, just before this chunk (fail_on_data_loss=False)
+    # Offset ranges [start, end) deleted before they were read, just before this chunk (fail_on_data_loss=False).
+    lost: list[tuple[int, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -83,7 +91,7 @@ class RecordChunk:
     def take(self) -> RecordChunk:
         """The records gathered so far as a chunk of their own; this one starts empty again."""
         out = RecordChunk(self.topic, self.partition, self.offsets, self.stamps_ms, self.keys, self.values, self.lost)
-        self.offsets, self.stamps_ms, self.keys, self.values, self.lost = [], [], [], [], 0
+        self.offsets, self.stamps_ms, self.keys, self.values, self.lost = [], [], [], [], []
         return out
 
 
@@ -106,11 +114,11 @@ class RangeReader(Protocol):
         """Close the consumer."""
 
 
-def _chunks(offsets: OffsetRange, records: Iterator[_Record]) -> Iterator[RecordChunk]:
+def _chunks(offsets: OffsetRange, records: Iterator[_Record | _Lost]) -> Iterator[RecordChunk]:
     pending = RecordChunk(offsets.topic, offsets.partition)
     for record in records:
-        if record[0] == _LOST:
-            pending.lost += record[1]
+        if isinstance(record, _Lost):
+            pending.lost.append((record.start, record.end))
             continue
         pending.add(*record)
         if len(pending) >= CHUNK_ROWS:
@@ -137,12 +145,12 @@ def data_loss_message(topic: str, detail: str) -> str:
     )
 
 
-def _data_lost(offsets: OffsetRange, position: int, earliest: int, *, fail: bool) -> int:
-    """Offsets [position, earliest) are gone: raise DataLossError, or (``fail`` False) how many this range skipped."""
+def _data_lost(offsets: OffsetRange, position: int, earliest: int, *, fail: bool) -> _Lost:
+    """Offsets [position, earliest) are gone: raise DataLossError, or (``fail`` False) the ones this range skips."""
     if fail:
         detail = f"partition {offsets.partition}: offsets {position}-{earliest - 1}"
         raise DataLossError(data_loss_message(offsets.topic, detail))
-    return min(earliest, offsets.end) - position
+    return _Lost(position, min(earliest, offsets.end))
 
 
 def _wait_for_partitions(conn: KafkaConnection, topic: str, lookup: Any) -> list[int]:
@@ -212,7 +220,7 @@ class LibrdkafkaReader:
         """The range's records in chunks."""
         return _chunks(offsets, self._records(offsets, fail_on_data_loss))
 
-    def _records(self, offsets: OffsetRange, fail_on_data_loss: bool) -> Iterator[_Record]:
+    def _records(self, offsets: OffsetRange, fail_on_data_loss: bool) -> Iterator[_Record | _Lost]:
         from confluent_kafka import KafkaError, TopicPartition
 
         consumer = self._consumer
@@ -240,8 +248,7 @@ class LibrdkafkaReader:
                         position = max(position, int(m.offset() or 0))
                     elif error.code() == KafkaError._AUTO_OFFSET_RESET:  # noqa: SLF001
                         earliest = self._watermarks(offsets.topic, offsets.partition)[0]
-                        lost = _data_lost(offsets, position, earliest, fail=fail_on_data_loss)
-                        yield _LOST, lost, None, None
+                        yield _data_lost(offsets, position, earliest, fail=fail_on_data_loss)
                         position = earliest
                         consumer.assign([TopicPartition(offsets.topic, offsets.partition, earliest)])
                         break
@@ -296,7 +303,7 @@ class KafkaPythonReader:
         """The range's records in chunks."""
         return _chunks(offsets, self._records(offsets, fail_on_data_loss))
 
-    def _records(self, offsets: OffsetRange, fail_on_data_loss: bool) -> Iterator[_Record]:
+    def _records(self, offsets: OffsetRange, fail_on_data_loss: bool) -> Iterator[_Record | _Lost]:
         from kafka import TopicPartition
         from kafka.errors import OffsetOutOfRangeError
 
@@ -311,7 +318,7 @@ class KafkaPythonReader:
                     records = consumer.poll(timeout_ms=500, max_records=CHUNK_ROWS).get(tp, [])
                 except OffsetOutOfRangeError:
                     earliest = self.beginning_offsets(offsets.topic, [offsets.partition])[offsets.partition]
-                    yield _LOST, _data_lost(offsets, position, earliest, fail=fail_on_data_loss), None, None
+                    yield _data_lost(offsets, position, earliest, fail=fail_on_data_loss)
                     position = earliest
                     consumer.seek(tp, earliest)
                     continue

@@ -169,13 +169,18 @@ def test_offsets_lost_to_retention_are_reported_even_when_no_record_is_left():
     from tone.kafka.readers import RecordChunk
 
     store = MemoryToneStore(StoreConfig(top_min_count=1))
-    only_lost = RecordChunk("tweets", 0, lost=30)  # the whole range was deleted before it was read
-    then = RecordChunk("tweets", 1, lost=5)
+    store.apply_range("q", "tweets", 2, 0, 11, [])  # partition 2: offsets up to 11 were counted before
+    only_lost = RecordChunk("tweets", 0, lost=[(0, 30)])  # the whole range was deleted before it was read
+    then = RecordChunk("tweets", 1, lost=[(0, 5)])
     then.add(5, KAFKA_MS, b"k", tweet(5, "alice"))
-    stats = run_task(CONFIG, [[only_lost], [then]], VaderScorer, ListProducer, lambda: store)
+    # An attempt that got further than its checkpoint counted up to 11; 8-19 were deleted since: only 12-19 are lost.
+    counted_before = RecordChunk("tweets", 2, lost=[(8, 20)])
+    counted_before.add(20, KAFKA_MS, b"k", tweet(20, "bob"))
+    stats = run_task(CONFIG, [[only_lost], [then], [counted_before]], VaderScorer, ListProducer, lambda: store)
     assert [(s.partition, s.lost, s.records, s.start_offset, s.counted) for s in stats] == [
         (0, 30, 0, -1, 0),
         (1, 5, 1, 5, 1),
+        (2, 8, 1, 20, 1),
     ]
     assert store.last_offset("q", "tweets", 0) is None
     assert store.user("alice")["n"] == 1
