@@ -146,7 +146,6 @@ class StreamMonitor:
         self.window_s, self.clock = window_s, clock
         self.windows: deque[_Window] = deque()
         self.reasons: Counter[str] = Counter()
-        self.totals = Counter[str]()
         self._events_seen = 0
         self._restarts_seen = 0
         self._last_finished: float | None = None
@@ -174,7 +173,6 @@ class StreamMonitor:
         for reason, n in report.reasons.items():
             m.dead_letters.labels(reason).inc(n)
         self.reasons.update(report.reasons)
-        self.totals.update(records=report.records, invalid=report.invalid)
         elapsed = report.finished - (self._last_finished or report.started)
         self._last_finished = report.finished
         m.rate.set(report.records / elapsed if elapsed > 0 else 0.0)
@@ -207,8 +205,8 @@ class StreamMonitor:
                 "updated_at": f"{self.clock():.3f}",
                 "last_batch_at": f"{report.finished:.3f}",
                 "batches": str(job.batches),
-                "records": str(self.totals["records"]),
-                "invalid": str(self.totals["invalid"]),
+                "records": str(job.totals["records"]),
+                "invalid": str(job.totals["invalid"]),
                 "rate": f"{m.rate._value.get():.1f}",  # noqa: SLF001 - the gauge's current value
                 "lag": json.dumps({str(p): n for p, n in lags.items()}),
                 "dead_letters": json.dumps(dict(self.reasons)),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Final
 
@@ -233,12 +233,16 @@ def _compare(parts: list[ParsedRange], every: int, reference: Scorer) -> None:
         part.stats.disagreed += int(scored.label != label)
 
 
-def _skip_counted(parts: list[ParsedRange], config: TaskConfig, target: ToneStore) -> dict[int, int | None]:
-    """Each range's marker (by ``id`` of the range); the records at or below it are dropped."""
+def _skip_counted(
+    parts: list[ParsedRange], config: TaskConfig, target: ToneStore, known: Mapping[tuple[str, int], int | None]
+) -> dict[int, int | None]:
+    """Each range's marker (by ``id`` of the range; ``known`` ones are not read again); drop the records at or below."""
     markers = {}
     for part in parts:
         s = part.stats
-        markers[id(part)] = last = target.last_offset(config.query, s.topic, s.partition)
+        key = (s.topic, s.partition)
+        last = known[key] if key in known else target.last_offset(config.query, s.topic, s.partition)
+        markers[id(part)] = last
         if last is not None and last >= s.start_offset:
             _drop_counted(part, last)
         # Deleted offsets at or below the marker were read and counted before (by an attempt that got further
@@ -272,12 +276,14 @@ def run_task(
     store: Callable[[], ToneStore],
     clock: Callable[[], float] = time.time,
     reference: Callable[[], Scorer] | None = None,
+    markers: Mapping[tuple[str, int], int | None] | None = None,
 ) -> list[RangeStats]:
     """One task's work over its Kafka ranges (see the module docstring); one stats row per range.
 
     ``scorer`` and ``producer`` are called only when needed (a task of invalid records loads no model).
     ``reference`` (VADER in the stream) scores a ``drift_sample`` of the valid tweets too, for the drift signal.
     Per-task times (parse, score, kafka) are reported on the first range's row; the batch report sums them.
+    ``markers``: store markers the caller read already for this task (read from the store otherwise).
     """
     t0 = time.perf_counter()
     parts = [part for source in sources for part in parse_ranges(source, config)]
@@ -287,7 +293,7 @@ def run_task(
     first.parse_s = time.perf_counter() - t0
 
     target = store()
-    markers = _skip_counted(parts, config, target)
+    read = _skip_counted(parts, config, target, markers or {})
 
     texts = [item.event.text for part in parts for item in part.valid]
     version = ""
@@ -319,7 +325,7 @@ def run_task(
 
     t0 = time.perf_counter()
     for part in parts:
-        _count(part, config, target, markers[id(part)], version)
+        _count(part, config, target, read[id(part)], version)
     first.redis_s = time.perf_counter() - t0
 
     now = clock()

@@ -52,31 +52,35 @@ def worker_settings(config: JobConfig) -> Settings:
     return RESOURCES.get("settings", config.fingerprint(), lambda: load_settings(**config.settings_env))
 
 
-_REPORTED: set[str] = set()  # refusals this worker has logged (once each)
+def _scorer_key(config: JobConfig) -> str:
+    return f"{config.scorer}|{config.fingerprint()}"
 
 
 def current_scorer(config: JobConfig) -> Scorer:
-    """The scorer for this worker, loaded once and reused across batches (swapped when the spec changes)."""
+    """The scorer for this worker, loaded once and reused across batches (swapped when the spec changes).
+
+    A model that fails to load while an old one is held leaves the old one scoring (see WorkerResources.get); the
+    failure is logged once, here, since that fingerprint is never tried again in this worker.
+    """
     from tone.scoring.loader import load_scorer
 
     def load() -> Scorer:
         t0 = time.perf_counter()
-        scorer = load_scorer(config.scorer, worker_settings(config))
+        try:
+            scorer = load_scorer(config.scorer, worker_settings(config))
+        except Exception as exc:
+            log.error("worker %d could not load %s (%s); it keeps any model it had", os.getpid(), config.scorer, exc)
+            raise
         # Once per Python worker (and model): a first batch that is slow shows here.
         log.info("worker %d loaded %s in %.1f s", os.getpid(), scorer.version, time.perf_counter() - t0)
         return scorer
 
-    fingerprint = f"{config.scorer}|{config.fingerprint()}"
-    scorer = RESOURCES.get("scorer", fingerprint, load, keep_on_failure=True)
-    if (why := RESOURCES.refusal("scorer", fingerprint)) is not None and fingerprint not in _REPORTED:
-        _REPORTED.add(fingerprint)
-        log.error("worker %d REFUSED %s (%s); still scoring with %s", os.getpid(), config.scorer, why, scorer.version)
-    return scorer
+    return RESOURCES.get("scorer", _scorer_key(config), load, keep_on_failure=True)
 
 
 def refused_scorer(config: JobConfig) -> str:
     """The scorer spec this worker failed to load (it kept the old model), or ""."""
-    return config.scorer if RESOURCES.refusal("scorer", f"{config.scorer}|{config.fingerprint()}") else ""
+    return config.scorer if RESOURCES.refusal("scorer", _scorer_key(config)) else ""
 
 
 def _producer(config: JobConfig) -> Producer:
@@ -102,13 +106,17 @@ def _vader() -> Scorer:
     return RESOURCES.get("vader", "vader", VaderScorer)
 
 
-def _range_sources(config: JobConfig, batches: Iterator[Any]) -> list[Iterator[RecordChunk]]:
+Markers = dict[tuple[str, int], int | None]  # (topic, partition) -> the store's marker, as this task read it
+
+
+def _range_sources(config: JobConfig, batches: Iterator[Any], markers: Markers) -> list[Iterator[RecordChunk]]:
     """One iterator of record chunks per Kafka range this task handles.
 
     Rows of a Kafka source (ours with emit=records, or Spark's own): one source, possibly of several partitions.
     With emit=ranges the rows name the ranges (possibly several per task, see streaming/kafka_source.py) and this
     task reads their records, from just after the store's marker: what an earlier attempt counted is not read again
     (after a crash between the store and Spark's commit, retention may even have deleted it since: not a loss).
+    The markers it read go into ``markers``, so the pipeline does not read them again.
     """
     from streaming.kafka_source import KafkaRange, KafkaStreamReader, from_arrow
 
@@ -120,7 +128,8 @@ def _range_sources(config: JobConfig, batches: Iterator[Any]) -> list[Iterator[R
     ranges = []
     for batch in batches:
         for row in batch.to_pylist():
-            last = store.last_offset(config.query, row["topic"], row["partition"])
+            key = (row["topic"], row["partition"])
+            markers[key] = last = store.last_offset(config.query, *key)
             start = row["start_offset"] if last is None else max(row["start_offset"], last + 1)
             if start < row["end_offset"]:
                 ranges.append(KafkaRange(row["topic"], row["partition"], start, row["end_offset"]))
@@ -144,13 +153,15 @@ def _stats_batch(rows: list[RangeStats]) -> Any:
 def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any]:
     """``mapInArrow`` function: run this task's Kafka range(s) through the pipeline, yield one stats row per range."""
     task = TaskConfig.from_settings(worker_settings(config), config.query)
+    markers: Markers = {}
     rows = run_task(
         task,
-        _range_sources(config, batches),
+        _range_sources(config, batches, markers),
         scorer=lambda: current_scorer(config),
         producer=lambda: _producer(config),
         store=lambda: _store(config),
         reference=_vader,
+        markers=markers,
     )
     if rows and (refused := refused_scorer(config)):
         rows[0].refused = refused

@@ -6,6 +6,7 @@ offsets stalled the reader instead of failing with what was lost.
 """
 
 import shutil
+import time
 from collections import Counter
 
 import pytest
@@ -71,6 +72,20 @@ def test_a_lost_checkpoint_resumes_after_what_redis_counted(spark, isolated, tmp
     assert redis_counts(s, {e.user_id for e in first + second}) == expected_counts(first + second)
 
 
+def settled_markers(s, timeout=60.0):
+    """Redis's markers once they stop moving: a task of a stopped query can still finish its Redis apply after
+    query.stop() returns (seen: a marker moved after it was read here, and 30 "lost" offsets had been counted)."""
+    store = open_store(s)
+    deadline = time.monotonic() + timeout
+    before = None
+    while True:
+        now = {p: store.last_offset("q", s.kafka_topic_tweets, p) for p in range(4)}
+        if now == before or time.monotonic() > deadline:
+            return now
+        before = now
+        time.sleep(3)
+
+
 def delete_records(s, before):
     """Delete each partition's records below ``before[p]``, as retention does."""
     admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers})
@@ -87,8 +102,7 @@ def test_offsets_deleted_before_they_were_read(spark, isolated, tmp_path, fail):
     on_topic = {(r.partition, r.offset): r.value for r in read_topic(s, s.kafka_topic_tweets)}
     checkpoint = tmp_path / "ckpt"
     run(spark, s, checkpoint, max_per_trigger=40, stop_after=1)  # 40 tweets counted, 360 waiting
-    store = open_store(s)
-    counted = {p: store.last_offset("q", s.kafka_topic_tweets, p) for p in range(4)}
+    counted = settled_markers(s)
     ends = Counter(p for p, _ in on_topic)
     before = {p: min(ends[p], (counted[p] or -1) + 1 + 30) for p in range(4)}  # 30 unread offsets per partition
     delete_records(s, before)

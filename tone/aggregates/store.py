@@ -16,7 +16,8 @@ import math
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from tone.aggregates.deltas import Ewma, Scored, UserDelta, batch_deltas
 from tone.labels import RANKED_LABELS
@@ -101,6 +102,10 @@ def key_part(user_id: str) -> str:
 DEFAULT_STEP_TWEETS: Final = 500
 
 
+class _Unread(Enum):
+    UNREAD = 0  # count_records' ``last`` when the caller has not read the marker (None means: there is none)
+
+
 @dataclass(frozen=True)
 class Counted:
     """What :func:`count_records` did with one range."""
@@ -120,18 +125,18 @@ def count_records(
     end: int,
     *,
     step: int = DEFAULT_STEP_TWEETS,
-    last: int | None = None,
+    last: int | None | Literal[_Unread.UNREAD] = _Unread.UNREAD,
 ) -> Counted:
     """Count each of a range's records (offset, scored tweet) once: those above the marker, in bounded steps.
 
     ``records`` are in offset order; ``end`` is the range's last offset (at or after the last record: a range of
     invalid records only still moves the marker, so the bookkeeping stays contiguous). ``step``: at most this many
     tweets per atomic step, so a lookup never waits long behind one, whatever the backlog. ``last``: the marker as
-    the caller just read it (saves one round trip). A refused step means the marker moved under us: read it again
-    and go on with the records above it.
+    the caller just read it (None: no marker yet; saves one round trip). A refused step means the marker moved
+    under us: read it again and go on with the records above it.
     """
     config = store.config
-    if last is None:
+    if last is _Unread.UNREAD:
         last = store.last_offset(query, topic, partition)
     offsets = [offset for offset, _ in records]
     steps = counted = 0

@@ -21,12 +21,12 @@ def admin_client(conn: KafkaConnection) -> Any:
     return AdminClient(conn.librdkafka())
 
 
-def wait_until_ready(admin: Any, conn: KafkaConnection, timeout: float) -> set[str]:
-    """Wait until the cluster answers a metadata request (a broker takes TCP before it answers); its topics."""
+def wait_until_ready(admin: Any, conn: KafkaConnection, timeout: float) -> Any:
+    """Wait until the cluster answers a metadata request (a broker takes TCP before it answers); its metadata."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return set(admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic()))).topics)
+            return admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
         except Exception as exc:
             if time.monotonic() > deadline:
                 msg = f"the Kafka cluster at {conn.bootstrap} does not answer metadata requests: {exc}"
@@ -76,8 +76,7 @@ def create_topics(
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # exported at run time, not in stubs
 
     admin = admin_client(conn)
-    wait_until_ready(admin, conn, timeout)
-    metadata = admin.list_topics(timeout=timeout)
+    metadata = wait_until_ready(admin, conn, timeout)
     factor, min_insync = (replication or Replication()).resolve(len(metadata.brokers))
     existing = metadata.topics
     for topic in partitions:

@@ -58,6 +58,7 @@ def test_lag_drift_and_health_after_a_batch():
         refresher=None,
         restarts=1,
         batches=1,
+        totals=Counter(records=10, invalid=2),
     )
     report = BatchReport(
         0,
@@ -115,6 +116,7 @@ def test_a_failure_while_publishing_never_reaches_the_stream(caplog):
         refresher=None,
         restarts=0,
         batches=0,
+        totals=Counter(),
     )
     monitor.after_batch(job, BatchReport(0, records=1, valid=1, started=1, finished=2))
     assert "could not publish" in caplog.text

@@ -184,3 +184,17 @@ def test_offsets_lost_to_retention_are_reported_even_when_no_record_is_left():
     ]
     assert store.last_offset("q", "tweets", 0) is None
     assert store.user("alice")["n"] == 1
+
+
+def test_markers_the_task_read_already_are_not_read_again():
+    class Counting(MemoryToneStore):
+        reads = 0
+
+        def last_offset(self, query, topic, partition):
+            self.reads += 1
+            return super().last_offset(query, topic, partition)
+
+    store = Counting(StoreConfig(top_min_count=1))
+    sources = [list(chunks_of(records([tweet(0, "alice"), tweet(1, "bob")])))]
+    stats = run_task(CONFIG, sources, VaderScorer, ListProducer, lambda: store, markers={("tweets", 0): None})
+    assert (store.reads, stats[0].counted) == (0, 2)
