@@ -54,13 +54,19 @@ def kafka_connector_config(settings: Settings) -> dict[str, str]:
         return {"spark.jars.packages": spark_kafka_package()}
 
 
-def build_spark(
-    master: str = "local[*]", app_name: str = "tweet-tone", extra: dict[str, str] | None = None, ui_port: int = 0
+def build_spark(  # noqa: PLR0913 - Spark's knobs this project sets
+    master: str = "local[*]",
+    app_name: str = "tweet-tone",
+    extra: dict[str, str] | None = None,
+    ui_port: int = 0,
+    driver_host: str = "127.0.0.1",
+    bind_address: str = "127.0.0.1",
 ) -> Any:
-    """A SparkSession set up for this job (Python workers on this interpreter, Arrow, loopback driver).
+    """A SparkSession set up for this job (Python workers on this interpreter, Arrow, loopback driver by default).
 
     ``extra``: more Spark configuration, e.g. :func:`kafka_connector_config` for Spark's own Kafka source.
     ``ui_port``: the Spark UI's port (Spark takes the next free one if it is busy); 0 turns the UI off.
+    ``driver_host`` / ``bind_address``: where executors reach the driver, and where it listens (a remote cluster).
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this venv's pyarrow and models
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -71,8 +77,8 @@ def build_spark(
     builder = (
         SparkSession.builder.master(master)
         .appName(app_name)
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", bind_address)
+        .config("spark.driver.host", driver_host)
         .config("spark.ui.enabled", "true" if ui_port else "false")
         .config("spark.ui.port", str(ui_port or 4040))
         .config("spark.sql.shuffle.partitions", "4")

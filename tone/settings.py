@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field("tone:", min_length=1, max_length=64, validation_alias=env.REDIS_KEY_PREFIX)
     # Tweets per atomic Redis step: a lookup waits behind at most one step, whatever the backlog (docs/benchmarks.md).
     redis_step_tweets: int = Field(500, ge=1, le=100_000, validation_alias=env.REDIS_STEP_TWEETS)
+    # TONE_REDIS_URL names any node of a Redis Cluster: per-user keys spread over its hash slots, an offset marker
+    # per slot (docs/scaling.md).
+    redis_cluster: bool = Field(False, validation_alias=env.REDIS_CLUSTER)
+    # After each apply, wait until this many replicas have the writes (Redis WAIT), so a count the stream went on
+    # from survives the master's loss; fewer within the timeout fails the task and Spark retries it (nothing counts
+    # twice). Unset: 1 on a cluster, 0 on one node.
+    redis_wait_replicas: int | None = Field(None, ge=0, le=16, validation_alias=env.REDIS_WAIT_REPLICAS)
+    redis_wait_timeout_ms: int = Field(2000, ge=1, le=600_000, validation_alias=env.REDIS_WAIT_TIMEOUT_MS)
     # A user's keys (aggregates, recent tweets, top-N entries) expire this long after their last tweet was counted
     # (0: never). Offset markers never expire.
     user_ttl_s: int = Field(30 * 24 * 3600, ge=0, validation_alias=env.USER_TTL_S)
@@ -124,6 +132,10 @@ class Settings(BaseSettings):
     drift_sample: float = Field(0.05, ge=0, le=1, validation_alias=env.DRIFT_SAMPLE)
     drift_window_s: float = Field(600.0, gt=0, le=86400, validation_alias=env.DRIFT_WINDOW_S)
     spark_master: str = Field("local[*]", min_length=1, validation_alias=env.SPARK_MASTER)
+    # The driver's address as executors reach it, and the address it listens on: loopback for local mode and a
+    # cluster on this machine; this host's name (and 0.0.0.0 to listen everywhere) for a remote cluster.
+    spark_driver_host: str = Field("127.0.0.1", min_length=1, validation_alias=env.SPARK_DRIVER_HOST)
+    spark_driver_bind_address: str = Field("127.0.0.1", min_length=1, validation_alias=env.SPARK_DRIVER_BIND_ADDRESS)
     # JVM artifacts from Maven Central (Kafka broker, Spark's Kafka connector), one directory per version.
     jars_dir: Path = Field(default_factory=lambda: _cache_dir("jars"), validation_alias=env.JARS_DIR)
     ewma_half_life_s: float = Field(3600.0, gt=0, validation_alias=env.EWMA_HALF_LIFE_S)
@@ -168,6 +180,12 @@ class Settings(BaseSettings):
     # Secure local stack: Kafka with SASL_SSL/SCRAM-SHA-512 and Redis with a password over TLS (fixed when the
     # state directory is first created).
     stack_secure: bool = Field(False, validation_alias=env.STACK_SECURE)
+    # A cluster on one machine (docs/scaling.md): N KRaft nodes (broker+controller), a Redis Cluster of 3 masters
+    # and 3 replicas, a Spark standalone master with N workers (0: none; the stream runs Spark in-process).
+    stack_kafka_brokers: int = Field(1, ge=1, le=9, validation_alias=env.STACK_KAFKA_BROKERS)
+    stack_redis_cluster: bool = Field(False, validation_alias=env.STACK_REDIS_CLUSTER)
+    stack_spark_workers: int = Field(0, ge=0, le=8, validation_alias=env.STACK_SPARK_WORKERS)
+    stack_spark_port: int = Field(7077, ge=1, le=65535, validation_alias=env.STACK_SPARK_PORT)
 
     log_level: LogLevel = Field("INFO", validation_alias=env.LOG_LEVEL)
 
@@ -180,6 +198,14 @@ class Settings(BaseSettings):
             msg = f"expected a comma-separated list of host:port, got {value!r}"
             raise ValueError(msg)
         return ",".join(servers)
+
+    @field_validator("redis_key_prefix")
+    @classmethod
+    def _check_key_prefix(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            msg = "must not contain { or }: in a Redis Cluster they pick a key's hash slot (the user id's braces do)"
+            raise ValueError(msg)
+        return value
 
     @field_validator("redis_url")
     @classmethod

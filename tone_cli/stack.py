@@ -39,18 +39,18 @@ def down() -> None:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Show each service's state, PID, address and log file. Exits 1 unless all are running."""
+    """Show each node's state, role, PID, address and log file. Exits 1 unless all are running."""
     rows = _stack().status()
     if as_json:
         console.print_json(json.dumps([{**r.__dict__, "log": str(r.log)} for r in rows]))
     else:
         table = Table(title="local stack")
-        for col in ("service", "software", "state", "pid", "address", "log"):
+        for col in ("node", "software", "role", "state", "pid", "address", "log"):
             table.add_column(col, overflow="fold")
         colors = {"running": "green", "stopped": "dim", "stale": "yellow", "unhealthy": "red"}
         for r in rows:
             state = f"[{colors[r.state]}]{r.state}[/]"
-            table.add_row(r.name, r.software, state, str(r.pid or ""), r.address, str(r.log))
+            table.add_row(r.name, r.software, r.role, state, str(r.pid or ""), r.address, str(r.log))
         console.print(table)
     if any(r.state != "running" for r in rows):
         raise typer.Exit(1)

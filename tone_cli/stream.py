@@ -76,7 +76,13 @@ def stream(
         source=source,
     )
     extra = kafka_connector_config(settings) if job.source == "native" else {}
-    spark = build_spark(settings.spark_master, extra=extra, ui_port=settings.spark_ui_port)
+    spark = build_spark(
+        settings.spark_master,
+        extra=extra,
+        ui_port=settings.spark_ui_port,
+        driver_host=settings.spark_driver_host,
+        bind_address=settings.spark_driver_bind_address,
+    )
     job.monitor = open_monitor(job)
     ui = spark.sparkContext.uiWebUrl or "off (TONE_SPARK_UI_PORT=0)"
     metrics = (

@@ -11,7 +11,8 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from devstack.stack import LocalStack, _proc_start_time, port_open
+from devstack.process import port_open, proc_start_time
+from devstack.stack import LocalStack
 from tests.conftest import stack_settings
 from tone import envvars
 from tone.jars import KAFKA_VERSION
@@ -66,7 +67,7 @@ def test_cli_up_status_down_leaves_nothing_running(tmp_path):
         assert [r["state"] for r in rows] == ["running"] * 3
         assert rows[2]["software"].startswith(f"Apache Kafka {KAFKA_VERSION}")
         pids = [r["pid"] for r in rows]
-        assert all(_proc_start_time(p) is not None for p in pids)
+        assert all(proc_start_time(p) is not None for p in pids)
 
         check = tone("stack", "check", "--messages", "50", env=env)
         assert check.returncode == 0, check.stderr
@@ -77,7 +78,7 @@ def test_cli_up_status_down_leaves_nothing_running(tmp_path):
 
         down = tone("stack", "down", env=env)
         assert down.returncode == 0
-        assert all(_proc_start_time(p) is None for p in pids)
+        assert all(proc_start_time(p) is None for p in pids)
         assert not any(port_open(p) for p in (s.stack_kafka_port, s.stack_redis_port, s.stack_moto_port))
         assert not list(s.stack_dir.glob("*.pid"))
 
@@ -137,7 +138,7 @@ def test_a_broker_kill_9_loses_no_acknowledged_message(tmp_path):
         old_pid = local.running_pid("kafka")
         os.kill(old_pid, signal.SIGKILL)  # no clean shutdown: the log is recovered on restart
         deadline = time.monotonic() + 10
-        while _proc_start_time(old_pid) is not None and time.monotonic() < deadline:
+        while proc_start_time(old_pid) is not None and time.monotonic() < deadline:
             time.sleep(0.05)
         local.up()  # restarts only the broker
         assert local.running_pid("kafka") not in (None, old_pid)

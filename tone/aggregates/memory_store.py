@@ -2,18 +2,21 @@
 
 It keeps the same hash fields as the Lua script in :mod:`tone.aggregates.redis_store` and follows the same rules
 (exactly once per offset range, recent list capped, top sets only from the minimum count); the store contract
-tests run one suite against both. Hourly buckets do not expire here.
+tests run one suite against both. Hourly buckets do not expire here. With ``shards`` > 1 it keeps a marker per
+shard as the Redis Cluster store does (a user's shard from a hash of the id), for unit tests of per-shard counting
+and partial applies.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tone.aggregates.deltas import Ewma, UserDelta
-from tone.aggregates.store import StoreConfig, check_range, check_ranked, finite_top, user_view
+from tone.aggregates.store import Step, StoreConfig, check_range, check_ranked, finite_top, user_view
 from tone.labels import RANKED_LABELS
 
 
@@ -26,19 +29,50 @@ class MemoryToneStore:
     recent: dict[str, list[str]] = field(default_factory=dict)
     buckets: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     ranks: dict[str, dict[str, float]] = field(default_factory=lambda: {label: {} for label in RANKED_LABELS})
-    applied: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    applied: dict[tuple[str, str, int] | tuple[str, str, int, int], int] = field(default_factory=dict)
     streams: dict[str, dict[str, str]] = field(default_factory=dict)
-    # Test hook: raise this from apply_range (before any write) to simulate a failing store.
+    shards: int = 1
+    # Test hooks: raise this from apply_range (before any write) to simulate a failing store; or only after this
+    # many more steps were applied (a task killed half-way through a range's shards).
     fail_with: Exception | None = None
+    fail_after_steps: int | None = None
 
-    def apply_range(
-        self, query: str, topic: str, partition: int, start: int, end: int, deltas: Sequence[UserDelta]
+    @property
+    def sharded(self) -> bool:
+        """Markers per shard when there is more than one."""
+        return self.shards > 1
+
+    def shard_of(self, user_id: str) -> int:
+        """A stable hash of the id (the Redis Cluster store uses the key's hash slot)."""
+        return zlib.crc32(user_id.encode()) % self.shards if self.sharded else 0
+
+    def _marker(self, query: str, topic: str, partition: int, shard: int) -> tuple[str, str, int, int]:
+        return (query, topic, partition, shard)
+
+    def apply_steps(self, query: str, topic: str, partition: int, steps: Sequence[Step]) -> list[bool]:
+        """Each step on its own (see :meth:`apply_range`)."""
+        return [self.apply_range(query, topic, partition, t.start, t.end, t.deltas, t.shard) for t in steps]
+
+    def apply_range(  # noqa: PLR0913 - a step's coordinates
+        self,
+        query: str,
+        topic: str,
+        partition: int,
+        start: int,
+        end: int,
+        deltas: Sequence[UserDelta],
+        shard: int = 0,
     ) -> bool:
-        """Apply the tweets of offsets [start, end] of one partition; False if already applied."""
+        """Apply the tweets of offsets [start, end] of one partition (shard); False if already applied."""
         check_range(start, end)
-        if self.fail_with is not None:
+        if self.fail_after_steps is not None:
+            if self.fail_after_steps <= 0:
+                raise self.fail_with or RuntimeError("store failed (test hook)")
+            self.fail_after_steps -= 1
+        elif self.fail_with is not None:
             raise self.fail_with
-        if start <= self.applied.get((query, topic, partition), -1):
+        marker = self._marker(query, topic, partition, shard) if self.sharded else (query, topic, partition)
+        if start <= self.applied.get(marker, -1):
             return False
         half_life = self.config.half_life_s
         for d in deltas:
@@ -68,8 +102,19 @@ class MemoryToneStore:
                     self.ranks[label][d.user_id] = float(h.get(f"prob_sum:{label}", 0.0)) / n
                 else:
                     self.ranks[label].pop(d.user_id, None)
-        self.applied[(query, topic, partition)] = end
+        self.applied[marker] = end
         return True
+
+    def shard_offsets(self, query: str, topic: str, partition: int, shards: Sequence[int]) -> list[int | None]:
+        """Each shard's own marker."""
+        if not self.sharded:
+            return [self.last_offset(query, topic, partition) for _ in shards]
+        return [self.applied.get(self._marker(query, topic, partition, shard)) for shard in shards]
+
+    def advance(self, query: str, topic: str, partition: int, end: int) -> None:
+        """Move the partition's marker up to ``end``."""
+        key = (query, topic, partition)
+        self.applied[key] = max(end, self.applied.get(key, -1))
 
     def prune_top(self, cursors: dict[str, int], count: int = 500) -> int:  # noqa: ARG002 - the protocol's shape
         """Nothing expires here: nothing to prune."""

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tone.aggregates.deltas import UserDelta
-from tone.aggregates.store import StoreConfig, check_range, check_ranked, finite_top, key_part, user_view
+from tone.aggregates.store import Step, StoreConfig, check_range, check_ranked, finite_top, key_part, user_view
 from tone.errors import ServiceError
 from tone.labels import RANKED_LABELS
 from tone.retry import with_retries
@@ -51,6 +51,9 @@ local bucket_ttl = tonumber(ARGV[6])
 local prefix = ARGV[7]
 local ranked = cjson.decode(ARGV[9])
 local user_ttl = tonumber(ARGV[10])
+-- 1: the top-N sets are written here; 0 (Redis Cluster: they live in other slots): each user's n and sums are
+-- returned for the caller to write them.
+local top_here = ARGV[11] == '1'
 local users = cjson.decode(ARGV[2])
 
 -- 1. Check everything before the first write: Redis keeps the writes of a script that fails half-way.
@@ -73,9 +76,11 @@ if err then return err end
 local last = tonumber(redis.call('GET', applied_key) or '-1')
 if not last then return redis.error_reply('refused, nothing written: ' .. applied_key .. ' is not an offset') end
 if start_offset <= last then return 0 end
-for _, label in ipairs(ranked) do
-  err = expect_type(prefix .. 'top:' .. label, 'zset')
-  if err then return err end
+if top_here then
+  for _, label in ipairs(ranked) do
+    err = expect_type(prefix .. 'top:' .. label, 'zset')
+    if err then return err end
+  end
 end
 for _, u in ipairs(users) do
   local key = prefix .. 'user:{' .. u.key .. '}'
@@ -99,6 +104,7 @@ for _, u in ipairs(users) do
 end
 
 -- 2. Write.
+local tops = {}
 for _, u in ipairs(users) do
   local key = prefix .. 'user:{' .. u.key .. '}'
   local n = redis.call('HINCRBY', key, 'n', u.n)
@@ -131,35 +137,51 @@ for _, u in ipairs(users) do
     redis.call('EXPIRE', key, user_ttl)
     redis.call('EXPIRE', key .. ':recent', user_ttl)
   end
+  local row = {u.id, n}
   for _, label in ipairs(ranked) do
     local zkey = prefix .. 'top:' .. label
-    if n >= min_count then
-      local sum = tonumber(redis.call('HGET', key, 'prob_sum:' .. label) or '0')
+    local sum = tonumber(redis.call('HGET', key, 'prob_sum:' .. label) or '0')
+    if not top_here then
+      table.insert(row, sum)
+    elseif n >= min_count then
       redis.call('ZADD', zkey, sum / n, u.id)
     else
       redis.call('ZREM', zkey, u.id)
     end
   end
+  if not top_here then table.insert(tops, row) end
 end
 redis.call('SET', applied_key, end_offset)
-return 1
+if top_here then return 1 end
+return cjson.encode(tops)
 """
 
 
 class RedisToneStore:
     """Per-user aggregates in Redis (the :class:`~tone.aggregates.store.ToneStore` protocol)."""
 
-    def __init__(
-        self, client: redis.Redis, config: StoreConfig | None = None, retry_s: float = 0.0, where: str = "Redis"
+    sharded = False
+
+    def __init__(  # noqa: PLR0913 - the client and how to use it
+        self,
+        client: redis.Redis,
+        config: StoreConfig | None = None,
+        retry_s: float = 0.0,
+        where: str = "Redis",
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 2000,
     ) -> None:
         """Wrap a redis-py client (decode_responses=False).
 
-        ``retry_s``: how long apply retries a lost connection; ``where``: the server, for messages (no password).
+        ``retry_s``: how long apply retries a lost connection; ``where``: the server, for messages (no password);
+        ``wait_replicas``: replicas that must have each apply (Redis WAIT, at most ``wait_timeout_ms``).
         """
         self.client: Any = client  # redis-py's return types are unions of sync/async shapes; we use sync bytes
         self.config = config or StoreConfig()
         self.retry_s = retry_s
         self.where = where
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self._apply = client.register_script(APPLY_BATCH)
 
     @classmethod
@@ -191,21 +213,47 @@ class RedisToneStore:
             )
             raise ServiceError(msg) from None
 
-    def apply_range(
-        self, query: str, topic: str, partition: int, start: int, end: int, deltas: Sequence[UserDelta]
+    def shard_of(self, user_id: str) -> int:  # noqa: ARG002 - the protocol's shape
+        """One node: one shard."""
+        return 0
+
+    def script_args(self, start: int, end: int, deltas: Sequence[UserDelta], *, top_here: bool = True) -> list[Any]:
+        """The apply script's arguments for one step."""
+        c = self.config
+        payload = json.dumps([d.to_wire() for d in deltas], allow_nan=False)
+        args: list[Any] = [start, payload, c.half_life_s, c.recent_k, c.top_min_count, c.bucket_ttl_s, c.prefix, end]
+        return [*args, json.dumps(RANKED_LABELS), c.user_ttl_s, int(top_here)]
+
+    def apply_steps(self, query: str, topic: str, partition: int, steps: Sequence[Step]) -> list[bool]:
+        """Each step on its own (one node has one shard: count_records sends one step at a time)."""
+        return [self.apply_range(query, topic, partition, t.start, t.end, t.deltas, t.shard) for t in steps]
+
+    def apply_range(  # noqa: PLR0913 - a step's coordinates
+        self,
+        query: str,
+        topic: str,
+        partition: int,
+        start: int,
+        end: int,
+        deltas: Sequence[UserDelta],
+        shard: int = 0,  # noqa: ARG002 - one node has one shard
     ) -> bool:
         """Apply the tweets of offsets [start, end] of one partition atomically; False if already applied."""
         import redis
 
         check_range(start, end)
-        c = self.config
-        payload = json.dumps([d.to_wire() for d in deltas], allow_nan=False)
-        args: list[Any] = [start, payload, c.half_life_s, c.recent_k, c.top_min_count, c.bucket_ttl_s, c.prefix, end]
-        args += [json.dumps(RANKED_LABELS), c.user_ttl_s]
+        args = self.script_args(start, end, deltas)
         keys = [self._applied_key(query, topic, partition)]
 
         def apply() -> Any:
-            return self._apply(keys=keys, args=args)
+            if not self.wait_replicas:
+                return self._apply(keys=keys, args=args)
+            pipe = self.client.pipeline(transaction=False)
+            self._apply(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            applied, acked = pipe.execute()
+            self.check_acked(int(acked))
+            return applied
 
         # Safe to repeat: a retry after a reply lost in a dropped connection finds the range applied (returns 0).
         applied = with_retries(
@@ -215,6 +263,29 @@ class RedisToneStore:
             give_up_after_s=self.retry_s,
         )
         return bool(applied)
+
+    def check_acked(self, acked: int, where: str | None = None) -> None:
+        """Fail the task when fewer replicas than TONE_REDIS_WAIT_REPLICAS have an apply's writes.
+
+        The writes stay on the master, and the task's retry counts nothing twice (the markers moved with them). If
+        the master is lost before a replica has them, the promoted replica has neither the counts nor the markers:
+        the retry counts those records again, once.
+        """
+        if acked >= self.wait_replicas:
+            return
+        msg = (
+            f"only {acked} of {self.wait_replicas} Redis replicas of {where or self.where} acknowledged an apply "
+            f"within {self.wait_timeout_ms} ms (TONE_REDIS_WAIT_REPLICAS, TONE_REDIS_WAIT_TIMEOUT_MS): the task fails "
+            "and its retry counts nothing twice. Check the replicas (redis-cli ... INFO replication)"
+        )
+        raise ServiceError(msg)
+
+    def shard_offsets(self, query: str, topic: str, partition: int, shards: Sequence[int]) -> list[int | None]:
+        """One node: the partition's marker is the only one."""
+        return [self.last_offset(query, topic, partition)] * len(shards)
+
+    def advance(self, query: str, topic: str, partition: int, end: int) -> None:
+        """Nothing: on one node the apply moves the partition's marker itself."""
 
     def _applied_key(self, query: str, topic: str, partition: int) -> str:
         return f"{self.config.prefix}applied:{query}:{topic}:{partition}"
@@ -332,27 +403,49 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
-def redis_client(url: str, password: str | None = None, ca_file: str | None = None) -> redis.Redis:
-    """A redis-py client; timeouts set (a Redis that stops answering is an error, not a hang); TLS for rediss://."""
+def redis_client(url: str, password: str | None = None, ca_file: str | None = None, *, cluster: bool = False) -> Any:
+    """A redis-py client; timeouts set (a Redis that stops answering is an error, not a hang); TLS for rediss://.
+
+    ``cluster``: a :class:`redis.cluster.RedisCluster` that finds the other nodes from the one in ``url``.
+    """
     import redis
+    import redis.cluster
 
     kwargs: dict[str, Any] = {"password": password, "socket_timeout": 10, "socket_connect_timeout": 5}
     if url.startswith("rediss://") and ca_file:
         kwargs["ssl_ca_certs"] = ca_file
-    return redis.Redis.from_url(url, **kwargs)
+    if not cluster:
+        return redis.Redis.from_url(url, **kwargs)
+    try:
+        return redis.cluster.RedisCluster.from_url(url, **kwargs)
+    except (redis.exceptions.RedisClusterException, redis.ConnectionError) as exc:
+        msg = (
+            f"cannot use the Redis Cluster at {redact_url(url)}: {exc}. Is it running and is every slot served "
+            "(redis-cli --cluster check HOST:PORT)? Unset TONE_REDIS_CLUSTER for a single Redis server"
+        )
+        raise ServiceError(msg) from None
 
 
 def open_store(settings: Settings, *, prefix: str | None = None, check: bool = True) -> RedisToneStore:
     """The store on the configured Redis (password, TLS CA from the settings), with the configured parameters.
 
     ``check``: ping first, so a wrong password or an unreachable server is one clear error, here (the HTTP API
-    skips it: it starts without Redis and reports it on /healthz).
+    skips it: it starts without Redis and reports it on /healthz; a Redis Cluster client reads the slot map when
+    made, so it needs the cluster up).
     """
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
     ca_file = str(settings.redis_ca_file) if settings.redis_ca_file else None
     config = StoreConfig.from_settings(settings, prefix=prefix)
-    client = redis_client(settings.redis_url, password, ca_file)
-    store = RedisToneStore(client, config, settings.sink_retry_s, redact_url(settings.redis_url))
+    cluster = settings.redis_cluster
+    wait = settings.redis_wait_replicas if settings.redis_wait_replicas is not None else int(cluster)
+    client = redis_client(settings.redis_url, password, ca_file, cluster=cluster)
+    kind: type[RedisToneStore] = RedisToneStore
+    if cluster:
+        from tone.aggregates.redis_cluster import RedisClusterToneStore
+
+        kind = RedisClusterToneStore
+    where = redact_url(settings.redis_url)
+    store = kind(client, config, settings.sink_retry_s, where, wait, settings.redis_wait_timeout_ms)
     if check:
         store.ping()
     return store

@@ -7,6 +7,13 @@ range's boundaries (a retried, re-planned or duplicate task, a lost checkpoint),
 atomic steps with :meth:`ToneStore.apply_range`, the primitive that applies one step only if the marker is still
 below it. A step refused because the marker moved (another attempt counted some of the records meanwhile) is
 recomputed from the records still above the new marker: a range is never skipped whole.
+
+A sharded store (Redis Cluster: one shard per hash slot) keeps that marker per shard, in the shard, next to the
+users' keys it guards: a range's records are grouped by their user's shard and each shard's part is counted by the
+same rule against its own marker, so each shard counts each record once on its own, and a retry after a partial
+apply (a task killed between two shards) completes the shards that are behind. The partition's own marker then
+moves to the range's end: it says that every shard has counted everything at or below it (a lower bound, which is
+what readers of :meth:`ToneStore.last_offset` need: records at or below it are never read again).
 """
 
 from __future__ import annotations
@@ -50,22 +57,52 @@ class StoreConfig:
         )
 
 
+@dataclass(frozen=True)
+class Step:
+    """One atomic step of :func:`count_records`: the tweets of offsets [start, end] of one shard's part."""
+
+    shard: int
+    start: int
+    end: int
+    deltas: Sequence[UserDelta]
+
+
 class ToneStore(Protocol):
     """Read and write per-user aggregates; see the module docstring for the exactly-once rule."""
 
     config: StoreConfig
+    sharded: bool  # markers per shard (see the module docstring); False: one marker per partition
 
-    def apply_range(
-        self, query: str, topic: str, partition: int, start: int, end: int, deltas: Sequence[UserDelta]
+    def shard_of(self, user_id: str) -> int:
+        """The shard holding ``user_id``'s keys (0 in an unsharded store)."""
+
+    def apply_range(  # noqa: PLR0913 - a step's coordinates
+        self,
+        query: str,
+        topic: str,
+        partition: int,
+        start: int,
+        end: int,
+        deltas: Sequence[UserDelta],
+        shard: int = 0,
     ) -> bool:
         """One atomic step: add ``deltas`` (the tweets of offsets [start, end]) and set the marker to ``end``.
 
-        Only if the marker is below ``start`` (or absent); otherwise nothing is written and the answer is False.
-        Callers count records through :func:`count_records`, which makes this exact per record.
+        Only if the (shard's) marker is below ``start`` (or absent); otherwise nothing is written and the answer is
+        False. Callers count records through :func:`count_records`, which makes this exact per record.
         """
 
+    def apply_steps(self, query: str, topic: str, partition: int, steps: Sequence[Step]) -> list[bool]:
+        """:meth:`apply_range` for each step (each atomic on its own; a sharded store sends them together)."""
+
     def last_offset(self, query: str, topic: str, partition: int) -> int | None:
-        """Last Kafka offset of ``topic``/``partition`` whose tweets ``query`` has counted."""
+        """Last Kafka offset of ``topic``/``partition`` whose tweets ``query`` has counted (in every shard)."""
+
+    def shard_offsets(self, query: str, topic: str, partition: int, shards: Sequence[int]) -> list[int | None]:
+        """Each shard's own marker (a sharded store; an unsharded one has one marker: the partition's)."""
+
+    def advance(self, query: str, topic: str, partition: int, end: int) -> None:
+        """Move a sharded store's partition marker up to ``end`` (every shard has counted up to it)."""
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         """A user's aggregates (see :func:`user_view`), or None for an unknown user."""
@@ -116,7 +153,7 @@ class Counted:
     marker: int | None = None  # the marker afterwards
 
 
-def count_records(
+def count_records(  # noqa: C901, PLR0912 - one loop over the shards' steps
     store: ToneStore,
     query: str,
     topic: str,
@@ -133,36 +170,69 @@ def count_records(
     invalid records only still moves the marker, so the bookkeeping stays contiguous). ``step``: at most this many
     tweets per atomic step, so a lookup never waits long behind one, whatever the backlog. ``last``: the marker as
     the caller just read it (None: no marker yet; saves one round trip). A refused step means the marker moved
-    under us: read it again and go on with the records above it.
+    under us: read it again and go on with the records above it. A sharded store counts each shard's part against
+    the shard's own marker, the shards' steps sent together.
     """
     config = store.config
     if last is _Unread.UNREAD:
         last = store.last_offset(query, topic, partition)
-    offsets = [offset for offset, _ in records]
+    base = -1 if last is None else last
+    groups: dict[int, list[tuple[int, Scored]]] = {}
+    if store.sharded:
+        for record in records:
+            groups.setdefault(store.shard_of(record[1].user_id), []).append(record)
+        # Records at or below the partition's marker are counted in every shard, whatever a shard's own marker says.
+        mine = store.shard_offsets(query, topic, partition, list(groups)) if groups else []
+        floors = {shard: max(base, -1 if m is None else m) for shard, m in zip(groups, mine, strict=True)}
+    else:
+        groups[0] = list(records)
+        floors = {0: base}
+    offsets = {shard: [offset for offset, _ in part] for shard, part in groups.items()}
     steps = counted = 0
     while True:
-        floor = -1 if last is None else last
-        if floor >= end:
+        todo: list[tuple[Step, int]] = []
+        for shard, part in groups.items():
+            floor = floors[shard]
+            if floor >= end:
+                continue
+            i = bisect.bisect_right(offsets[shard], floor)
+            j = min(i + step, len(part))
+            # A step covers its records' offsets up to the shard's next record; the final one also the offsets after
+            # its last record (other shards' records, transaction markers, aborted or invalid records).
+            start = offsets[shard][i] if i < j else floor + 1
+            stop = offsets[shard][j] - 1 if j < len(part) else end
+            deltas = batch_deltas([s for _, s in part[i:j]], config.half_life_s, config.recent_k)
+            todo.append((Step(shard, start, stop, deltas), j - i))
+        if not todo:
             break
-        i = bisect.bisect_right(offsets, floor)
-        j = min(i + step, len(records))
-        # A step covers its records' offsets up to the next record; the final one also the offsets after the last
-        # record (transaction markers, aborted or invalid records).
-        start = offsets[i] if i < j else floor + 1
-        stop = offsets[j] - 1 if j < len(records) else end
-        deltas = batch_deltas([s for _, s in records[i:j]], config.half_life_s, config.recent_k)
-        if store.apply_range(query, topic, partition, start, stop, deltas):
-            steps += 1
-            counted += j - i
-            last = stop
+        refused = []
+        for (done, n), ok in zip(todo, store.apply_steps(query, topic, partition, [t for t, _ in todo]), strict=True):
+            if ok:
+                steps += 1
+                counted += n
+                floors[done.shard] = done.end
+            else:
+                refused.append(done)
+        if not refused:
             continue
-        last = store.last_offset(query, topic, partition)
-        if last is None or last <= floor:
-            # A refused step means the marker reached its start: anything else is a store breaking the contract.
-            # Fail the task rather than loop or guess; Spark's retry reads the range again.
-            msg = f"store refused offsets {start}-{stop} of {query}/{topic}[{partition}] at marker {last}"
-            raise RuntimeError(msg)
-    return Counted(counted, len(records) - counted, steps, last)
+        if store.sharded:
+            now = store.shard_offsets(query, topic, partition, [done.shard for done in refused])
+        else:
+            now = [store.last_offset(query, topic, partition)]
+        for done, marker in zip(refused, now, strict=True):
+            if marker is None or marker < done.start:
+                # A refused step means the marker reached its start: anything else is a store breaking the
+                # contract. Fail the task rather than loop or guess; Spark's retry reads the range again.
+                where = f"{query}/{topic}[{partition}]" + (f" shard {done.shard}" if store.sharded else "")
+                msg = f"store refused offsets {done.start}-{done.end} of {where} at marker {marker}"
+                raise RuntimeError(msg)
+            floors[done.shard] = marker
+    if not store.sharded:
+        return Counted(counted, len(records) - counted, steps, floors[0])
+    if base < end:
+        store.advance(query, topic, partition, end)
+        base = end
+    return Counted(counted, len(records) - counted, steps, base)
 
 
 def check_range(start: int, end: int) -> None:

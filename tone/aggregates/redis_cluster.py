@@ -1,0 +1,288 @@
+"""The Redis Cluster store: the Redis store's keys spread over the hash slots, an offset marker per slot.
+
+A user's keys share a slot (the braces around the encoded id are the hash tag). A range's records are grouped by
+slot (:func:`~tone.aggregates.store.count_records`); each slot's part is one run of the Redis store's apply script
+on the slot's master, against the slot's own marker ``tone:applied:{tag}:{query}:{topic}:{partition}`` (``tag``: a
+short string that hashes to that slot), so each slot counts each record once on its own. One round trip per master
+carries all of a step's slot parts, then ``WAIT`` for ``wait_replicas`` replicas on the same connection (WAIT counts
+the replicas that have this connection's writes). The partition's marker (``tone:applied:{query}:{topic}:{partition}``,
+in whatever slot it hashes to) moves to a range's end only after every slot has counted it.
+
+Redirections are retried: MOVED (a slot moved: the slot map is read again), ASK (a slot half-way through a
+migration: the part goes to the importing master with ASKING), TRYAGAIN (its keys are split between the two) and
+a lost master (its replica takes over; until then the cluster answers CLUSTERDOWN or not at all). Each retry is safe:
+a part already applied is refused by its marker.
+
+Top-N is derived, not counted: the top sets are single keys, so they cannot be written in the slot scripts. Each
+applied part returns its users' new count and probability sums, and the store then writes their scores to the top
+sets. A reader (:meth:`RedisClusterToneStore.top`) checks the rows it returns against the users' hashes and
+corrects those that are stale (a task killed between its apply and the top write, or two attempts' writes landing
+out of order), so every score shown is the user's current mean. What can lag is a user missing from a top set
+(a kill between the apply and the top write) until their next counted tweet.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import time
+from binascii import crc_hqx
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from tone.aggregates.redis_store import APPLY_BATCH, RedisToneStore
+from tone.aggregates.store import Step, check_range, check_ranked, finite_top
+from tone.errors import ServiceError
+from tone.labels import RANKED_LABELS
+
+if TYPE_CHECKING:
+    from redis.cluster import ClusterNode
+
+    from tone.aggregates.deltas import UserDelta
+
+log = logging.getLogger(__name__)
+
+SLOTS: Final = 16384
+TOP_CHECK_ROUNDS: Final = 8  # a top read corrects stale rows and reads again, at most this often
+
+ADVANCE: Final = r"""
+local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if not current then return redis.error_reply('refused: ' .. KEYS[1] .. ' is not an offset') end
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+
+def key_slot(key: str) -> int:
+    """The hash slot of ``key`` (Redis Cluster's rule: CRC16 of the first non-empty ``{...}``, else the key)."""
+    raw = key.encode()
+    start = raw.find(b"{")
+    if start > -1:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1 : end]
+    return crc_hqx(raw, 0) % SLOTS
+
+
+@functools.cache
+def slot_tags() -> tuple[str, ...]:
+    """For each slot, the shortest hex number (as text) that hashes to it: the hash tag of the slot's markers."""
+    tags: list[str | None] = [None] * SLOTS
+    missing, i = SLOTS, 0
+    while missing:
+        tag = format(i, "x")
+        slot = crc_hqx(tag.encode(), 0) % SLOTS
+        if tags[slot] is None:
+            tags[slot] = tag
+            missing -= 1
+        i += 1
+    return tuple(t for t in tags if t is not None)
+
+
+def _retriable(reply: BaseException) -> bool:
+    import redis
+
+    if isinstance(reply, redis.ResponseError):
+        text = str(reply)
+        return isinstance(reply, redis.exceptions.MovedError | redis.exceptions.TryAgainError) or text.startswith(
+            ("CLUSTERDOWN", "MOVED", "TRYAGAIN", "LOADING", "MASTERDOWN", "READONLY")
+        )
+    return isinstance(reply, redis.ConnectionError | redis.TimeoutError | redis.exceptions.ClusterError)
+
+
+class RedisClusterToneStore(RedisToneStore):
+    """Per-user aggregates on a Redis Cluster (the :class:`~tone.aggregates.store.ToneStore` protocol)."""
+
+    sharded = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As :class:`RedisToneStore`, with a :class:`redis.cluster.RedisCluster` client."""
+        super().__init__(*args, **kwargs)
+        self._advance = self.client.register_script(ADVANCE)
+        self._sha: str | None = None
+        self._loaded: set[str] = set()  # masters known to have the apply script
+
+    def shard_of(self, user_id: str) -> int:
+        """The hash slot of the user's keys."""
+        return key_slot(self.user_key(user_id))
+
+    def slot_marker_key(self, query: str, topic: str, partition: int, slot: int) -> str:
+        """The marker of ``slot``'s part of (query, topic, partition): a key in that slot."""
+        return f"{self.config.prefix}applied:{{{slot_tags()[slot]}}}:{query}:{topic}:{partition}"
+
+    def shard_offsets(self, query: str, topic: str, partition: int, shards: Sequence[int]) -> list[int | None]:
+        """Each slot's own marker (one round trip per master)."""
+        pipe = self.client.pipeline(transaction=False)
+        for slot in shards:
+            pipe.get(self.slot_marker_key(query, topic, partition, slot))
+        return [None if v is None else int(v) for v in pipe.execute()]
+
+    def advance(self, query: str, topic: str, partition: int, end: int) -> None:
+        """Move the partition's marker up to ``end`` (never down: a slower attempt may finish last)."""
+        self._advance(keys=[self._applied_key(query, topic, partition)], args=[end])
+
+    def apply_range(  # noqa: PLR0913 - a step's coordinates
+        self,
+        query: str,
+        topic: str,
+        partition: int,
+        start: int,
+        end: int,
+        deltas: Sequence[UserDelta],
+        shard: int = 0,
+    ) -> bool:
+        """One slot's step (see :meth:`apply_steps`)."""
+        return self.apply_steps(query, topic, partition, [Step(shard, start, end, deltas)])[0]
+
+    def apply_steps(self, query: str, topic: str, partition: int, steps: Sequence[Step]) -> list[bool]:
+        """Apply each slot's step atomically on its master, the steps for one master in one round trip."""
+        for step in steps:
+            check_range(step.start, step.end)
+        args = [self.script_args(s.start, s.end, s.deltas, top_here=False) for s in steps]
+        keys = [self.slot_marker_key(query, topic, partition, s.shard) for s in steps]
+        results: dict[int, bool] = {}
+        tops: list[list[Any]] = []
+        pending = list(range(len(steps)))
+        asking: dict[int, tuple[str, int]] = {}
+        deadline = time.monotonic() + max(self.retry_s, 1.0)
+        attempt = 0
+        while pending:
+            groups: dict[str, tuple[ClusterNode, bool, list[int]]] = {}
+            for i in pending:
+                node, ask = self._node_for(steps[i].shard, asking.pop(i, None))
+                groups.setdefault(f"{node.name}/{ask}", (node, ask, []))[2].append(i)
+            retry: list[int] = []
+            last: BaseException | None = None
+            for node, ask, idxs in groups.values():
+                try:
+                    replies = self._send(node, ask, [keys[i] for i in idxs], [args[i] for i in idxs])
+                except Exception as exc:
+                    if not _retriable(exc):
+                        raise
+                    retry += idxs
+                    last = exc
+                    continue
+                for i, reply in zip(idxs, replies, strict=True):
+                    if isinstance(reply, BaseException):
+                        self._redirected(node, reply, i, asking)
+                        retry.append(i)
+                        last = reply
+                        continue
+                    results[i] = reply != 0
+                    if reply != 0:
+                        tops += json.loads(reply) or []  # cjson writes an empty array as {}
+            pending = retry
+            if pending:
+                attempt += 1
+                self._before_retry(attempt, deadline, last, len(pending))
+        try:
+            self._write_tops(tops)
+        except Exception as exc:  # noqa: BLE001 - the counts are in; top() corrects what it shows
+            log.warning("Redis Cluster: top-N scores of %d users not written (%s): they lag", len(tops), exc)
+        return [results[i] for i in range(len(steps))]
+
+    def _redirected(self, node: ClusterNode, reply: BaseException, i: int, asking: dict[int, tuple[str, int]]) -> None:
+        """Note where step ``i`` goes next after an error reply; raise the reply if retrying cannot help."""
+        import redis
+
+        if isinstance(reply, redis.exceptions.AskError):
+            asking[i] = reply.node_addr
+        elif isinstance(reply, redis.exceptions.NoScriptError):
+            self._loaded.discard(node.name)  # a replica promoted since, or a restarted master: load it again
+        elif not _retriable(reply):
+            raise reply
+
+    def _node_for(self, slot: int, ask: tuple[str, int] | None) -> tuple[ClusterNode, bool]:
+        if ask is not None:
+            host, port = ask
+            node = self.client.get_node(host=host, port=port)
+            if node is None:
+                self.client.nodes_manager.initialize()
+                node = self.client.get_node(host=host, port=port)
+            if node is not None:
+                return node, True
+        return self.client.nodes_manager.get_node_from_slot(slot), False
+
+    def _send(self, node: ClusterNode, ask: bool, keys: list[str], args: list[list[Any]]) -> list[Any]:  # noqa: FBT001
+        """The steps for one master in one pipeline; then WAIT on the same connection. Replies in step order."""
+        conn = self.client.get_redis_connection(node)
+        if self._sha is None or node.name not in self._loaded:
+            self._sha = conn.script_load(APPLY_BATCH)
+            self._loaded.add(node.name)
+        pipe = conn.pipeline(transaction=False)
+        for key, arg in zip(keys, args, strict=True):
+            if ask:
+                pipe.execute_command("ASKING")
+            pipe.evalsha(self._sha, 1, key, *arg)
+        if self.wait_replicas:
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        if ask:
+            replies = [r for i, r in enumerate(replies[: 2 * len(keys)]) if i % 2] + replies[2 * len(keys) :]
+        if self.wait_replicas:
+            acked = replies.pop()
+            if isinstance(acked, BaseException):
+                raise acked
+            if any(r not in (0, None) and not isinstance(r, BaseException) for r in replies):
+                self.check_acked(int(acked), node.name)
+        return replies
+
+    def _before_retry(self, attempt: int, deadline: float, last: BaseException | None, n: int) -> None:
+        """Back off, read the slot map again, or give up once the retry time is spent."""
+        wait = min(0.1 * 2 ** (attempt - 1), 2.0, deadline - time.monotonic())
+        if wait <= 0:
+            msg = (
+                f"Redis Cluster at {self.where}: {n} slot parts still not applied after {attempt} tries "
+                f"({type(last).__name__}: {last}). Is every slot served (redis-cli --cluster check)? "
+                "TONE_SINK_RETRY_S sets how long the stream waits"
+            )
+            raise ServiceError(msg) from last
+        log.warning("Redis Cluster apply: %d slot parts to retry (%s: %s)", n, type(last).__name__, str(last)[:200])
+        time.sleep(wait)
+        try:
+            self.client.nodes_manager.initialize()
+        except Exception as exc:  # noqa: BLE001 - no node answers yet: the next try says so
+            log.warning("Redis Cluster slot map not read: %s", exc)
+
+    def _write_tops(self, rows: list[list[Any]]) -> None:
+        """Write the applied users' scores to the top sets (derived: see the module docstring)."""
+        if not rows:
+            return
+        c = self.config
+        pipe = self.client.pipeline(transaction=False)
+        for user_id, n, *sums in rows:
+            for label, prob_sum in zip(RANKED_LABELS, sums, strict=True):
+                zkey = f"{c.prefix}top:{label}"
+                if n >= c.top_min_count:
+                    pipe.zadd(zkey, {user_id: float(prob_sum) / n})
+                else:
+                    pipe.zrem(zkey, user_id)
+        pipe.execute()
+
+    def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` users with the highest mean p(``by``), each row checked against the user's hash."""
+        check_ranked(by)
+        zkey = f"{self.config.prefix}top:{by}"
+        rows: list[tuple[str, float]] = []
+        for _ in range(TOP_CHECK_ROUNDS):
+            rows = [(m.decode(), float(s)) for m, s in self.client.zrevrange(zkey, 0, n - 1, withscores=True)]
+            pipe = self.client.pipeline(transaction=False)
+            for user_id, _ in rows:
+                pipe.hmget(self.user_key(user_id), "n", f"prob_sum:{by}")
+            gone, fix = [], {}
+            for (user_id, score), (count, prob_sum) in zip(rows, pipe.execute(), strict=True):
+                if count is None or int(count) < self.config.top_min_count:
+                    gone.append(user_id)
+                    continue
+                mean = float(prob_sum or 0) / int(count)
+                if not math.isclose(mean, score, rel_tol=1e-9, abs_tol=1e-12):
+                    fix[user_id] = mean
+            if not gone and not fix:
+                break
+            if gone:
+                self.client.zrem(zkey, *gone)
+            if fix:
+                self.client.zadd(zkey, fix)
+        return finite_top(rows)
