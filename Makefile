@@ -8,7 +8,7 @@ DEMO_ENV := TONE_STACK_DIR=$(CURDIR)/.demo-stack TONE_STACK_KAFKA_PORT=21092 TON
             TONE_STACK_REDIS_PORT=21379 \
             TONE_STACK_MOTO_PORT=21500 TONE_METRICS_PORT=21464 TONE_SPARK_UI_PORT=21040
 
-.PHONY: setup system-deps demo test test-unit test-integration test-faults lint lock clean
+.PHONY: setup system-deps demo test test-unit test-integration test-faults test-cluster lint lock clean
 
 system-deps:
 	@bash scripts/system-deps.sh
@@ -31,6 +31,9 @@ test-integration: setup
 # The fault suite (about 10 minutes): kill -9 of the stream, Redis and the broker, fuzzed and poison input.
 test-faults: setup
 	$(BIN)/python -m pytest -m faults tests/faults -s
+
+test-cluster: setup
+	$(BIN)/python -m pytest -m cluster tests/cluster -s
 
 lint: setup
 	$(BIN)/ruff check .

@@ -23,19 +23,21 @@ out of order), so every score shown is the user's current mean. What can lag is 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import math
 import time
 from binascii import crc_hqx
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from tone.aggregates.redis_store import APPLY_BATCH, RedisToneStore
 from tone.aggregates.store import Step, check_range, check_ranked, finite_top
 from tone.errors import ServiceError
 from tone.labels import RANKED_LABELS
+from tone.retry import with_retries
 
 if TYPE_CHECKING:
     from redis.cluster import ClusterNode
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from tone.aggregates.deltas import UserDelta
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SLOTS: Final = 16384
 TOP_CHECK_ROUNDS: Final = 8  # a top read corrects stale rows and reads again, at most this often
@@ -103,6 +106,7 @@ class RedisClusterToneStore(RedisToneStore):
         self._advance = self.client.register_script(ADVANCE)
         self._sha: str | None = None
         self._loaded: set[str] = set()  # masters known to have the apply script
+        self.redirects = 0  # slot parts sent again (MOVED, ASK, TRYAGAIN, a lost master): for tests and logs
 
     def shard_of(self, user_id: str) -> int:
         """The hash slot of the user's keys."""
@@ -112,16 +116,46 @@ class RedisClusterToneStore(RedisToneStore):
         """The marker of ``slot``'s part of (query, topic, partition): a key in that slot."""
         return f"{self.config.prefix}applied:{{{slot_tags()[slot]}}}:{query}:{topic}:{partition}"
 
+    def _riding_out(self, call: Callable[[], T], what: str) -> T:
+        """``call()``, retried through a failover or a moved slot for up to the retry time.
+
+        Only for calls that are safe to repeat: reads, and moving a marker up.
+        """
+        import redis
+
+        def attempt() -> T:
+            try:
+                return call()
+            except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError):
+                self.redirects += 1
+                with contextlib.suppress(Exception):  # no node answers yet: the next try says so
+                    self.client.nodes_manager.initialize()
+                raise
+
+        transient = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError)
+        return with_retries(attempt, transient=transient, what=what, give_up_after_s=max(self.retry_s, 1.0), cap_s=2.0)
+
+    def last_offset(self, query: str, topic: str, partition: int) -> int | None:
+        """The partition's marker: every slot has counted the offsets at or below it."""
+        return self._riding_out(
+            lambda: super(RedisClusterToneStore, self).last_offset(query, topic, partition), "a marker read"
+        )
+
     def shard_offsets(self, query: str, topic: str, partition: int, shards: Sequence[int]) -> list[int | None]:
         """Each slot's own marker (one round trip per master)."""
-        pipe = self.client.pipeline(transaction=False)
-        for slot in shards:
-            pipe.get(self.slot_marker_key(query, topic, partition, slot))
-        return [None if v is None else int(v) for v in pipe.execute()]
+
+        def read() -> list[int | None]:
+            pipe = self.client.pipeline(transaction=False)
+            for slot in shards:
+                pipe.get(self.slot_marker_key(query, topic, partition, slot))
+            return [None if v is None else int(v) for v in pipe.execute()]
+
+        return self._riding_out(read, f"the slot markers of {topic}[{partition}]")
 
     def advance(self, query: str, topic: str, partition: int, end: int) -> None:
         """Move the partition's marker up to ``end`` (never down: a slower attempt may finish last)."""
-        self._advance(keys=[self._applied_key(query, topic, partition)], args=[end])
+        keys = [self._applied_key(query, topic, partition)]
+        self._riding_out(lambda: self._advance(keys=keys, args=[end]), f"the marker of {topic}[{partition}]")
 
     def apply_range(  # noqa: PLR0913 - a step's coordinates
         self,
@@ -174,6 +208,7 @@ class RedisClusterToneStore(RedisToneStore):
                     if reply != 0:
                         tops += json.loads(reply) or []  # cjson writes an empty array as {}
             pending = retry
+            self.redirects += len(retry)
             if pending:
                 attempt += 1
                 self._before_retry(attempt, deadline, last, len(pending))
