@@ -4,6 +4,9 @@
 --until-idle 30``. Settings come from the ``TONE_*`` environment of the submitting shell (the driver reads them and
 ships them to the executors inside the job's configuration); the master, jars and Python environment come from
 spark-submit. The default RNN must be trained already (`tone train`): a cluster job does not train on first use.
+The driver does what `tone stream`'s does besides running the query: it serves the Prometheus metrics on
+``TONE_METRICS_PORT``, writes the health record the dashboard and ``/stream/health`` read, and commits the lag
+group ``TONE_KAFKA_GROUP_PREFIX`` + query after each batch.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from streaming.job import ToneStream
     from streaming.kafka_source import KafkaDataSource
+    from streaming.monitor import open_monitor
     from tone.settings import get_settings
 
     settings = get_settings()
@@ -43,9 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         max_per_trigger=settings.max_per_trigger,
         source=args.source,
     )
+    job.monitor = open_monitor(job)
+    metrics = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if settings.metrics_port else "off"
+    print(f"streaming {settings.kafka_topic_tweets} with a {job.source} Kafka source; metrics {metrics}", flush=True)
     try:
         job.run(spark, args.until_idle)
     finally:
+        job.monitor.close()
         spark.stop()
     invalid = job.totals["invalid"]
     print(f"stopped after {job.batches} batches: records={job.records} invalid={invalid}", flush=True)

@@ -21,6 +21,9 @@ from tests.conftest import free_port
 from tests.helpers import REPO_ROOT, settings_env
 from tests.integration.test_stream import INVALID, events, expected_counts, produce, redis_counts
 from tone import envvars
+from tone.aggregates.redis_store import open_store
+from tone.kafka.config import KafkaConnection
+from tone.kafka.readers import open_reader
 from tone.jars import cached_jars, spark_kafka_connector
 
 pytestmark = pytest.mark.integration
@@ -76,6 +79,18 @@ def cluster(tmp_path_factory):
                 proc.kill()
 
 
+def group_offsets(s, group: str) -> dict[int, int]:
+    """The offsets ``group`` committed on the tweets topic, by partition."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(KafkaConnection.from_settings(s).librdkafka() | {"group.id": group})
+    try:
+        parts = [TopicPartition(s.kafka_topic_tweets, p) for p in range(4)]
+        return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
+    finally:
+        consumer.close()
+
+
 def _job_zip(target: Path) -> Path:
     """The job's code as a cluster user ships it: the kernel and the streaming stage, as one zip."""
     with zipfile.ZipFile(target, "w") as zf:
@@ -90,7 +105,9 @@ def test_the_stream_on_a_standalone_cluster_counts_every_user_exactly(cluster, i
     s = isolated
     evs = events(0, 1000, users=37)
     produce(s, evs, INVALID)
+    metrics_port = free_port()
     env = settings_env(s, SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1") | {
+        envvars.METRICS_PORT: str(metrics_port),
         envvars.SCORER: "vader",
         envvars.TRIGGER_SECONDS: "1",
         envvars.CHECKPOINT_DIR: str(tmp_path / "checkpoints"),
@@ -105,3 +122,10 @@ def test_the_stream_on_a_standalone_cluster_counts_every_user_exactly(cluster, i
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     assert f"records={len(evs) + len(INVALID)} invalid={len(INVALID)}" in out.stdout
     assert redis_counts(s, {e.user_id for e in evs}) == expected_counts(evs)
+    # The driver did what `tone stream`'s does: metrics served, the health record written, the lag group committed.
+    assert f"metrics http://127.0.0.1:{metrics_port}/metrics" in out.stdout
+    health = open_store(s).health("tone")
+    assert health is not None and json.loads(health["lag"]) == dict.fromkeys(["0", "1", "2", "3"], 0)
+    committed = group_offsets(s, f"{s.kafka_group_prefix}tone")
+    ends = open_reader(KafkaConnection.from_settings(s)).end_offsets(s.kafka_topic_tweets, [0, 1, 2, 3])
+    assert committed == ends

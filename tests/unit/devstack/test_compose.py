@@ -138,3 +138,39 @@ def test_every_metric_the_dashboard_queries_is_one_the_code_exports():
         "Model version",
     ):
         assert needed in titles
+
+
+def test_the_cluster_profile_has_the_shape_of_the_cluster_stack():
+    import base64
+
+    services = COMPOSE["services"]
+    cluster = {name for name, svc in services.items() if svc.get("profiles") == ["cluster"]}
+    kafka = sorted(n for n in cluster if n.startswith("kafka-") and n[-1].isdigit())
+    redis = sorted(n for n in cluster if n.startswith("redis-") and n[-1].isdigit())
+    workers = sorted(n for n in cluster if n.startswith("spark-worker-"))
+    assert (len(kafka), len(redis), len(workers)) == (3, 6, 2)
+    # One KRaft quorum of the three nodes, each with its own id and address, one valid cluster id.
+    envs = [services[n]["environment"] for n in kafka]
+    assert sorted(e["KAFKA_NODE_ID"] for e in envs) == [1, 2, 3]
+    voters = {e["KAFKA_CONTROLLER_QUORUM_VOTERS"] for e in envs}
+    assert voters == {",".join(f"{e['KAFKA_NODE_ID']}@{n}:9093" for n, e in zip(kafka, envs, strict=True))}
+    assert all(e["KAFKA_ADVERTISED_LISTENERS"] == f"INTERNAL://{n}:19092" for n, e in zip(kafka, envs, strict=True))
+    (cluster_id,) = {e["CLUSTER_ID"] for e in envs}
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+    assert all(e["KAFKA_MIN_INSYNC_REPLICAS"] == 2 and e["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3 for e in envs)
+    topics = services["kafka-cluster-init"]["command"][0]
+    assert "--replication-factor 3 --config min.insync.replicas=2" in topics
+    # Six Redis nodes in cluster mode, made one cluster of 3 masters with a replica each.
+    assert all("--cluster-enabled" in services[n]["command"] for n in redis)
+    init = services["redis-cluster-init"]["command"][0]
+    assert "--cluster-replicas 1" in init and "for n in 1 2 3 4 5 6" in init
+    # The stream on all of it, with settings the code accepts.
+    env = {k: str(v) for k, v in _env_vars(services["stream-cluster"]).items()}
+    by_field = {f: env[i.validation_alias] for f, i in Settings.model_fields.items() if i.validation_alias in env}
+    s = load_settings(**by_field)
+    assert sorted(s.bootstrap_list) == [f"{n}:19092" for n in kafka]
+    assert s.redis_cluster and urlparse(s.redis_url).hostname in redis
+    master = services["spark-master"]["command"][0]
+    assert s.spark_master == "spark://spark-master:7077" and "--port 7077" in master
+    assert all(s.spark_master in services[w]["command"][0] for w in workers)
+    assert s.spark_driver_host == "stream-cluster" and s.spark_driver_bind_address == "0.0.0.0"
