@@ -3,6 +3,7 @@ counts once through a counting process killed at random moments, a resharding un
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -207,3 +208,40 @@ def test_a_master_killed_while_counting_fails_over_and_nothing_is_lost_or_double
         f"\n[cluster] {victim.name} kill -9: every slot served again after {failover_s:.1f} s; "
         f"{store.redirects} slot parts redirected, {retries[0]} ranges retried"
     )
+
+
+def test_the_api_and_the_cli_read_the_cluster(on_cluster):
+    from urllib.parse import quote
+
+    from fastapi.testclient import TestClient
+
+    from serving.api import create_app
+    from tests.helpers import settings_env
+    from tone import envvars
+
+    store = store_of(on_cluster, on_cluster.redis_key_prefix)
+    recs = records(2000, seed=8)
+    count_records(store, "q", "t", 0, recs, 1999)
+    want = expected(recs)
+    s = on_cluster.model_copy(update={"top_min_count": 1})
+    client = TestClient(create_app(s))
+    hostile = [u for u in ["a:b{c}", "}{", "{x}", "%41", "user0:recent", "é x", "*"] if u in want]
+    assert hostile
+    for user in [*hostile, *(u for u, _ in want.most_common(3))]:
+        body = client.get(f"/users/{quote(user, safe='')}/tone").json()
+        assert body.get("tweets") == want[user], (user, body)
+    assert client.get("/users/never-seen/tone").status_code == 404
+    top = client.get("/users/top", params={"by": "positive", "n": 3}).json()["users"]
+    assert [u["mean_p_positive"] for u in top] == pytest.approx([v for _, v in store.top("positive", 3)])
+    assert client.get("/healthz").json()["status"] == "ok"
+    env = settings_env(on_cluster, **{envvars.REDIS_CLUSTER: "1"})
+    out = subprocess.run(
+        [sys.executable, "-m", "tone_cli.main", "lookup", hostile[0], "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["tweets"] == want[hostile[0]]
