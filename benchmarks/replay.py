@@ -144,9 +144,13 @@ def run_replay_bench(
     warmup: int = 2000,
     max_tasks: int | None = None,
     max_per_trigger: int | None = None,
+    guarantee: str | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the whole path once with one pipeline and return its figures (see the module docstring)."""
+    """Run the whole path once with one pipeline and return its figures (see the module docstring).
+
+    ``guarantee``: the tone stream's TONE_OUTPUT_GUARANTEE for this run (default: the configured one).
+    """
     from benchmarks.scorers import bench_texts
     from streaming.job import ToneStream, build_spark, kafka_connector_config
 
@@ -154,6 +158,8 @@ def run_replay_bench(
         msg = f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}"
         raise ValueError(msg)
     s = _bench_settings(settings)
+    if guarantee is not None:
+        s = s.model_copy(update={"output_guarantee": guarantee})
     _create_topics(s)
     texts = bench_texts(settings, 4200)
     spark = build_spark(settings.spark_master, "tone-bench-replay", extra=kafka_connector_config(settings))
@@ -220,6 +226,7 @@ def run_replay_bench(
         "trigger_seconds": trigger_seconds,
         "max_tasks": job.max_tasks if pipeline == TONE else None,
         "max_per_trigger": job.max_per_trigger if pipeline == TONE else 0,  # the references read all available
+        "guarantee": s.output_guarantee if pipeline == TONE else "at_least_once",  # Spark's Kafka sink has no other
         "produce_s": produce_s[0] if produce_s else None,
         **_figures(measured, tweets, t0, t_end),
     }

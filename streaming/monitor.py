@@ -6,7 +6,10 @@
 - **Lag in standard tools**: the offsets the store has counted are committed to a consumer group named
   ``TONE_KAFKA_GROUP_PREFIX`` + the query (``tone-stream.tone``; :class:`tone.kafka.clients.GroupOffsets`), so
   `kafka-consumer-groups --describe --group tone-stream.tone` and lag
-  exporters show the stream's lag. Monitoring only: the checkpoint and the store stay the truth.
+  exporters show the stream's lag. Monitoring only: the checkpoint and the store stay the truth. With
+  ``TONE_OUTPUT_GUARANTEE=exactly_once`` the tasks' transactions commit that group's offsets themselves (with the
+  outputs they cover) and the monitor commits nothing: a commit of its own could move the group back under a newer
+  transaction's.
 - **Health** in Redis (``tone:stream:{query}``) for the dashboard, which reads Redis only.
 
 Lag per partition is the partition's end offset minus the next offset the store has not counted (the store's own
@@ -301,7 +304,7 @@ def open_monitor(job: ToneStream, *, serve_metrics: bool = True) -> StreamMonito
         metrics,
         store,
         open_reader(conn),
-        GroupOffsets(conn, s.kafka_group_prefix + job.config.query),
+        None if s.output_guarantee == "exactly_once" else GroupOffsets(conn, s.kafka_group_prefix + job.config.query),
         training_mix=training_mix(job.config.scorer, s),
         window_s=s.drift_window_s,
     )

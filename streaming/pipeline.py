@@ -32,11 +32,13 @@ from typing import TYPE_CHECKING, Final
 from tone.aggregates.deltas import Scored, hour_bucket
 from tone.aggregates.store import DEFAULT_STEP_TWEETS, count_records
 from tone.events import FUTURE_TIMESTAMP, INTERNAL_ERROR, DeadLetter, Invalid, ScoredTweet, TweetEvent, parse_event
+from tone.kafka.transactions import AT_LEAST_ONCE, EXACTLY_ONCE, Output
 
 if TYPE_CHECKING:
     from tone.aggregates.store import ToneStore
     from tone.kafka.clients import Producer
     from tone.kafka.readers import RecordChunk
+    from tone.kafka.transactions import Outputs
     from tone.scoring.base import Scorer, ToneResult
     from tone.settings import Settings
 
@@ -58,6 +60,7 @@ class TaskConfig:
     drift_sample: float = 0.0  # share of valid tweets VADER scores too, for the disagreement rate
     step_tweets: int = DEFAULT_STEP_TWEETS  # tweets per atomic store step
     max_future_s: float = 300.0  # created_at may be at most this far after the record's Kafka timestamp
+    output_guarantee: str = AT_LEAST_ONCE  # exactly_once: each range's outputs in one transaction (Outputs)
 
     @classmethod
     def from_settings(cls, settings: Settings, query: str) -> TaskConfig:
@@ -73,6 +76,7 @@ class TaskConfig:
             settings.drift_sample,
             settings.redis_step_tweets,
             settings.max_future_s,
+            settings.output_guarantee,
         )
 
 
@@ -92,6 +96,7 @@ class RangeStats:
     already: int = 0  # records at or below the marker: counted before (a retried task, an overlap, a new checkpoint)
     lost: int = 0  # offsets deleted (retention) before this range read them, with failOnDataLoss=false
     steps: int = 0  # atomic store steps
+    sent: int = 0  # outputs written in this attempt's transaction (exactly_once; records above the group's offset)
     refused: str = ""  # a model version this task's worker failed to load (it scored with its old one)
     parse_s: float = 0.0
     score_s: float = 0.0
@@ -268,6 +273,39 @@ def _count(part: ParsedRange, config: TaskConfig, target: ToneStore, last: int |
     s.applied = done.steps > 0
 
 
+def _send(parts: list[ParsedRange], config: TaskConfig, producer: Callable[[], Producer]) -> None:
+    """At least once: send every range's dead letters and scored tweets, and flush."""
+    if not any(part.dead or part.wire for part in parts):
+        return
+    sink = producer()
+    for part in parts:
+        for letter in part.dead:
+            sink.send(config.dlq_topic, key=letter.key, value=letter.value, headers=letter.headers())
+        for key, value in part.wire:
+            sink.send(config.scored_topic, key=key, value=value)
+    sink.flush()  # raises if the broker did not take them all: nothing below runs, the batch is retried
+
+
+def _write_transactions(parts: list[ParsedRange], config: TaskConfig, sink: Outputs) -> None:
+    """Each range's dead letters and scored tweets in one transaction with its offsets (see tone.kafka.transactions).
+
+    Every range is committed, even one with nothing to write: the group's offset is the lag the monitor reports.
+    A failure raises before anything is counted: the task is retried and the retry writes what is not committed.
+    """
+    for part in parts:
+        s = part.stats
+        out = [
+            Output(offset, config.dlq_topic, letter.key, letter.value, letter.headers())
+            for offset, letter in zip(part.dead_offsets, part.dead, strict=True)
+        ]
+        out += [
+            Output(item.offset, config.scored_topic, key, value)
+            for item, (key, value) in zip(part.valid, part.wire, strict=True)
+        ]
+        out.sort(key=lambda o: o.source_offset)
+        s.sent = sink.write(s.topic, s.partition, s.end_offset, out)
+
+
 def run_task(
     config: TaskConfig,
     sources: Iterable[Iterable[RecordChunk]],
@@ -277,6 +315,7 @@ def run_task(
     clock: Callable[[], float] = time.time,
     reference: Callable[[], Scorer] | None = None,
     markers: Mapping[tuple[str, int], int | None] | None = None,
+    outputs: Callable[[], Outputs] | None = None,
 ) -> list[RangeStats]:
     """One task's work over its Kafka ranges (see the module docstring); one stats row per range.
 
@@ -284,6 +323,7 @@ def run_task(
     ``reference`` (VADER in the stream) scores a ``drift_sample`` of the valid tweets too, for the drift signal.
     Per-task times (parse, score, kafka) are reported on the first range's row; the batch report sums them.
     ``markers``: store markers the caller read already for this task (read from the store otherwise).
+    ``outputs``: the transactional writer, for ``output_guarantee`` exactly_once (``producer`` is then not used).
     """
     t0 = time.perf_counter()
     parts = [part for source in sources for part in parse_ranges(source, config)]
@@ -313,14 +353,13 @@ def run_task(
                 _compare(parts, max(1, round(1 / config.drift_sample)), checker)
 
     t0 = time.perf_counter()
-    if any(part.dead or part.wire for part in parts):
-        sink = producer()
-        for part in parts:
-            for letter in part.dead:
-                sink.send(config.dlq_topic, key=letter.key, value=letter.value, headers=letter.headers())
-            for key, value in part.wire:
-                sink.send(config.scored_topic, key=key, value=value)
-        sink.flush()  # raises if the broker did not take them all: nothing below runs, the batch is retried
+    if config.output_guarantee == EXACTLY_ONCE:
+        if outputs is None:
+            msg = "exactly_once outputs need an Outputs writer"
+            raise ValueError(msg)
+        _write_transactions(parts, config, outputs())
+    else:
+        _send(parts, config, producer)
     first.kafka_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tone.aggregates.store import ToneStore
     from tone.kafka.clients import Producer
     from tone.kafka.readers import RecordChunk
+    from tone.kafka.transactions import Outputs
     from tone.scoring.base import Scorer
     from tone.settings import Settings
 
@@ -94,6 +95,20 @@ def _producer(config: JobConfig) -> Producer:
     return RESOURCES.get("producer", config.fingerprint(), build)
 
 
+def _outputs(config: JobConfig) -> Outputs:
+    from tone.kafka.config import KafkaConnection, producer_overrides
+    from tone.kafka.transactions import KafkaOutputs
+
+    def build() -> Outputs:
+        s = worker_settings(config)
+        group = s.kafka_group_prefix + config.query
+        conn = KafkaConnection.from_settings(s)
+        timeout = s.kafka_transaction_timeout_ms
+        return KafkaOutputs(conn, group, config.query, transaction_timeout_ms=timeout, overrides=producer_overrides(s))
+
+    return RESOURCES.get("outputs", config.fingerprint(), build)
+
+
 def _store(config: JobConfig) -> ToneStore:
     from tone.aggregates.redis_store import open_store
 
@@ -162,6 +177,7 @@ def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any
         store=lambda: _store(config),
         reference=_vader,
         markers=markers,
+        outputs=lambda: _outputs(config),
     )
     if rows and (refused := refused_scorer(config)):
         rows[0].refused = refused

@@ -30,6 +30,7 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 KafkaSource = Literal["python", "native"]
 IsolationLevel = Literal["read_committed", "read_uncommitted"]
+OutputGuarantee = Literal["exactly_once", "at_least_once"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
@@ -73,6 +74,15 @@ class Settings(BaseSettings):
     # The stream's consumer group is this prefix + the query name: its committed offsets are what the store has
     # counted (lag in Kafka's own tools). A prefix keeps it apart from anyone else's group.
     kafka_group_prefix: str = Field("tone-stream.", min_length=1, validation_alias=env.KAFKA_GROUP_PREFIX)
+    # tweets.scored and tweets.dlq: each input range's outputs in one Kafka transaction with its offsets committed
+    # to that group (exactly_once; consumers read them read_committed), or sent and flushed before the count
+    # (at_least_once: a retried task can send a record twice). See tone/kafka/transactions.py.
+    output_guarantee: OutputGuarantee = Field("exactly_once", validation_alias=env.OUTPUT_GUARANTEE)
+    # Below the brokers' transaction.max.timeout.ms (15 min by default); a transaction left open by a killed task
+    # blocks read_committed readers until the task's retry takes over its id, or this long at most.
+    kafka_transaction_timeout_ms: int = Field(
+        60_000, ge=1000, le=900_000, validation_alias=env.KAFKA_TRANSACTION_TIMEOUT_MS
+    )
     # Offsets deleted (retention) before the stream read them: fail the query saying what was lost (Spark's
     # default), or go on from the earliest offset still there and count the skipped ones in a metric.
     fail_on_data_loss: bool = Field(True, validation_alias=env.FAIL_ON_DATA_LOSS)

@@ -152,6 +152,14 @@ def bench_replay(
             "[env: TONE_MAX_PER_TRIGGER]",
         ),
     ] = None,
+    guarantees: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--guarantee",
+            help="Output guarantees to run the tone stream with, each once per --max-per-trigger (default: "
+            "exactly_once then at_least_once) [env: TONE_OUTPUT_GUARANTEE]",
+        ),
+    ] = None,
     reference: Annotated[
         bool,
         typer.Option(
@@ -180,12 +188,22 @@ def bench_replay(
     }
     limits = max_per_trigger or [settings.max_per_trigger]
     options["max_per_trigger"] = limits[0]
-    results = [replay.run_replay_bench(settings, pipeline=replay.TONE, source=source, max_tasks=max_tasks, **options)]
-    for limit in limits[1:]:
+    for g in guarantees or []:
+        if g not in ("exactly_once", "at_least_once"):
+            msg = f"{g!r}: use exactly_once or at_least_once"
+            raise typer.BadParameter(msg, param_hint="--guarantee")
+    runs = [(g, limit) for g in guarantees or ["exactly_once", "at_least_once"] for limit in limits]
+    results: list[dict[str, Any]] = []
+    for g, limit in runs:
         row = replay.run_replay_bench(
-            settings, pipeline=replay.TONE, source=source, max_tasks=max_tasks, **(options | {"max_per_trigger": limit})
+            settings,
+            pipeline=replay.TONE,
+            source=source,
+            max_tasks=max_tasks,
+            guarantee=g,
+            **(options | {"max_per_trigger": limit}),
         )
-        results.append(row | {"vs_first": row["tweets_per_s"] / results[0]["tweets_per_s"]})
+        results.append(row if not results else row | {"vs_first": row["tweets_per_s"] / results[0]["tweets_per_s"]})
     if reference:
         for pipeline in (replay.REFERENCE, replay.NATIVE_REFERENCE):
             results.append(replay.run_replay_bench(settings, pipeline=pipeline, **options))
@@ -204,7 +222,8 @@ def bench_replay(
             stage = "n/a (one Spark plan)"
         how = "backlog drained" if backlog else f"rate {result['rate'] or 'max'}"
         console.print(
-            f"[{result['pipeline']}, {result['source']} source, max {result['max_per_trigger'] or 'all'}/batch] "
+            f"[{result['pipeline']}, {result['source']} source, {result['guarantee']}, "
+            f"max {result['max_per_trigger'] or 'all'}/batch] "
             f"{result['tweets']} tweets, scorer {result['scorer']}, {how}: {result['tweets_per_s']:.0f} tweets/s over "
             f"{result['wall_s']:.1f}s in {result['batches']} batches; "
             f"produce->Redis p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s p99 {lat['p99']:.2f}s; "
@@ -214,10 +233,28 @@ def bench_replay(
         )
     for result in results[1:]:
         if "vs_first" in result:
-            this, first = result["max_per_trigger"] or "all", results[0]["max_per_trigger"] or "all"
-            console.print(f"max {this}/batch vs max {first}/batch: {result['vs_first']:.2f}x", highlight=False)
+            this = f"{result['guarantee']}, max {result['max_per_trigger'] or 'all'}/batch"
+            first = f"{results[0]['guarantee']}, max {results[0]['max_per_trigger'] or 'all'}/batch"
+            console.print(f"{this} vs {first}: {result['vs_first']:.2f}x", highlight=False)
+    _print_overhead(results)
     for name, ratio in results[0].get("vs_reference", {}).items():
         console.print(f"tone stream vs {name}: {ratio:.2f}x", highlight=False)
+
+
+def _print_overhead(results: list[dict[str, Any]]) -> None:
+    """exactly_once against at_least_once at the same batch limit: tweets/s and p95 ratios."""
+    tone_rows = [r for r in results if "guarantee" in r and r["pipeline"] == results[0]["pipeline"]]
+    for eo in (r for r in tone_rows if r["guarantee"] == "exactly_once"):
+        for alo in (r for r in tone_rows if r["guarantee"] == "at_least_once"):
+            if alo["max_per_trigger"] == eo["max_per_trigger"]:
+                rate = eo["tweets_per_s"] / alo["tweets_per_s"]
+                p95 = eo["latency_s"]["p95"] / alo["latency_s"]["p95"]
+                console.print(
+                    f"exactly_once vs at_least_once (max {eo['max_per_trigger'] or 'all'}/batch): "
+                    f"{rate:.2f}x tweets/s, {p95:.2f}x p95",
+                    highlight=False,
+                )
+                break
 
 
 @app.command("store")

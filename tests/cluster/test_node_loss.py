@@ -1,8 +1,9 @@
 """Node loss under a running stream, on the cluster stack (3 brokers, a Redis Cluster, Spark standalone with 2
 workers): `tone stream` runs on the Spark cluster while tweets keep coming, one node is killed with kill -9, and
 every user's count must equal what was sent (nothing lost, nothing doubled), with the stream never restarted by
-hand. A killed broker or Redis node is started again afterwards, as an operator (or Kubernetes) would; the
-stream is not touched. Figures go to reports/reliability.json (docs/reliability.md quotes a run).
+hand; `tweets.scored` holds each tweet once for read_committed readers. A killed broker or Redis node is started
+again afterwards, as an operator (or Kubernetes) would; the stream is not touched. Figures go to
+reports/reliability.json (docs/scaling.md quotes a run).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from tests.faults.test_faults import (
     SEED,
     Stream,
     as_pairs,
+    assert_outputs_once,
     compare,
     counted,
+    outputs_once,
     produce_in_background,
     record,
     restarts_in,
@@ -70,17 +73,20 @@ def run_with_a_kill(cluster, s, tmp_path, name: str, kill, *, tweets_n: int = 80
         if stream.proc is not None and stream.proc.poll() is None:
             stream.kill9()
     figures = compare(s, sent)
+    outputs = outputs_once(s, sent, [])
     logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("stream-*.log"))
     record(
         f"cluster: {name}",
         killed=what,
         **figures,
+        **outputs,
         failed_task_attempts=logs.count("Lost task"),
         store_retries=logs.count("slot parts to retry") + logs.count("Redis replicas of"),
         automatic_query_restarts=restarts_in(out),
         manual_restarts=0,
         summary=out.strip().splitlines()[-1],
     )
+    assert_outputs_once(outputs)  # tweets.scored exactly once for read_committed readers, through the kill
     return figures
 
 

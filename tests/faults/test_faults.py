@@ -203,11 +203,58 @@ def dead_letters(s) -> tuple[Counter[bytes | None], Counter[str]]:
         consumer.close()
 
 
+def read_topic(s, topic: str, isolation: str) -> list[tuple[bytes | None, dict[str, bytes]]]:
+    """Every (value, headers) of ``topic`` (all partitions) as a reader with ``isolation`` sees it."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    conn = KafkaConnection.from_settings(s)
+    consumer = Consumer(conn.librdkafka() | {"group.id": f"check-{time.time_ns()}", "isolation.level": isolation})
+    try:
+        parts = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        out: list[tuple[bytes | None, dict[str, bytes]]] = []
+        idle = 0
+        while idle < 3:  # nothing for 3 s: read to the end (the last stable offset for read_committed)
+            msgs = [m for m in consumer.consume(1000, timeout=1.0) if m.error() is None]
+            idle = 0 if msgs else idle + 1
+            out += [(m.value(), dict(m.headers() or [])) for m in msgs]
+        return out
+    finally:
+        consumer.close()
+
+
+def outputs_once(s, valid: list[TweetEvent], bad: list[bytes]) -> dict[str, int]:
+    """Missing and doubled outputs in tweets.scored (by tweet id) and tweets.dlq (by value), as read_committed
+    readers see them; the read_uncommitted doubles beside (aborted transactions' copies)."""
+    figures = {}
+    for isolation, tag in (("read_committed", ""), ("read_uncommitted", "_uncommitted")):
+        ids = Counter(json.loads(v)["id"] for v, _ in read_topic(s, s.kafka_topic_scored, isolation))
+        want = Counter(e.id for e in valid)
+        letters = Counter(v for v, _ in read_topic(s, s.kafka_topic_dlq, isolation))
+        wanted = Counter(bad)
+        figures |= {
+            f"scored_missing{tag}": sum((want - ids).values()),
+            f"scored_doubled{tag}": sum((ids - want).values()),
+            f"dlq_missing{tag}": sum((wanted - letters).values()),
+            f"dlq_doubled{tag}": sum((letters - wanted).values()),
+        }
+    return figures
+
+
+def assert_outputs_once(figures: dict[str, int]) -> None:
+    """Under exactly_once (the default), read_committed readers see every output once."""
+    committed = {k: v for k, v in figures.items() if not k.endswith("_uncommitted")}
+    assert set(committed.values()) == {0}, committed
+
+
 def test_kill_9_of_the_stream_at_three_random_moments(isolated, tmp_path):
     s = isolated
     rng = random.Random(SEED)
     sent = tweets(20_000, users=3000)
-    producer = produce_in_background(s, as_pairs(sent), rate=400)
+    bad = [b"bad record %d" % i for i in range(1000)]
+    pairs: list[tuple[bytes | None, bytes | None]] = [*as_pairs(sent), *((b"k", v) for v in bad)]
+    rng.shuffle(pairs)
+    producer = produce_in_background(s, pairs, rate=400)
     stream = Stream(s, tmp_path)
     kills = []
     for _ in range(3):
@@ -221,14 +268,17 @@ def test_kill_9_of_the_stream_at_three_random_moments(isolated, tmp_path):
     stream.start(until_idle=8)
     out = stream.wait(timeout=300)
     figures = compare(s, sent)
+    outputs = outputs_once(s, sent, bad)
     record(
         "stream kill -9 x3",
         kills_after_start_s=kills,
         **figures,
+        **outputs,
         restarted_by="the test, as a supervisor (systemd, Kubernetes) would: a killed process cannot heal itself",
         summary=out.strip().splitlines()[-1],
     )
     assert (figures["lost"], figures["doubled"]) == (0, 0)
+    assert_outputs_once(outputs)
 
 
 def stream_lag(s, query: str) -> int | None:
@@ -265,14 +315,17 @@ def test_an_outage_of_redis_or_the_broker_heals_without_a_person(stack, isolated
     stream.interrupt()
     out = stream.wait(timeout=120)
     figures = compare(s, sent)
+    outputs = outputs_once(s, sent, [])
     record(
         f"{service} kill -9, {OUTAGE_S:.0f} s outage",
         **figures,
+        **outputs,
         automatic_query_restarts=restarts_in(out),
         manual_restarts=0,
         summary=out.strip().splitlines()[-1],
     )
     assert (figures["lost"], figures["doubled"]) == (0, 0)
+    assert_outputs_once(outputs)
 
 
 VALID = {"id": "1", "user_id": "u", "text": "fine", "created_at": "2026-11-23T10:00:00Z"}

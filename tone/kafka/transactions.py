@@ -1,0 +1,223 @@
+"""Exactly-once outputs: each input partition range's scored tweets and dead letters in one Kafka transaction.
+
+The rule (TONE_OUTPUT_GUARANTEE=exactly_once): for each input (topic, partition) the stream's group
+(``TONE_KAFKA_GROUP_PREFIX`` + query) holds the next input offset whose outputs are not written yet. A range's
+outputs for the records at or above it are written in one transaction that also commits the range's end + 1 to that
+group (``send_offsets_to_transaction``), so outputs and "written up to here" become visible together or not at all.
+Redis counts the range only after the commit. A retried or duplicate attempt reads the group's offset again and
+writes only what is above it: a record's outputs are written once, whatever the batch boundaries.
+
+The producer's ``transactional.id`` is stable per (query, input topic, partition), never per attempt: a new
+producer for the same id fences the old one (``init_transactions`` bumps the epoch, and aborts a transaction its
+previous incarnation left open, so a killed task never blocks ``read_committed`` readers for longer than that), and
+a fenced attempt's commit fails. The group's offset is read after the producer holds the id, so no other writer
+can commit between the read and our commit. Kafka Streams' ``exactly_once`` (one producer per input partition)
+follows the same pattern; Flink's KafkaSink keeps a pool of ids per subtask instead.
+
+A consumer of ``tweets.scored`` or ``tweets.dlq`` must read with ``isolation.level=read_committed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from tone.errors import ToneError
+from tone.kafka.clients import Headers
+from tone.kafka.config import PRODUCER_DEFAULTS, KafkaConnection
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS: Final = 5  # a fenced or aborted transaction is redone this many times before the task fails
+EXACTLY_ONCE: Final = "exactly_once"
+AT_LEAST_ONCE: Final = "at_least_once"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One record to write, and the input offset it comes from."""
+
+    source_offset: int
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers | None = None
+
+
+class Outputs(Protocol):
+    """Writes a range's outputs exactly once (see the module docstring)."""
+
+    def write(self, topic: str, partition: int, end: int, outputs: Sequence[Output]) -> int:
+        """Write the outputs at or above the group's offset and commit ``end`` + 1, in one transaction.
+
+        Returns how many were written (0 when the group is past ``end`` already).
+        """
+
+    def close(self) -> None:
+        """Release the producers."""
+
+
+def transactional_id(prefix: str, query: str, topic: str, partition: int) -> str:
+    """The stable transactional.id of (query, input topic, partition)."""
+    return f"{prefix}{query}.{topic}.{partition}"
+
+
+class TransactionError(ToneError):
+    """A range's outputs could not be committed; the task fails and Spark runs it again."""
+
+
+class KafkaOutputs:
+    """:class:`Outputs` on Kafka transactions (librdkafka), one producer per input partition in this process."""
+
+    def __init__(  # noqa: PLR0913 - where, as whom, how long
+        self,
+        conn: KafkaConnection,
+        group: str,
+        query: str,
+        *,
+        id_prefix: str = "tone-out.",
+        transaction_timeout_ms: int = 60_000,
+        timeout_s: float = 60.0,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        """``group``: the consumer group the offsets are committed to (the stream's lag group)."""
+        from confluent_kafka import Consumer
+
+        self.conn, self.group, self.query, self.id_prefix = conn, group, query, id_prefix
+        self.timeout_s = timeout_s
+        self._config = {**conn.librdkafka(), **PRODUCER_DEFAULTS, **(overrides or {})}
+        # librdkafka refuses a delivery timeout longer than the transaction's: a record must fail before its
+        # transaction times out.
+        self._config["transaction.timeout.ms"] = transaction_timeout_ms
+        self._config["delivery.timeout.ms"] = min(int(self._config["delivery.timeout.ms"]), transaction_timeout_ms)
+        # The group's committed offsets, read as read_committed readers see them: an offset committed by a
+        # transaction still open is not returned until that transaction ends.
+        self._consumer = Consumer(
+            conn.librdkafka() | {"group.id": group, "enable.auto.commit": False, "isolation.level": "read_committed"}
+        )
+        self._producers: dict[tuple[str, int], Any] = {}
+        self.fenced = 0  # producers replaced after another one took their id (tests, logs)
+
+    def _producer(self, topic: str, partition: int) -> Any:
+        """This process's producer for the input partition, holding its transactional.id."""
+        from confluent_kafka import Producer
+
+        key = (topic, partition)
+        if key not in self._producers:
+            tid = transactional_id(self.id_prefix, self.query, topic, partition)
+            producer = Producer({**self._config, "transactional.id": tid})
+            producer.init_transactions(self.timeout_s)  # fences an older holder of the id; aborts its open transaction
+            self._producers[key] = producer
+        return self._producers[key]
+
+    def committed(self, topic: str, partition: int) -> int:
+        """The next input offset whose outputs are not written yet (0 when the group never committed).
+
+        Retried while the group's coordinator moves or loads (a broker that just started or failed over).
+        """
+        from confluent_kafka import KafkaException, TopicPartition
+
+        deadline = time.monotonic() + self.timeout_s
+        wait = 0.1
+        while True:
+            try:
+                (tp,) = self._consumer.committed([TopicPartition(topic, partition)], timeout=self.timeout_s)
+                if tp.error is None:
+                    return max(0, tp.offset)
+                problem: object = tp.error
+            except KafkaException as exc:
+                problem = exc.args[0]
+            if time.monotonic() + wait > deadline:
+                msg = f"reading group {self.group}'s offset of {topic}[{partition}] failed: {problem}"
+                raise TransactionError(msg)
+            time.sleep(wait)
+            wait = min(2.0, wait * 2)
+
+    def write(self, topic: str, partition: int, end: int, outputs: Sequence[Output]) -> int:
+        """See :meth:`Outputs.write`; redone after a fenced or aborted attempt, reading the group's offset again."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        last: Exception | None = None
+        for attempt in range(ATTEMPTS):
+            producer = self._producer(topic, partition)
+            start = self.committed(topic, partition)  # after the producer holds the id: see the module docstring
+            if start > end:
+                return 0
+            todo = [o for o in outputs if o.source_offset >= start]
+            try:
+                producer.begin_transaction()
+                # The offsets first: it asks the coordinators, so a producer fenced since its last use (another
+                # process took the id) fails here, before it queues any record.
+                offsets = [TopicPartition(topic, partition, end + 1)]
+                producer.send_offsets_to_transaction(offsets, self._consumer.consumer_group_metadata(), self.timeout_s)
+                for o in todo:
+                    self._produce(producer, o)
+                producer.commit_transaction(self.timeout_s)
+                return len(todo)
+            except KafkaException as exc:
+                last = exc
+                self._recover(topic, partition, producer, exc.args[0], attempt)
+        msg = f"outputs of {topic}[{partition}] up to offset {end} not committed after {ATTEMPTS} tries: {last}"
+        raise TransactionError(msg) from last
+
+    def _produce(self, producer: Any, o: Output) -> None:
+        while True:
+            try:
+                producer.produce(o.topic, key=o.key, value=o.value, headers=o.headers)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+
+    def _recover(self, topic: str, partition: int, producer: Any, err: Any, attempt: int) -> None:
+        """After a failed transaction: abort it, or drop a fenced producer (the next try makes a new one)."""
+        if err.fatal() or not err.txn_requires_abort() and not err.retriable():
+            # Fenced (another attempt holds the id now) or a producer in a fatal state: a new one re-takes the id.
+            self.fenced += 1
+            self._producers.pop((topic, partition), None)
+            log.warning("transactional producer for %s[%d] replaced after: %s", topic, partition, err.str())
+            return
+        try:
+            producer.abort_transaction(self.timeout_s)
+        except Exception as exc:  # noqa: BLE001 - an abort that fails leaves a producer we cannot trust: replace it
+            log.warning("aborting the transaction of %s[%d] failed (%s): replacing its producer", topic, partition, exc)
+            self._producers.pop((topic, partition), None)
+        time.sleep(min(2.0, 0.1 * 2**attempt))
+
+    def close(self) -> None:
+        """Drop the producers and the offsets consumer.
+
+        An open transaction of theirs is aborted by the id's next holder, or by the broker after its timeout.
+        """
+        self._producers.clear()
+        self._consumer.close()
+
+
+@dataclass
+class MemoryOutputs:
+    """An in-memory :class:`Outputs` for unit tests: committed offsets per input partition and what was written."""
+
+    committed: dict[tuple[str, int], int] | None = None
+    written: list[Output] | None = None
+    fail_before_commit: bool = False  # a task killed after sending, before the commit: nothing becomes visible
+
+    def write(self, topic: str, partition: int, end: int, outputs: Sequence[Output]) -> int:
+        """As Kafka does: only above the committed offset, all or nothing."""
+        committed = self.committed if self.committed is not None else {}
+        self.committed = committed
+        start = committed.get((topic, partition), 0)
+        if start > end:
+            return 0
+        todo = [o for o in outputs if o.source_offset >= start]
+        if self.fail_before_commit:
+            msg = "killed before the commit (test hook)"
+            raise TransactionError(msg)
+        self.written = [*(self.written or []), *todo]
+        committed[(topic, partition)] = end + 1
+        return len(todo)
+
+    def close(self) -> None:
+        """Nothing to release."""
