@@ -8,15 +8,13 @@ Redis Cluster bus ports (+ 10000) are free too.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from devstack.process import port_open
 from devstack.stack import LocalStack
-from tone.kafka.admin import create_topics
-from tone.kafka.config import KafkaConnection
+from tests.conftest import fresh_topics
 from tone.settings import Settings, load_settings
 
 BLOCK = 40  # kafka +0..+5, redis +10..+15 (bus +10010..), moto +20, spark +30..+33
@@ -58,16 +56,4 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 @pytest.fixture
 def on_cluster(cluster: LocalStack) -> Settings:
     """The cluster's client settings on fresh topics (3 replicas, min ISR 2) and a fresh Redis key prefix."""
-    tag = uuid.uuid4().hex[:8]
-    s = cluster.client_settings().model_copy(
-        update={
-            "kafka_topic_tweets": f"tweets-{tag}",
-            "kafka_topic_dlq": f"dlq-{tag}",
-            "kafka_topic_scored": f"scored-{tag}",
-            "redis_key_prefix": f"c{tag}:",
-            "top_min_count": 2,
-        }
-    )
-    topics = {s.kafka_topic_tweets: 4, s.kafka_topic_dlq: 1, s.kafka_topic_scored: 1}
-    create_topics(KafkaConnection.from_settings(s), topics)
-    return s
+    return fresh_topics(cluster.client_settings(), "c")

@@ -150,6 +150,16 @@ def _count_all(store, recs, total, errors: list[BaseException], retries: list[in
         pos = end + 1
 
 
+def _counting(store, total: int, seed: int) -> tuple[list, threading.Thread, list[BaseException], list[int]]:
+    """``total`` offsets of records(seed) being counted in a thread; (records, thread, errors, retried ranges)."""
+    recs = records(total, seed=seed)
+    errors: list[BaseException] = []
+    retries = [0]
+    worker = threading.Thread(target=_count_all, args=(store, recs, total, errors, retries))
+    worker.start()
+    return recs, worker, errors, retries
+
+
 def _node_id(client) -> str:
     return client.execute_command("CLUSTER", "MYID").decode()
 
@@ -157,11 +167,7 @@ def _node_id(client) -> str:
 def test_resharding_under_load_moves_slots_and_counts_each_record_once(cluster, on_cluster):
     store = store_of(on_cluster, on_cluster.redis_key_prefix)
     total = 60_000
-    recs = records(total, seed=4)
-    errors: list[BaseException] = []
-    retries = [0]
-    worker = threading.Thread(target=_count_all, args=(store, recs, total, errors, retries))
-    worker.start()
+    recs, worker, errors, retries = _counting(store, total, seed=4)
     masters = [n for n in cluster.redis.nodes if n.client().execute_command("ROLE")[0] == b"master"]
     source, target = _node_id(masters[0].client()), _node_id(masters[1].client())
     time.sleep(0.3)
@@ -181,12 +187,7 @@ def test_resharding_under_load_moves_slots_and_counts_each_record_once(cluster, 
 
 def test_a_master_killed_while_counting_fails_over_and_nothing_is_lost_or_doubled(cluster, on_cluster):
     store = store_of(on_cluster, on_cluster.redis_key_prefix)
-    total = 60_000
-    recs = records(total, seed=6)
-    errors: list[BaseException] = []
-    retries = [0]
-    worker = threading.Thread(target=_count_all, args=(store, recs, total, errors, retries))
-    worker.start()
+    recs, worker, errors, retries = _counting(store, 60_000, seed=6)
     time.sleep(random.uniform(0.5, 1.5))
     assert worker.is_alive()
     cluster.redis.refresh_roles()

@@ -215,10 +215,7 @@ def count_records(  # noqa: C901, PLR0912 - one loop over the shards' steps
                 refused.append(done)
         if not refused:
             continue
-        if store.sharded:
-            now = store.shard_offsets(query, topic, partition, [done.shard for done in refused])
-        else:
-            now = [store.last_offset(query, topic, partition)]
+        now = store.shard_offsets(query, topic, partition, [done.shard for done in refused])
         for done, marker in zip(refused, now, strict=True):
             if marker is None or marker < done.start:
                 # A refused step means the marker reached its start: anything else is a store breaking the
