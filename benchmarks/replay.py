@@ -23,7 +23,7 @@ import multiprocessing
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -131,6 +131,20 @@ def _start(pipeline: str, spark: Any, job: Any) -> Any:
     return start_reference(spark, job, source="native" if pipeline == NATIVE_REFERENCE else "python")
 
 
+def batches_by_id(reports: Iterable[Any]) -> dict[int, Any]:
+    """Each batch once, by its run that read the most records.
+
+    A batch the backlog restart re-runs (the query was stopped after the batch's report, before Spark's commit)
+    finds its records counted in Redis and reads nothing. Letting that re-run replace the first run lost the batch's
+    records, and the bench then waited 900 s for records the stream had counted.
+    """
+    out: dict[int, Any] = {}
+    for r in reports:
+        if r.batch_id not in out or r.records > out[r.batch_id].records:
+            out[r.batch_id] = r
+    return out
+
+
 def run_replay_bench(
     settings: Settings,
     *,
@@ -178,8 +192,7 @@ def run_replay_bench(
         try:
 
             def batches() -> dict[int, Any]:
-                # A batch Spark re-runs after the backlog restart (stopped before its commit) replaces its first run.
-                return {r.batch_id: r for r in job.reports}
+                return batches_by_id(job.reports)
 
             def processed() -> int:
                 return sum(r.records for r in batches().values())

@@ -331,6 +331,13 @@ def run_task(
         return []
     first = parts[0].stats
     first.parse_s = time.perf_counter() - t0
+    sink = None
+    if config.output_guarantee == EXACTLY_ONCE:
+        if outputs is None:
+            msg = "exactly_once outputs need an Outputs writer"
+            raise ValueError(msg)
+        sink = outputs()
+        sink.prepare([(part.stats.topic, part.stats.partition) for part in parts])  # while the task scores
 
     target = store()
     read = _skip_counted(parts, config, target, markers or {})
@@ -353,11 +360,8 @@ def run_task(
                 _compare(parts, max(1, round(1 / config.drift_sample)), checker)
 
     t0 = time.perf_counter()
-    if config.output_guarantee == EXACTLY_ONCE:
-        if outputs is None:
-            msg = "exactly_once outputs need an Outputs writer"
-            raise ValueError(msg)
-        _write_transactions(parts, config, outputs())
+    if sink is not None:
+        _write_transactions(parts, config, sink)
     else:
         _send(parts, config, producer)
     first.kafka_s = time.perf_counter() - t0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from typing import Annotated, Any
 
 import typer
@@ -242,19 +243,27 @@ def bench_replay(
 
 
 def _print_overhead(results: list[dict[str, Any]]) -> None:
-    """exactly_once against at_least_once at the same batch limit: tweets/s and p95 ratios."""
+    """exactly_once against at_least_once at the same batch limit: ratios of the medians of tweets/s and p95.
+
+    Repeat the guarantees (``--guarantee exactly_once --guarantee at_least_once --guarantee at_least_once
+    --guarantee exactly_once``) on a noisy machine: the median of each side is compared, and the ABBA order cancels
+    a drift over the run (measured here: the second of two identical runs scored up to 37% slower).
+    """
     tone_rows = [r for r in results if "guarantee" in r and r["pipeline"] == results[0]["pipeline"]]
-    for eo in (r for r in tone_rows if r["guarantee"] == "exactly_once"):
-        for alo in (r for r in tone_rows if r["guarantee"] == "at_least_once"):
-            if alo["max_per_trigger"] == eo["max_per_trigger"]:
-                rate = eo["tweets_per_s"] / alo["tweets_per_s"]
-                p95 = eo["latency_s"]["p95"] / alo["latency_s"]["p95"]
-                console.print(
-                    f"exactly_once vs at_least_once (max {eo['max_per_trigger'] or 'all'}/batch): "
-                    f"{rate:.2f}x tweets/s, {p95:.2f}x p95",
-                    highlight=False,
-                )
-                break
+    for limit in dict.fromkeys(r["max_per_trigger"] for r in tone_rows):
+        eo = [r for r in tone_rows if r["max_per_trigger"] == limit and r["guarantee"] == "exactly_once"]
+        alo = [r for r in tone_rows if r["max_per_trigger"] == limit and r["guarantee"] == "at_least_once"]
+        if not eo or not alo:
+            continue
+        rate = statistics.median(r["tweets_per_s"] for r in eo) / statistics.median(r["tweets_per_s"] for r in alo)
+        p95 = statistics.median(r["latency_s"]["p95"] for r in eo) / statistics.median(
+            r["latency_s"]["p95"] for r in alo
+        )
+        runs = f", medians of {len(eo)} and {len(alo)} runs" if len(eo) + len(alo) > 2 else ""  # noqa: PLR2004
+        console.print(
+            f"exactly_once vs at_least_once (max {limit or 'all'}/batch{runs}): {rate:.2f}x tweets/s, {p95:.2f}x p95",
+            highlight=False,
+        )
 
 
 @app.command("store")

@@ -94,3 +94,26 @@ def test_a_transaction_left_open_by_a_killed_task_is_aborted_by_the_next_holder(
     # The retry's init_transactions aborted the zombie's transaction at once (not after its 60 s timeout).
     assert sorted(read(s, s.kafka_topic_scored, "read_committed")) == [f"v{o}".encode() for o in range(5)]
     assert len(read(s, s.kafka_topic_scored, "read_uncommitted")) == 10  # the aborted copies stay in the log
+
+
+def test_ranges_that_move_between_processes_are_written_once_without_meeting_a_fenced_producer(settings):
+    """Spark hands a partition's ranges to its workers by turns: each worker takes the id before it writes
+    (``prepare``), so no write finds its producer fenced, and every output is committed once."""
+    s = fresh_topics(settings)
+    conn = KafkaConnection.from_settings(s)
+    group = f"{s.kafka_group_prefix}{uuid.uuid4().hex[:6]}"
+    workers = [KafkaOutputs(conn, group, "q3"), KafkaOutputs(conn, group, "q3")]
+    try:
+        for n in range(6):  # ranges of 10 offsets, alternating between the two workers
+            worker = workers[n % 2]
+            worker.prepare([(s.kafka_topic_tweets, 0)])
+            assert worker.write(s.kafka_topic_tweets, 0, 10 * n + 9, outputs_of(s, range(10 * n, 10 * n + 10))) == 10
+        assert [w.fenced for w in workers] == [0, 0]
+        # Without prepare each worker's kept producer was fenced by the other's in the meantime: replaced on write.
+        for n in range(6, 9):
+            workers[n % 2].write(s.kafka_topic_tweets, 0, 10 * n + 9, outputs_of(s, range(10 * n, 10 * n + 10)))
+        assert [w.fenced for w in workers] == [2, 1]
+    finally:
+        for w in workers:
+            w.close()
+    assert sorted(read(s, s.kafka_topic_scored, "read_committed")) == sorted(f"v{o}".encode() for o in range(90))

@@ -52,6 +52,21 @@ def test_outputs_go_in_the_transaction_and_the_producer_is_not_used():
     assert [s["id"] for s in scored] == [f"t{i}" for i, v in enumerate(vals) if not v.startswith(b"bad")]
 
 
+def test_the_transactional_ids_are_taken_before_the_scoring_starts():
+    """The id of each range's partition is taken while the task scores (KafkaOutputs.prepare), not after."""
+    outputs, store = MemoryOutputs(), MemoryToneStore(StoreConfig(top_min_count=1))
+    prepared_when_scoring = []
+
+    def scorer():
+        prepared_when_scoring.append(list(outputs.prepared or []))
+        return VaderScorer()
+
+    chunks = [list(chunks_of(records(values(20), p, 0))) for p in (0, 3)]
+    run_task(EXACTLY, chunks, scorer, ListProducer, lambda: store, outputs=lambda: outputs)
+    assert prepared_when_scoring == [[("tweets", 0), ("tweets", 3)]]
+    assert outputs.committed == {("tweets", 0): 20, ("tweets", 3): 20}
+
+
 def test_a_task_killed_before_its_commit_counts_nothing_and_its_retry_writes_everything_once():
     outputs, store = MemoryOutputs(fail_before_commit=True), MemoryToneStore(StoreConfig(top_min_count=1))
     vals = values(40)
