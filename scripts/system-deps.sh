@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the project needs: Redis (the local stack's store), a Java runtime (Spark and the Kafka broker,
 # which needs Java 17+), Maven (fetches the Kafka broker and Spark's Kafka connector from Maven Central) and
-# Chromium (the dashboard's browser test drives it headless; a test tool's own browser download fails offline).
+# Chromium (the dashboard's browser test drives it headless; a test tool's own browser download fails offline) and
+# wrk (the HTTP load generator behind `tone bench api`).
 # Installs what is missing when running as root; otherwise prints the command to run.
 set -euo pipefail
 missing=()
@@ -9,6 +10,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v wrk >/dev/null || missing+=(wrk)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing system packages; run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2

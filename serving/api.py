@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from importlib import resources
 from typing import Annotated, Any
@@ -15,10 +16,10 @@ from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from serving.lookup import hourly_tone, stream_health, user_tone
-from serving.metrics import ApiMetrics
+from serving.lookup import hourly_tone, stream_health, tone_view
+from serving.metrics import ApiMetrics, MetricsMiddleware
 from tone import __version__
-from tone.aggregates.redis_store import open_store
+from tone.aggregates.redis_store import open_store, settings_client
 from tone.events import MAX_USER_ID_CHARS, USER_ID_PATTERN, check_user_id
 from tone.labels import NEGATIVE, RankedLabel
 from tone.settings import Settings, get_settings
@@ -44,13 +45,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app around one store (one Redis connection pool per process)."""
     settings = settings or get_settings()
     store = open_store(settings, check=False)  # starts without Redis; /healthz reports it
+    loop_client: dict[str, Any] = {}
+
+    def aclient() -> Any:
+        # A redis.asyncio client per event loop: its connections belong to the loop that opened them. uvicorn runs
+        # one loop per process, for good; a test client may run a new one per request.
+        loop = asyncio.get_running_loop()
+        if loop_client.get("loop") is not loop:
+            loop_client.update(loop=loop, client=settings_client(settings, asyncio=True))
+        return loop_client["client"]
+
     app = FastAPI(
         title="tweet-tone",
         version=__version__,
         description="Live per-user tweet tone, read from the stream's Redis aggregates.",
     )
     metrics = ApiMetrics()
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     page = resources.files("serving").joinpath("dashboard.html").read_text(encoding="utf-8")
     invalid_or_unknown: dict[int | str, dict[str, Any]] = {
         404: {"description": "The stream has never seen this user.", "model": ErrorBody},
@@ -107,12 +118,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
 
     @app.get("/users/{user_id:path}/tone", responses=invalid_or_unknown)
-    def tone(user_id: UserId) -> dict[str, Any]:
+    async def tone(user_id: UserId) -> dict[str, Any]:
         """One user's tone aggregates; 404 if the stream has never seen the user, 422 for an invalid id."""
-        result = user_tone(store, checked(user_id))
-        if result is None:
+        # The hot path: on the event loop with redis.asyncio (one round trip), not in a worker thread. Under load
+        # the thread hand-offs and their GIL contention were most of a lookup's time (docs/benchmarks.md).
+        agg = await store.user_async(aclient(), checked(user_id))
+        if agg is None:
             raise HTTPException(404, f"no tweets seen from user {user_id!r}")
-        return result
+        return tone_view(agg)
 
     @app.get("/users/{user_id:path}/hourly", responses=invalid_or_unknown)
     def hourly(

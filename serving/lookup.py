@@ -17,8 +17,11 @@ def iso(epoch: float | None) -> str | None:
 def user_tone(store: ToneStore, user_id: str) -> dict[str, Any] | None:
     """A user's aggregates in their public shape, or None when the user was never seen."""
     agg = store.user(user_id)
-    if agg is None:
-        return None
+    return None if agg is None else tone_view(agg)
+
+
+def tone_view(agg: dict[str, Any]) -> dict[str, Any]:
+    """The public shape of a user's aggregates (``ToneStore.user``'s answer)."""
     return {
         "user_id": agg["user_id"],
         "tweets": agg["n"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -31,16 +30,36 @@ class ApiMetrics:
             registry=r,
         )
 
-    async def middleware(self, request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
-        """Count and time every request under its route template (not its raw path: user ids are unbounded)."""
+
+class MetricsMiddleware:
+    """A plain ASGI middleware that counts and times every HTTP request into :class:`ApiMetrics`.
+
+    Plain ASGI rather than Starlette's ``@app.middleware("http")``, which runs each request through extra tasks and
+    streams: 14% of the API's samples under load (py-spy; docs/benchmarks.md, ``tone bench api``).
+    """
+
+    def __init__(self, app: Any, metrics: ApiMetrics) -> None:
+        """Wrap ``app``."""
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Pass the request on; record its route template, method, status and time."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         t0 = time.perf_counter()
         status = 500
+
+        async def send_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_status)
         finally:
-            route = request.scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            self.requests.labels(template, request.method, str(status)).inc()
-            self.latency.labels(template).observe(time.perf_counter() - t0)
+            # The route template, not the raw path (user ids are unbounded); the router puts it in the scope.
+            template = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(template).observe(time.perf_counter() - t0)

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     max_restarts: int = Field(10, ge=0, le=1000, validation_alias=env.MAX_RESTARTS)
     sink_retry_s: float = Field(30.0, ge=0, le=3600, validation_alias=env.SINK_RETRY_S)
 
+    # `tone serve`: uvicorn worker processes. One process serves about one core's worth of lookups (docs/api.md).
+    api_workers: int = Field(1, ge=1, le=64, validation_alias=env.API_WORKERS)
+
     # Observability: the stream driver's Prometheus /metrics port and Spark UI port (0: off); tone drift is the
     # label mix over the last window against the model's training mix, and how often VADER disagrees with the
     # model on a sample of this share of the tweets (0: no sample).

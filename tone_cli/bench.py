@@ -266,6 +266,47 @@ def _print_overhead(results: list[dict[str, Any]]) -> None:
         )
 
 
+@app.command("api")
+def bench_api(
+    users: Annotated[int, typer.Option(help="Users seeded in Redis (under a prefix of the bench's own).")] = 60_000,
+    tweets: Annotated[int, typer.Option(help="Tweets per seeded user (their recent list).")] = 3,
+    workers: Annotated[
+        list[int] | None, typer.Option("--workers", help="TONE_API_WORKERS to run (repeatable; default 1 and 2).")
+    ] = None,
+    connections: Annotated[int, typer.Option(help="wrk's open connections.")] = 32,
+    seconds: Annotated[int, typer.Option(help="How long wrk runs per server.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Lookups/s through `tone serve` under wrk (random seeded users), p50/p99, and the CPU wrk and the server used.
+
+    Against TONE_REDIS_URL, under a key prefix of its own (removed afterwards). Needs wrk (apt-get install wrk).
+    """
+    run_api_bench = dev_tool("benchmarks.api").run_api_bench
+
+    rows = run_api_bench(
+        cli_settings(),
+        users=users,
+        tweets=tweets,
+        workers=workers or [1, 2],
+        connections=connections,
+        seconds=seconds,
+        say=say,
+    )
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    for r in rows:
+        errors = r["non_2xx"] + r["socket_errors"]
+        console.print(
+            f"workers {r['workers']}: {r['lookups_per_s']:,} lookups/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+            f"{errors} errors ({r['connections']} connections, {r['seconds']} s); CPU of the {r['cores']} cores: "
+            f"wrk {100 * r['wrk_cpu_share']:.0f}%, tone serve {100 * r['server_cpu_share']:.0f}%",
+            highlight=False,
+        )
+    for r in rows[1:]:
+        console.print(f"workers {r['workers']} vs workers {rows[0]['workers']}: {r['vs_first']:.2f}x", highlight=False)
+
+
 @app.command("store")
 def bench_store(
     users: Annotated[int, typer.Option(help="New users (one tweet each) counted per step size.")] = 25_000,

@@ -70,9 +70,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
 ) -> None:
-    """Serve the HTTP lookup API (OpenAPI page at /docs)."""
-    import uvicorn
+    """Serve the HTTP lookup API (OpenAPI page at /docs); TONE_API_WORKERS processes on the port (default 1)."""
+    from serving.server import run
 
-    from serving.api import create_app
-
-    uvicorn.run(create_app(cli_settings()), host=host, port=port, log_level="info")
+    run(cli_settings(), host, port)

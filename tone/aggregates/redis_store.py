@@ -309,9 +309,24 @@ class RedisToneStore:
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         """A user's aggregates, or None for an unknown user."""
-        fields = {k.decode(): v.decode() for k, v in self.client.hgetall(self.user_key(user_id)).items()}
-        recent = [json.loads(r) for r in self.client.lrange(self.recent_key(user_id), 0, -1)] if fields else []
-        return user_view(user_id, fields, recent)
+        pipe = self.client.pipeline(transaction=False)
+        return self._user_from(user_id, *self._read_user(pipe, user_id).execute())
+
+    async def user_async(self, aclient: Any, user_id: str) -> dict[str, Any] | None:
+        """:meth:`user` on a redis.asyncio client (:func:`redis_client` with ``asyncio=True``): for an event loop."""
+        pipe = aclient.pipeline(transaction=False)
+        return self._user_from(user_id, *(await self._read_user(pipe, user_id).execute()))
+
+    def _read_user(self, pipe: Any, user_id: str) -> Any:
+        # One round trip: both keys hash to the user's slot, so a Redis Cluster takes them in one pipeline too.
+        pipe.hgetall(self.user_key(user_id))
+        pipe.lrange(self.recent_key(user_id), 0, -1)
+        return pipe
+
+    @staticmethod
+    def _user_from(user_id: str, raw: Mapping[bytes, bytes], rows: list[bytes]) -> dict[str, Any] | None:
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        return user_view(user_id, fields, [json.loads(r) for r in rows] if fields else [])
 
     def hourly(self, user_id: str, hour: str) -> dict[str, int]:
         """Label counts of one UTC hour bucket (``YYYYMMDDHH``)."""
@@ -403,10 +418,13 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
-def redis_client(url: str, password: str | None = None, ca_file: str | None = None, *, cluster: bool = False) -> Any:
+def redis_client(
+    url: str, password: str | None = None, ca_file: str | None = None, *, cluster: bool = False, asyncio: bool = False
+) -> Any:
     """A redis-py client; timeouts set (a Redis that stops answering is an error, not a hang); TLS for rediss://.
 
     ``cluster``: a :class:`redis.cluster.RedisCluster` that finds the other nodes from the one in ``url``.
+    ``asyncio``: the same from ``redis.asyncio``, for an event loop (the HTTP API's lookups).
     """
     import redis
     import redis.cluster
@@ -414,16 +432,29 @@ def redis_client(url: str, password: str | None = None, ca_file: str | None = No
     kwargs: dict[str, Any] = {"password": password, "socket_timeout": 10, "socket_connect_timeout": 5}
     if url.startswith("rediss://") and ca_file:
         kwargs["ssl_ca_certs"] = ca_file
+    kinds: tuple[Any, Any] = (redis.Redis, redis.cluster.RedisCluster)
+    if asyncio:
+        import redis.asyncio
+        import redis.asyncio.cluster
+
+        kinds = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
     if not cluster:
-        return redis.Redis.from_url(url, **kwargs)
+        return kinds[0].from_url(url, **kwargs)
     try:
-        return redis.cluster.RedisCluster.from_url(url, **kwargs)
+        return kinds[1].from_url(url, **kwargs)
     except (redis.exceptions.RedisClusterException, redis.ConnectionError) as exc:
         msg = (
             f"cannot use the Redis Cluster at {redact_url(url)}: {exc}. Is it running and is every slot served "
             "(redis-cli --cluster check HOST:PORT)? Unset TONE_REDIS_CLUSTER for a single Redis server"
         )
         raise ServiceError(msg) from None
+
+
+def settings_client(settings: Settings, *, asyncio: bool = False) -> Any:
+    """:func:`redis_client` on the configured Redis (URL, password, TLS CA, cluster or not)."""
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    ca_file = str(settings.redis_ca_file) if settings.redis_ca_file else None
+    return redis_client(settings.redis_url, password, ca_file, cluster=settings.redis_cluster, asyncio=asyncio)
 
 
 def open_store(settings: Settings, *, prefix: str | None = None, check: bool = True) -> RedisToneStore:
@@ -433,12 +464,10 @@ def open_store(settings: Settings, *, prefix: str | None = None, check: bool = T
     skips it: it starts without Redis and reports it on /healthz; a Redis Cluster client reads the slot map when
     made, so it needs the cluster up).
     """
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    ca_file = str(settings.redis_ca_file) if settings.redis_ca_file else None
     config = StoreConfig.from_settings(settings, prefix=prefix)
     cluster = settings.redis_cluster
     wait = settings.redis_wait_replicas if settings.redis_wait_replicas is not None else int(cluster)
-    client = redis_client(settings.redis_url, password, ca_file, cluster=cluster)
+    client = settings_client(settings)
     kind: type[RedisToneStore] = RedisToneStore
     if cluster:
         from tone.aggregates.redis_cluster import RedisClusterToneStore

@@ -123,8 +123,8 @@ class KafkaOutputs:
         producer holds the id, and an attempt that loses the id to another one fails its commit as before.
         """
         for key in partitions:
-            if key in self._taking:
-                continue
+            if (taking := self._taking.get(key)) is not None and not taking.done():
+                continue  # still being taken; one taken earlier and left unused (a failed task) may be fenced by now
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tone-txn-init")
             self._taking[key] = self._pool.submit(self._new_producer, *key)
@@ -238,7 +238,7 @@ class KafkaOutputs:
         An open transaction of theirs is aborted by the id's next holder, or by the broker after its timeout.
         """
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)  # a take in flight ends with its timeout
         self._taking.clear()
         self._producers.clear()
         self._consumer.close()
