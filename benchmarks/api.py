@@ -25,14 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.store import PROBS, TEXT
 from tone.aggregates.deltas import Scored
 from tone.aggregates.redis_store import open_store
 from tone.aggregates.store import count_records
 from tone.errors import ToneError
 from tone.settings import Settings
 
-PROBS = {"negative": 0.2, "neutral": 0.3, "positive": 0.5}
-TEXT = "just landed, the crew was lovely and the coffee was terrible, as usual"  # a typical tweet's length
 LABELS = ("negative", "neutral", "positive")
 WRK_SCRIPT = """
 math.randomseed(7)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -255,10 +256,11 @@ def _print_overhead(results: list[dict[str, Any]]) -> None:
         alo = [r for r in tone_rows if r["max_per_trigger"] == limit and r["guarantee"] == "at_least_once"]
         if not eo or not alo:
             continue
-        rate = statistics.median(r["tweets_per_s"] for r in eo) / statistics.median(r["tweets_per_s"] for r in alo)
-        p95 = statistics.median(r["latency_s"]["p95"] for r in eo) / statistics.median(
-            r["latency_s"]["p95"] for r in alo
-        )
+
+        def ratio(figure: Callable[[dict[str, Any]], float], eo: list[Any] = eo, alo: list[Any] = alo) -> float:
+            return statistics.median(map(figure, eo)) / statistics.median(map(figure, alo))
+
+        rate, p95 = ratio(lambda r: r["tweets_per_s"]), ratio(lambda r: r["latency_s"]["p95"])
         runs = f", medians of {len(eo)} and {len(alo)} runs" if len(eo) + len(alo) > 2 else ""  # noqa: PLR2004
         console.print(
             f"exactly_once vs at_least_once (max {limit or 'all'}/batch{runs}): {rate:.2f}x tweets/s, {p95:.2f}x p95",
