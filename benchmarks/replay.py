@@ -15,6 +15,9 @@ topics and a fresh Redis key prefix, so a benchmark never mixes with real data.
 Pipelines (``pipeline`` in every result): ``tone stream`` (this project's job, Kafka source as chosen),
 ``predict_batch_udf reference`` (Spark's ``predict_batch_udf`` pattern on the project's Kafka source) and
 ``native + predict_batch_udf reference`` (the same on Spark's own Kafka source: what a Spark user would write).
+
+The limit on this machine is the scorer itself: :func:`scorer_alone` times it on the same tweets in one process with
+every core, and each tone stream row gets its rate as a share of that (``vs_scorer``).
 """
 
 from __future__ import annotations
@@ -121,6 +124,8 @@ TONE: Final = "tone stream"
 REFERENCE: Final = "predict_batch_udf reference"
 NATIVE_REFERENCE: Final = "native + predict_batch_udf reference"
 PIPELINES: Final = (TONE, REFERENCE, NATIVE_REFERENCE)
+# The replay cycles this many distinct tweets (VADER's rated set), and the scorer alone is timed on the same ones.
+REPLAY_TEXTS: Final = 4200
 
 
 def _start(pipeline: str, spark: Any, job: Any) -> Any:
@@ -175,7 +180,7 @@ def run_replay_bench(
     if guarantee is not None:
         s = s.model_copy(update={"output_guarantee": guarantee})
     _create_topics(s)
-    texts = bench_texts(settings, 4200)
+    texts = bench_texts(settings, REPLAY_TEXTS)
     spark = build_spark(settings.spark_master, "tone-bench-replay", extra=kafka_connector_config(settings))
     with tempfile.TemporaryDirectory() as tmp:
         job = ToneStream(
@@ -242,6 +247,22 @@ def run_replay_bench(
         "guarantee": s.output_guarantee if pipeline == TONE else "at_least_once",  # Spark's Kafka sink has no other
         "produce_s": produce_s[0] if produce_s else None,
         **_figures(measured, tweets, t0, t_end),
+    }
+
+
+def scorer_alone(settings: Settings, scorer: str, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """The scorer's own rate on the replay's distinct tweets: one process, every core, best of 3, no Spark or Kafka."""
+    from benchmarks.scorers import run_scorer_bench
+
+    result = run_scorer_bench(
+        settings, n=REPLAY_TEXTS, scorers=[scorer], with_pipeline=False, repeat=3, accuracy_data=None, say=say
+    )
+    row = result["rows"][0]
+    return {
+        "tweets": REPLAY_TEXTS,
+        "threads": result["threads"],
+        "version": row["model"],
+        "tweets_per_s": row["tweets_per_s"],
     }
 
 

@@ -30,6 +30,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "distill_weight": (0.0, 1.0),
     "class_weight": (0.0, 1.0),
     "confidence_weight": (0.0, 2.0),
+    "lexicon": (0, 1),
 }
 
 
@@ -53,6 +54,8 @@ class HParams:
     # labellers' confidence ** confidence_weight (0: off; CrowdFlower rows carry one, others count as 1).
     class_weight: float = 0.0
     confidence_weight: float = 0.0
+    # rnn: 1 adds VADER's lexicon as fixed per-token features and its words as whole tokens (model_training.lexicon).
+    lexicon: int = 1
 
     def __post_init__(self) -> None:
         """Fill per-model defaults, then check every value; raises ConfigError naming the field."""

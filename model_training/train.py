@@ -339,8 +339,23 @@ def train_rnn(
         embeddings, tokenizer_path = minilm_embeddings()
     tokenizer = load_tokenizer(tokenizer_path, hp.max_length)
     pad_id = tokenizer.token_to_id("[PAD]") or 0
-    model = BiGRUClassifier(embeddings.shape[0], embeddings.shape[1], hp.hidden_size, len(labels), hp.dropout_, pad_id)
+    features = None
+    if hp.lexicon:
+        from model_training.lexicon import add_lexicon
+
+        embeddings, features = add_lexicon(tokenizer, embeddings)
+    model = BiGRUClassifier(
+        embeddings.shape[0],
+        embeddings.shape[1],
+        hp.hidden_size,
+        len(labels),
+        hp.dropout_,
+        pad_id,
+        lexicon_dim=0 if features is None else features.shape[1],
+    )
     model.init_embeddings(embeddings)
+    if features is not None:
+        model.init_lexicon(features)
 
     texts, targets, weights = _with_teacher(train, labels, teacher, unlabeled, hp)
     ids = encode(tokenizer, texts)

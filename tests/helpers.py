@@ -59,15 +59,27 @@ def tiny_roberta_dir(directory: Path, labels: tuple[str, ...] = ("negative", "ne
     return directory
 
 
-def tiny_rnn(labels: tuple[str, ...] = ("negative", "neutral", "positive"), hidden: int = 8, seed: int = 0):
-    """An RNN scorer on MiniLM's tokenizer with small random embeddings (fast to build and run)."""
+def tiny_rnn(
+    labels: tuple[str, ...] = ("negative", "neutral", "positive"), hidden: int = 8, seed: int = 0, lexicon: bool = False
+):
+    """An RNN scorer on MiniLM's tokenizer with small random embeddings (fast to build and run); ``lexicon`` adds
+    VADER's words and features as training does."""
     import torch
 
     from tone.scoring.rnn import BiGRUClassifier, RNNScorer, load_tokenizer, minilm_dir
 
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(minilm_dir() / "tokenizer.json", 64)
-    model = BiGRUClassifier(tokenizer.get_vocab_size(), 16, hidden, len(labels), 0.1, 0)
+    embeddings, features = torch.randn(tokenizer.get_vocab_size(), 16), None
+    if lexicon:
+        from model_training.lexicon import add_lexicon
+
+        embeddings, features = add_lexicon(tokenizer, embeddings)
+    dim = 0 if features is None else features.shape[1]
+    model = BiGRUClassifier(tokenizer.get_vocab_size(), 16, hidden, len(labels), 0.1, 0, lexicon_dim=dim)
+    model.init_embeddings(embeddings)
+    if features is not None:
+        model.init_lexicon(features)
     return RNNScorer(model, tokenizer, labels, device="cpu", batch_size=7)
 
 

@@ -206,6 +206,7 @@ def bench_replay(
             **(options | {"max_per_trigger": limit}),
         )
         results.append(row if not results else row | {"vs_first": row["tweets_per_s"] / results[0]["tweets_per_s"]})
+    _add_scorer_share(results, replay.scorer_alone(settings, scorer, say=say))
     if reference:
         for pipeline in (replay.REFERENCE, replay.NATIVE_REFERENCE):
             results.append(replay.run_replay_bench(settings, pipeline=pipeline, **options))
@@ -239,8 +240,28 @@ def bench_replay(
             first = f"{results[0]['guarantee']}, max {results[0]['max_per_trigger'] or 'all'}/batch"
             console.print(f"{this} vs {first}: {result['vs_first']:.2f}x", highlight=False)
     _print_overhead(results)
+    _print_scorer_share(results)
     for name, ratio in results[0].get("vs_reference", {}).items():
         console.print(f"tone stream vs {name}: {ratio:.2f}x", highlight=False)
+
+
+def _add_scorer_share(results: list[dict[str, Any]], alone: dict[str, Any]) -> None:
+    """Give each tone stream row the scorer's own rate and its share of it (``vs_scorer``)."""
+    for row in results:
+        row["scorer_alone"] = alone
+        row["vs_scorer"] = row["tweets_per_s"] / alone["tweets_per_s"]
+
+
+def _print_scorer_share(results: list[dict[str, Any]]) -> None:
+    """Each tone stream row's rate as a share of the scorer's own rate on the same tweets: the limit here."""
+    alone = results[0]["scorer_alone"]
+    console.print(
+        f"the scorer alone ({alone['version']}, same {alone['tweets']} tweets, {alone['threads']} threads, best of 3): "
+        f"{alone['tweets_per_s']:.0f} tweets/s; the tone stream reaches "
+        + ", ".join(f"{r['vs_scorer']:.2f}" for r in results if "vs_scorer" in r)
+        + " of it",
+        highlight=False,
+    )
 
 
 def _print_overhead(results: list[dict[str, Any]]) -> None:

@@ -17,7 +17,10 @@ SPLITS = ("test", "val", "train", "all")
 
 def train(
     model: Annotated[str, typer.Option(help="rnn or transformer.")] = "rnn",
-    data: Annotated[str, typer.Option(help=DATA_HELP)] = "vader-tweets",
+    data: Annotated[str | None, typer.Option(help=f"{DATA_HELP} (default: the model's recipe)")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A smoke run: vader-tweets, one epoch, short tweets (not a good model).")
+    ] = False,
     extra_data: Annotated[
         list[str] | None,
         typer.Option(help="More labelled data for the train split only (default: vader-reviews for rnn)."),
@@ -35,22 +38,30 @@ def train(
         str | None, typer.Option(help="Texts the teacher labels: a dataset spec, or train (the training texts).")
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default per model).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default per model).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (default per model).")] = None,
-    max_length: Annotated[int, typer.Option(help="Tokens kept per tweet.")] = 128,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default: the recipe's).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default: the recipe's).")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Tokens kept per tweet (default: the recipe's).")] = None,
     hidden_size: Annotated[int, typer.Option(help="GRU hidden size per direction (rnn).")] = 96,
     dropout: Annotated[float | None, typer.Option(help="Dropout (default per model).")] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     warmup: Annotated[float | None, typer.Option(help="Warm-up fraction of steps (default per model).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 13,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0: off).")] = 2,
+    patience: Annotated[
+        int | None, typer.Option(help="Early-stopping patience in epochs (0: off; default: the recipe's).")
+    ] = None,
     distill_weight: Annotated[float, typer.Option(help="Weight of teacher-labelled texts in the loss.")] = 0.5,
     class_weight: Annotated[
-        float, typer.Option(help="Weight rows by inverse label frequency to this power (0: off, 1: balanced).")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="Weight rows by inverse label frequency to this power (0: off, 1: balanced; default: the recipe's)."
+        ),
+    ] = None,
     confidence_weight: Annotated[
         float, typer.Option(help="Weight rows by the labellers' confidence to this power (0: off).")
     ] = 0.0,
+    lexicon: Annotated[
+        bool, typer.Option(help="rnn: VADER's lexicon as fixed token features, its words as whole tokens.")
+    ] = True,
     onnx: Annotated[
         bool, typer.Option(help="transformer: also export an ONNX Runtime graph (the CPU backend) into the artifact.")
     ] = True,
@@ -58,33 +69,38 @@ def train(
         bool, typer.Option(help="transformer: also try an int8 ONNX graph, kept only if its accuracy guard passes.")
     ] = True,
 ) -> None:
-    """Train a scorer, evaluate it on the held-out test split, save a verified artifact."""
-    from model_training.hparams import HParams
+    """Train a scorer, evaluate it on the held-out test split, save a verified artifact.
+
+    Without options it follows the model's recommended recipe (docs/models.md): data, epochs, tweet length and
+    class weights that beat VADER on its own tweets; any option given replaces the recipe's value.
+    """
+    from model_training.defaults import recipe_for, recipe_hparams
     from model_training.workflow import train_and_save
     from tone.scoring.loader import default_model_path
 
     settings = cli_settings()
-    hp = HParams(
-        model=model,  # type: ignore[arg-type]  # checked in HParams.__post_init__
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        max_length=max_length,
-        hidden_size=hidden_size,
-        dropout=dropout,
-        weight_decay=weight_decay,
-        warmup=warmup,
-        seed=seed,
-        patience=patience,
-        distill_weight=distill_weight,
-        class_weight=class_weight,
-        confidence_weight=confidence_weight,
-    )
+    given = {
+        "lr": lr,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "hidden_size": hidden_size,
+        "dropout": dropout,
+        "weight_decay": weight_decay,
+        "warmup": warmup,
+        "seed": seed,
+        "patience": patience,
+        "distill_weight": distill_weight,
+        "class_weight": class_weight,
+        "confidence_weight": confidence_weight,
+        "lexicon": int(lexicon),
+    }
+    hp = recipe_hparams(model, given, quick=quick)
     train_and_save(
         settings,
         model=model,
         out=out or default_model_path(settings, model),
-        data=data,
+        data=data or recipe_for(model, quick=quick).data,
         extra_data=extra_data,
         hp=hp,
         teacher=teacher,

@@ -31,12 +31,25 @@ DEFAULT_MAX_LENGTH = 128
 
 
 class BiGRUClassifier(nn.Module):
-    """Embedding -> dropout -> bidirectional GRU -> [mean; max] pooling over real tokens -> linear."""
+    """Embedding (+ fixed lexicon features) -> dropout -> bidirectional GRU -> [mean; max] pooling -> linear.
+
+    ``lexicon_dim`` > 0 adds a fixed, untrained table of that many features per vocabulary entry (VADER's valence,
+    negation and booster marks: see model_training.lexicon), concatenated to each token's embedding. A few thousand
+    labelled tweets cannot teach the polarity of words they rarely contain; the lexicon knows 7,500 of them. It costs
+    nothing at inference: :class:`FastBiGRU` folds it into its per-vocabulary projection table.
+    """
 
     def __init__(
-        self, vocab_size: int, embed_dim: int, hidden_size: int, num_labels: int, dropout: float, pad_id: int
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        hidden_size: int,
+        num_labels: int,
+        dropout: float,
+        pad_id: int,
+        lexicon_dim: int = 0,
     ) -> None:
-        """Build the layers; embeddings are random until :meth:`init_embeddings`."""
+        """Build the layers; embeddings are random and the lexicon zero until the ``init_*`` methods fill them."""
         super().__init__()
         self.config = {
             "vocab_size": vocab_size,
@@ -46,9 +59,16 @@ class BiGRUClassifier(nn.Module):
             "dropout": dropout,
             "pad_id": pad_id,
         }
+        if lexicon_dim:  # absent from older artifacts' configs, which load as they always did
+            self.config["lexicon_dim"] = lexicon_dim
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.lexicon: torch.Tensor | None
+        if lexicon_dim:  # a buffer: saved with the weights, moved with the model, never trained
+            self.register_buffer("lexicon", torch.zeros(vocab_size, lexicon_dim))
+        else:
+            self.lexicon = None
         self.dropout = nn.Dropout(dropout)
-        self.gru = nn.GRU(embed_dim, hidden_size, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(embed_dim + lexicon_dim, hidden_size, batch_first=True, bidirectional=True)
         self.head = nn.Linear(4 * hidden_size, num_labels)
 
     def init_embeddings(self, matrix: torch.Tensor) -> None:
@@ -59,9 +79,27 @@ class BiGRUClassifier(nn.Module):
         with torch.no_grad():
             self.embedding.weight.copy_(matrix)
 
+    def init_lexicon(self, features: torch.Tensor) -> None:
+        """Copy a (vocab_size, lexicon_dim) feature table into the fixed lexicon buffer."""
+        if self.lexicon is None or tuple(features.shape) != tuple(self.lexicon.shape):
+            have = None if self.lexicon is None else tuple(self.lexicon.shape)
+            msg = f"lexicon features shape {tuple(features.shape)} != the model's lexicon {have}"
+            raise ValueError(msg)
+        with torch.no_grad():
+            self.lexicon.copy_(features)
+
+    def token_inputs(self) -> torch.Tensor:
+        """The GRU's input for every vocabulary entry: (vocab_size, embed_dim + lexicon_dim)."""
+        if self.lexicon is None:
+            return self.embedding.weight
+        return torch.cat([self.embedding.weight, self.lexicon], dim=-1)
+
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits for a right-padded batch of token ids with their true lengths."""
-        x = self.dropout(self.embedding(ids))
+        x = self.embedding(ids)
+        if self.lexicon is not None:
+            x = torch.cat([x, self.lexicon[ids]], dim=-1)
+        x = self.dropout(x)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
@@ -81,7 +119,7 @@ class FastBiGRU:
 
     def __init__(self, model: BiGRUClassifier) -> None:
         """Precompute the projection table from a trained model's weights."""
-        gru, emb = model.gru, model.embedding.weight.detach()
+        gru, emb = model.gru, model.token_inputs().detach()
         weights = {name: p.detach() for name, p in gru.named_parameters()}
         self.hidden = gru.hidden_size
         self.vocab = emb.shape[0]

@@ -1,5 +1,6 @@
 """The replay bench's bookkeeping: batches counted once whatever Spark re-runs, guarantees compared by medians."""
 
+import itertools
 from types import SimpleNamespace
 
 from benchmarks.replay import batches_by_id
@@ -48,3 +49,57 @@ def test_one_run_each_is_a_plain_ratio(capsys):
     bench._print_overhead([row("exactly_once", 900, 1.5), row("at_least_once", 1000, 1.0)])
     out = " ".join(capsys.readouterr().out.split())
     assert "exactly_once vs at_least_once (max 25000/batch): 0.90x tweets/s, 1.50x p95" in out
+
+
+def test_the_scorer_alone_is_timed_on_the_replays_distinct_tweets(monkeypatch):
+    import benchmarks.scorers
+    from benchmarks import replay
+    from tone.settings import Settings
+
+    asked = []
+
+    def texts(settings, n):
+        asked.append(n)
+        return ["good day", "awful day", "a day"] * (n // 3 + 1)
+
+    monkeypatch.setattr(benchmarks.scorers, "bench_texts", texts)
+    alone = replay.scorer_alone(Settings(), "vader", say=lambda _: None)
+    assert asked == [replay.REPLAY_TEXTS]
+    assert alone["tweets"] == replay.REPLAY_TEXTS and alone["version"] == "vader-3.3.2"
+    assert alone["tweets_per_s"] > 0 and alone["threads"] >= 1
+
+
+def test_each_stream_row_is_reported_as_a_share_of_the_scorer_alone(monkeypatch):
+    from typer.testing import CliRunner
+
+    from benchmarks import replay
+    from tone_cli.main import app
+
+    rates = itertools.cycle([3000.0, 4500.0])
+    monkeypatch.setattr(
+        replay,
+        "run_replay_bench",
+        lambda settings, **kw: {
+            **row(kw["guarantee"], next(rates), 1.0),
+            "pipeline": replay.TONE,
+            "source": "python",
+            "scorer": kw["scorer"],
+            "tweets": kw["tweets"],
+            "rate": None,
+            "wall_s": 1.0,
+            "batches": 1,
+            "latency_s": {"p50": 0.5, "p95": 1.0, "p99": 1.2},
+            "stage_task_s": {"parse_s": 0.1},
+            "batch_wall_s": 1.0,
+        },
+    )
+    alone = {"tweets": 4200, "threads": 2, "version": "vader-3.3.2", "tweets_per_s": 6000.0}
+    monkeypatch.setattr(replay, "scorer_alone", lambda settings, scorer, say: alone)
+    result = CliRunner().invoke(app, ["bench", "replay", "--scorer", "vader", "--no-reference", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = json.loads(result.output)
+    assert [r["vs_scorer"] for r in rows] == [0.5, 0.75]
+    plain = CliRunner().invoke(app, ["bench", "replay", "--scorer", "vader", "--no-reference"])
+    assert "the tone stream reaches 0.50, 0.75 of it" in " ".join(plain.output.split())

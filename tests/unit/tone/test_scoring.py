@@ -33,8 +33,9 @@ def roberta_dir(tmp_path_factory):
     return tiny_roberta_dir(tmp_path_factory.mktemp("roberta"))
 
 
-def test_fast_gru_matches_the_module(tmp_path):
-    scorer = tiny_rnn(hidden=12)
+@pytest.mark.parametrize("lexicon", [False, True])
+def test_fast_gru_matches_the_module(lexicon):
+    scorer = tiny_rnn(hidden=12, lexicon=lexicon)
     ids = scorer.encode(TEXTS)
     batch, lengths = pad_batch(ids, 0)
     with torch.inference_mode():
@@ -56,9 +57,13 @@ def test_batching_and_sorting_keep_input_order(kind, roberta_dir):
     assert np.allclose(scorer.predict_proba([TEXTS[i] for i in perm]), together[perm], atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "transformer"])
+@pytest.mark.parametrize("kind", ["rnn", "rnn+lexicon", "transformer"])
 def test_save_load_gives_identical_probabilities(kind, roberta_dir, tmp_path):
-    scorer = tiny_rnn() if kind == "rnn" else TransformerScorer.from_pretrained(roberta_dir, device="cpu")
+    if kind == "transformer":
+        scorer = TransformerScorer.from_pretrained(roberta_dir, device="cpu")
+    else:
+        scorer = tiny_rnn(lexicon=kind == "rnn+lexicon")
+    kind = kind.removesuffix("+lexicon")
     manifest = scorer.save(tmp_path / "art", metrics={"test_macro_f1": 0.5}, params={"lr": "0.1"})
     assert manifest["kind"] == kind and manifest["version"].startswith(f"{kind}-")
     assert all(len(h) == 64 for h in manifest["files"].values())
