@@ -17,7 +17,12 @@ LINK_RE: Final = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
 
 def normalize_tweet(text: str) -> str:
     """Unescape HTML entities (``&amp;``), mask mentions and links, collapse whitespace."""
-    text = html.unescape(text)
-    text = LINK_RE.sub("http", text)
-    text = MENTION_RE.sub("@user", text)
+    # Each step only where it can change something: every tweet scored passes here (6.5% of the stream's worker CPU),
+    # and most have no entity, no link and no mention. The tests hold it to the unconditional steps.
+    if "&" in text:
+        text = html.unescape(text)
+    if "://" in text or "www." in text.lower():  # what LINK_RE needs, in any case
+        text = LINK_RE.sub("http", text)
+    if "@" in text:
+        text = MENTION_RE.sub("@user", text)
     return " ".join(text.split())

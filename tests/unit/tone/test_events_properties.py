@@ -85,3 +85,37 @@ def test_coverage_guided_fuzz_of_the_parser_finds_nothing():
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Done 40000 runs" in out.stderr
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(
+    text=st.text(max_size=40),
+    labels=st.lists(st.text(max_size=12), min_size=1, max_size=4, unique=True),
+    number=st.one_of(finite, st.sampled_from([float("nan"), float("inf"), -float("inf"), -0.0, 1e-300, 1e300])),
+    seconds=st.integers(min_value=-(2**31), max_value=2**33),
+    offset=st.integers(min_value=-23 * 60, max_value=23 * 60),
+)
+def test_scored_tweet_json_is_the_bytes_json_dumps_gives(text, labels, number, seconds, offset):
+    created = datetime.fromtimestamp(seconds, timezone(timedelta(minutes=offset)))
+    probs = {label: number if i == 0 else 1.0 / (i + 3) for i, label in enumerate(labels)}
+    tweet = ScoredTweet(text, text[::-1], created, labels[0], probs, number, text + "\u2028")
+    assert tweet.to_json() == json.dumps(tweet.to_dict()).encode()
+    back = ScoredTweet.from_json(tweet.to_json())
+    assert (back.id, back.user_id, back.created_at, back.probs.keys()) == (text, text[::-1], created, probs.keys())
+
+
+@given(
+    st.one_of(
+        st.integers(min_value=-(2**33) * 10**6, max_value=2**34 * 10**6),
+        # a microsecond either side of an hour's edge
+        st.integers(min_value=-(2**20), max_value=2**20).flatmap(
+            lambda h: st.sampled_from([h * 3600 * 10**6 + d for d in (-1, 0, 1)])
+        ),
+    )
+)
+def test_hour_buckets_are_the_utc_hour_of_the_event(microseconds):
+    # event times come from datetimes: whole microseconds
+    seconds = microseconds / 10**6
+    assert hour_bucket(seconds) == datetime.fromtimestamp(seconds, UTC).strftime("%Y%m%d%H")
