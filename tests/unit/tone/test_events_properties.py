@@ -5,6 +5,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,3 +120,16 @@ def test_hour_buckets_are_the_utc_hour_of_the_event(microseconds):
     # event times come from datetimes: whole microseconds
     seconds = microseconds / 10**6
     assert hour_bucket(seconds) == datetime.fromtimestamp(seconds, UTC).strftime("%Y%m%d%H")
+
+
+@given(
+    prob=st.one_of(
+        finite.map(np.float64), st.integers(-(10**20), 10**20), st.booleans(), st.floats(width=32).map(float)
+    ),
+    polarity=st.one_of(finite, finite.map(np.float64), st.integers(-5, 5)),
+)
+def test_scored_tweet_json_of_numbers_that_are_not_plain_floats_is_json_dumps(prob, polarity):
+    created = datetime(2026, 12, 1, tzinfo=UTC)
+    tweet = ScoredTweet("1", "u", created, "positive", {"positive": prob, "neutral": 0.25}, polarity, "v")
+    assert tweet.to_json() == json.dumps(tweet.to_dict()).encode()
+    json.loads(tweet.to_json())
