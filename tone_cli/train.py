@@ -23,7 +23,7 @@ def train(
     ] = False,
     extra_data: Annotated[
         list[str] | None,
-        typer.Option(help="More labelled data for the train split only (default: vader-reviews for rnn)."),
+        typer.Option(help="More labelled data for the train split only (default: none)."),
     ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Artifact directory (default: the model dir's default-<model>).")
@@ -71,8 +71,8 @@ def train(
 ) -> None:
     """Train a scorer, evaluate it on the held-out test split, save a verified artifact.
 
-    Without options it follows the model's recommended recipe (docs/models.md): data, epochs, tweet length and
-    class weights that beat VADER on its own tweets; any option given replaces the recipe's value.
+    Without options it follows the model's recommended recipe (its data, epochs, tweet length and class weights are
+    measured in docs/models.md); any option given replaces the recipe's value.
     """
     from model_training.defaults import recipe_for, recipe_hparams
     from model_training.workflow import train_and_save
