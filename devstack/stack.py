@@ -26,7 +26,7 @@ from devstack.process import Node, Processes, ServiceStatus
 from devstack.redis_server import RedisService
 from devstack.spark_cluster import SparkService
 from devstack.tls import KAFKA_USER, Secrets, ensure_secrets
-from tone.aggregates.redis_store import redis_client
+from tone.aggregates.redis_store import settings_client
 from tone.errors import StackError, ToneError
 from tone.kafka.admin import Replication, create_topics
 from tone.kafka.config import KafkaConnection
@@ -330,10 +330,7 @@ class LocalStack:
         timings["kafka_consume_s"] = time.monotonic() - t0
 
         t0 = time.monotonic()
-        s = self.client_settings()
-        password = s.redis_password.get_secret_value() if s.redis_password else None
-        ca_file = str(s.redis_ca_file) if s.redis_ca_file else None
-        client = redis_client(self.redis_url, password, ca_file, cluster=s.redis_cluster)
+        client = settings_client(self.client_settings())  # its redis_url is this stack's
         try:
             client.set(f"tone:check:{token}", token, ex=60)
             if client.get(f"tone:check:{token}") != token.encode():
