@@ -201,7 +201,7 @@ def check_id(value: str, name: str = "user_id") -> str | None:
         return f"{name} must not be empty"
     if len(value) > MAX_ID_CHARS:
         return f"{name} is {len(value)} characters, more than {MAX_ID_CHARS}"
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         return f"{name} {value[:20]!r} may hold only {ID_ALPHABET}"
     return None
 
@@ -213,7 +213,7 @@ def check_user_id(value: str) -> str | None:
     (U+0000-U+001F, U+007F-U+009F) and no lone UTF-16 surrogate. ``:``, ``*``, braces, spaces and any other
     character are fine: ids never become key syntax.
     """
-    if len(value) <= MAX_USER_ID_CHARS and _USER_ID_RE.match(value) and not _SURROGATE_ID_RE.search(value):
+    if len(value) <= MAX_USER_ID_CHARS and _USER_ID_RE.fullmatch(value) and not _SURROGATE_ID_RE.search(value):
         return None
     if not value:
         return "user_id must not be empty"

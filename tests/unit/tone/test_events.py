@@ -159,6 +159,17 @@ def test_one_user_id_rule():
     assert "more than 256" in check_user_id("a" * 257)
     assert "empty" in check_user_id("")
     assert "control character" in check_user_id("a\nb")
+    # A trailing newline is a control character too: "$" in a pattern also matches just before one.
+    for bad in ("a\n", " x\n", "x" * 255 + "\n"):
+        assert "control character" in (check_user_id(bad) or ""), repr(bad)
+
+
+def test_a_tweet_id_with_a_trailing_newline_is_refused():
+    from tone.events import check_id
+
+    assert check_id("123") is None
+    for bad in ("123\n", "a\n"):
+        assert "may hold only" in (check_id(bad, "id") or ""), repr(bad)
 
 
 @pytest.mark.parametrize("user_id", ["a:recent", "a:h:2026112310", "*", "{x}", "x" * 256, "ünïcødé 🙂", " spaced "])
