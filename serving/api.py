@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
@@ -41,8 +41,55 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app around one store (one Redis connection pool per process)."""
+def unknown_user(user_id: str) -> str:
+    """The 404 detail for a user the stream has never seen."""
+    return f"no tweets seen from user {user_id!r}"
+
+
+class FastToneLookup:
+    """``GET /users/{id}/tone`` answered in front of FastAPI's routing, validation and encoding chain.
+
+    Under wrk that chain was about 45% of a lookup's CPU (docs/benchmarks.md, ``tone bench api``). A request for a
+    valid user id gets the same status, headers and bytes as the declared route (a test compares them); any other
+    request, an id the user-id rule refuses included, goes on to FastAPI, which keeps the route for OpenAPI and
+    for its 422s. Sits inside the metrics middleware, and names the route in the scope as the router would.
+    """
+
+    PREFIX, SUFFIX = "/users/", "/tone"
+
+    def __init__(self, app: Any, lookup: Any, route: Any) -> None:
+        """Wrap ``app``; ``lookup(user_id)`` is awaited for the public view, or None for an unknown user."""
+        self.app, self.lookup, self.route = app, lookup, route
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Answer a valid lookup here; pass anything else on."""
+        path = scope.get("path", "")
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and not scope.get("root_path")
+            and path.startswith(self.PREFIX)
+            and path.endswith(self.SUFFIX)
+        ):
+            # The route's "{user_id:path}" is greedy: "/users/a/tone/tone" is user "a/tone", as here.
+            user_id = path[len(self.PREFIX) : -len(self.SUFFIX)]
+            if len(path) >= len(self.PREFIX) + len(self.SUFFIX) and check_user_id(user_id) is None:
+                scope["route"] = self.route
+                view = await self.lookup(user_id)
+                if view is None:
+                    response = JSONResponse({"detail": unknown_user(user_id)}, status_code=404)
+                else:
+                    response = JSONResponse(view)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, fast_lookups: bool = True) -> FastAPI:
+    """Build the app around one store (one Redis connection pool per process).
+
+    ``fast_lookups`` puts :class:`FastToneLookup` in front of the tone route (off only to compare the two paths).
+    """
     settings = settings or get_settings()
     store = open_store(settings, check=False)  # starts without Redis; /healthz reports it
     loop_client: dict[str, Any] = {}
@@ -61,7 +108,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Live per-user tweet tone, read from the stream's Redis aggregates.",
     )
     metrics = ApiMetrics()
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
     page = resources.files("serving").joinpath("dashboard.html").read_text(encoding="utf-8")
     invalid_or_unknown: dict[int | str, dict[str, Any]] = {
         404: {"description": "The stream has never seen this user.", "model": ErrorBody},
@@ -122,10 +168,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """One user's tone aggregates; 404 if the stream has never seen the user, 422 for an invalid id."""
         # The hot path: on the event loop with redis.asyncio (one round trip), not in a worker thread. Under load
         # the thread hand-offs and their GIL contention were most of a lookup's time (docs/benchmarks.md).
-        agg = await store.user_async(aclient(), checked(user_id))
-        if agg is None:
-            raise HTTPException(404, f"no tweets seen from user {user_id!r}")
-        return tone_view(agg)
+        view = await lookup(checked(user_id))
+        if view is None:
+            raise HTTPException(404, unknown_user(user_id))
+        return view
+
+    async def lookup(user_id: str) -> dict[str, Any] | None:
+        agg = await store.user_async(aclient(), user_id)
+        return None if agg is None else tone_view(agg)
 
     @app.get("/users/{user_id:path}/hourly", responses=invalid_or_unknown)
     def hourly(
@@ -135,7 +185,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """A user's label counts per UTC hour, oldest first, ending at the hour of their last tweet."""
         agg = store.user(checked(user_id))
         if agg is None:
-            raise HTTPException(404, f"no tweets seen from user {user_id!r}")
+            raise HTTPException(404, unknown_user(user_id))
         return {"user_id": user_id, "hours": hourly_tone(store, user_id, hours, agg["last_seen"] or time.time())}
 
+    if fast_lookups:
+        route = next(r for r in app.routes if getattr(r, "endpoint", None) is tone)
+        app.add_middleware(FastToneLookup, lookup=lookup, route=route)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: the outermost, so it sees both paths
     return app

@@ -36,7 +36,7 @@ def _serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     from serving.api import create_app
 
     sock = _listener(host, port, reuse_port=reuse_port)
-    config = uvicorn.Config(create_app(settings), log_level="info")
+    config = uvicorn.Config(create_app(settings), log_level="info", access_log=settings.api_access_log)
     uvicorn.Server(config).run(sockets=[sock])
 
 

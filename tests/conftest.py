@@ -20,14 +20,25 @@ from tone.settings import Settings, load_settings
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: each socket stays bound until all are picked, so the kernel cannot hand one out
+    twice (two separate picks once gave Kafka's broker and controller the same port)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def stack_settings(state_dir: Path, **overrides: object) -> Settings:
     """Settings for a stack on free ports in ``state_dir``, with clients pointed at it."""
-    kafka, controller, redis_port, moto = free_port(), free_port(), free_port(), free_port()
+    kafka, controller, redis_port, moto = free_ports(4)
     return load_settings(
         stack_dir=state_dir,
         stack_kafka_port=kafka,

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
 
     # `tone serve`: uvicorn worker processes. One process serves about one core's worth of lookups (docs/api.md).
     api_workers: int = Field(1, ge=1, le=64, validation_alias=env.API_WORKERS)
+    # uvicorn's access log, a line per request; off by default: at thousands of lookups/s it costs CPU that
+    # /metrics (requests and latency by route and status) already answers for.
+    api_access_log: bool = Field(False, validation_alias=env.API_ACCESS_LOG)
 
     # Observability: the stream driver's Prometheus /metrics port and Spark UI port (0: off); tone drift is the
     # label mix over the last window against the model's training mix, and how often VADER disagrees with the

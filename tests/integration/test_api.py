@@ -122,6 +122,53 @@ def test_any_id_gets_its_own_data_or_a_404_never_an_internal_key(api_settings, u
     assert (body["user_id"], body["tweets"], body["counts"]) == (user_id, 1, {"negative": 1})
 
 
+LOOKUP_IDS = ["grumpy_1", "sunny.2", "nobody", "a/b", "a/tone", "ünï 🙂", " spaced ", "'\"", "x" * 256, "x" * 257]
+LOOKUP_IDS += ["", " ", "bad\x00id", "a\n", "\ud800", "%zz", "a?b"]
+
+
+@pytest.mark.parametrize("user_id", LOOKUP_IDS)
+def test_the_fast_lookup_answers_byte_for_byte_as_the_declared_route(api_settings, user_id):
+    from urllib.parse import quote
+
+    store = open_store(api_settings)
+    store.apply_range(
+        "f", "tweets", 0, 0, 0, batch_deltas([Scored("a/tone", "t9", 1_700_000_000, "negative", NEG, -0.7)], 3600, 5)
+    )
+    fast = TestClient(create_app(api_settings), raise_server_exceptions=False)
+    full = TestClient(create_app(api_settings, fast_lookups=False), raise_server_exceptions=False)
+    path = f"/users/{quote(user_id, safe='/', errors='surrogatepass')}/tone"
+    answers = [c.get(path) for c in (fast, full)]
+    assert answers[0].status_code == answers[1].status_code
+    assert answers[0].content == answers[1].content
+    for header in ("content-type", "content-length"):
+        assert answers[0].headers[header] == answers[1].headers[header]
+    # counted alike: the same route label (the template, or "unmatched" where the router matches nothing)
+    counted = [
+        [ln for ln in c.get("/metrics").text.splitlines() if ln.startswith("tone_api_requests_total{")]
+        for c in (fast, full)
+    ]
+    assert counted[0] == counted[1] and len(counted[0]) == 1
+    if answers[0].status_code == 200:
+        assert 'route="/users/{user_id:path}/tone"' in counted[0][0]
+
+
+def test_the_fast_lookup_serves_a_known_user_and_leaves_other_routes_alone(api_settings, monkeypatch):
+    import fastapi.routing
+
+    encoded = []  # FastAPI's own response encoding, which the fast path skips
+    serialize = fastapi.routing.serialize_response
+    monkeypatch.setattr(fastapi.routing, "serialize_response", lambda *a, **k: encoded.append(1) or serialize(*a, **k))
+    client = TestClient(create_app(api_settings))
+    assert client.get("/users/grumpy_1/tone").json()["tweets"] == 3
+    assert encoded == []
+    assert TestClient(create_app(api_settings, fast_lookups=False)).get("/users/grumpy_1/tone").status_code == 200
+    assert encoded == [1]
+    assert client.get("/users/nobody/tone").json() == {"detail": "no tweets seen from user 'nobody'"}
+    assert client.get("/users/grumpy_1/hourly", params={"hours": 2}).status_code == 200
+    assert client.head("/users/grumpy_1/tone").status_code == 405  # HEAD is FastAPI's answer, not the fast path's
+    assert client.get("/users/tone").status_code == 404
+
+
 def test_the_api_conforms_to_its_openapi_schema_for_generated_requests(api_settings):
     """schemathesis generates requests from /openapi.json: every answer is documented, none is a 5xx."""
     import schemathesis
@@ -146,3 +193,40 @@ def test_the_api_conforms_to_its_openapi_schema_for_generated_requests(api_setti
         except Exception as exc:  # noqa: BLE001 - collect every operation's failure
             failures.append(f"{op.method.upper()} {op.path}: {exc}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+def test_tone_serve_writes_an_access_log_only_when_asked(api_settings, access_log):
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        envvars.REDIS_URL: api_settings.redis_url,
+        envvars.REDIS_KEY_PREFIX: api_settings.redis_key_prefix,
+        envvars.API_ACCESS_LOG: str(access_log).lower(),
+    }
+    tone = Path(sys.executable).parent / "tone"
+    server = subprocess.Popen(
+        [tone, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/users/grumpy_1/tone", timeout=2) as r:
+                    assert r.status == 200
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None and time.monotonic() < deadline, "tone serve did not answer"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0].decode()
+    assert ("GET /users/grumpy_1/tone HTTP/1.1" in output) is access_log, output

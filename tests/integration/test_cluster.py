@@ -17,7 +17,7 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, free_ports
 from tests.helpers import REPO_ROOT, settings_env
 from tests.integration.test_stream import INVALID, events, expected_counts, produce, redis_counts
 from tone import envvars
@@ -48,7 +48,7 @@ def _wait_for_worker(ui_port, timeout=90.0):
 def cluster(tmp_path_factory):
     """A standalone master and one 2-core worker on loopback; yields the master URL."""
     work = tmp_path_factory.mktemp("spark-cluster")
-    port, ui, worker_ui = free_port(), free_port(), free_port()
+    port, ui, worker_ui = free_ports(3)
     env = {
         **os.environ,
         "SPARK_HOME": str(SPARK_HOME),
