@@ -229,6 +229,7 @@ def run_replay_bench(
                 wait_for(warmup + tweets, 600)
                 measured = [r for i, r in batches().items() if i not in warm]
             t_end = max(r.finished for r in measured)
+            phases = spark_phases(query.recentProgress, {r.batch_id for r in measured})
         finally:
             query.stop()
             spark.stop()
@@ -247,7 +248,33 @@ def run_replay_bench(
         "guarantee": s.output_guarantee if pipeline == TONE else "at_least_once",  # Spark's Kafka sink has no other
         "produce_s": produce_s[0] if produce_s else None,
         **_figures(measured, tweets, t0, t_end),
+        "spark_ms": phases,
     }
+
+
+# Spark's own timing of each micro-batch (StreamingQueryProgress.durationMs), in the order they happen.
+SPARK_PHASES: Final = ("latestOffset", "getBatch", "queryPlanning", "walCommit", "addBatch", "commitOffsets")
+
+
+def spark_phases(progress: Iterable[Any], batch_ids: set[int]) -> dict[str, float]:
+    """Median milliseconds of each phase of Spark's micro-batch over ``batch_ids``, from the query's progress.
+
+    ``triggerExecution`` is the whole batch; ``addBatch`` is the sink's part (foreachBatch: our tasks and the driver
+    around them); ``outside_addBatch`` is the rest, Spark's own cost per batch whatever the batch holds.
+    """
+    by_phase: dict[str, list[float]] = {}
+    for p in progress:
+        # pyspark 4 gives StreamingQueryProgress objects; older ones gave the JSON as dicts
+        batch = getattr(p, "batchId", None) if not isinstance(p, dict) else p.get("batchId")
+        durations = getattr(p, "durationMs", None) if not isinstance(p, dict) else p.get("durationMs")
+        if batch not in batch_ids or not durations:
+            continue
+        for phase, ms in durations.items():
+            by_phase.setdefault(phase, []).append(float(ms))
+        if "triggerExecution" in durations:
+            rest = float(durations["triggerExecution"]) - float(durations.get("addBatch", 0))
+            by_phase.setdefault("outside_addBatch", []).append(rest)
+    return {phase: percentile(values, 50) for phase, values in sorted(by_phase.items())}
 
 
 def scorer_alone(settings: Settings, scorer: str, say: Callable[[str], None] = print) -> dict[str, Any]:

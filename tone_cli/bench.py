@@ -219,21 +219,7 @@ def bench_replay(
         console.print_json(json.dumps(results))
         return
     for result in results:
-        lat = result["latency_s"]
-        stage = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in result["stage_task_s"].items())
-        if result["pipeline"] != replay.TONE:
-            stage = "n/a (one Spark plan)"
-        how = "backlog drained" if backlog else f"rate {result['rate'] or 'max'}"
-        console.print(
-            f"[{result['pipeline']}, {result['source']} source, {result['guarantee']}, "
-            f"max {result['max_per_trigger'] or 'all'}/batch] "
-            f"{result['tweets']} tweets, scorer {result['scorer']}, {how}: {result['tweets_per_s']:.0f} tweets/s over "
-            f"{result['wall_s']:.1f}s in {result['batches']} batches; "
-            f"produce->Redis p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s p99 {lat['p99']:.2f}s; "
-            f"task time: {stage}; batch wall {result['batch_wall_s']:.2f}s",
-            highlight=False,
-            markup=False,  # the "[tone stream]" tag is text, not rich markup
-        )
+        _print_replay_row(result, backlog=backlog)
     for result in results[1:]:
         if "vs_first" in result:
             this = f"{result['guarantee']}, max {result['max_per_trigger'] or 'all'}/batch"
@@ -243,6 +229,29 @@ def bench_replay(
     _print_scorer_share(results)
     for name, ratio in results[0].get("vs_reference", {}).items():
         console.print(f"tone stream vs {name}: {ratio:.2f}x", highlight=False)
+
+
+def _print_replay_row(result: dict[str, Any], *, backlog: bool) -> None:
+    """One pipeline's replay figures: rate, latency, task time per stage, and Spark's own time per batch."""
+    from benchmarks import replay
+
+    lat = result["latency_s"]
+    stage = ", ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in result["stage_task_s"].items())
+    if result["pipeline"] != replay.TONE:
+        stage = "n/a (one Spark plan)"
+    how = "backlog drained" if backlog else f"rate {result['rate'] or 'max'}"
+    console.print(
+        f"[{result['pipeline']}, {result['source']} source, {result['guarantee']}, "
+        f"max {result['max_per_trigger'] or 'all'}/batch] "
+        f"{result['tweets']} tweets, scorer {result['scorer']}, {how}: {result['tweets_per_s']:.0f} tweets/s over "
+        f"{result['wall_s']:.1f}s in {result['batches']} batches; "
+        f"produce->Redis p50 {lat['p50']:.2f}s p95 {lat['p95']:.2f}s p99 {lat['p99']:.2f}s; "
+        f"task time: {stage}; batch wall {result['batch_wall_s']:.2f}s",
+        highlight=False,
+        markup=False,  # the "[tone stream]" tag is text, not rich markup
+    )
+    if spark := result.get("spark_ms"):
+        console.print(f"  {_spark_line(spark)}", highlight=False, markup=False)
 
 
 def _add_scorer_share(results: list[dict[str, Any]], alone: dict[str, Any]) -> None:
@@ -415,3 +424,13 @@ def bench_soak(
             f"{result['jvm_heap_growth_bytes_per_batch'] / 1024:+.2f} KiB/batch",
             highlight=False,
         )
+
+
+def _spark_line(spark: dict[str, float]) -> str:
+    """Spark's own timing of a batch (medians over the measured batches), for the replay bench's table."""
+    from benchmarks.replay import SPARK_PHASES
+
+    phases = ", ".join(f"{p} {spark[p]:.0f}" for p in SPARK_PHASES if p in spark)
+    whole = spark.get("triggerExecution")
+    head = f"whole batch {whole:.0f}, outside foreachBatch {spark.get('outside_addBatch', 0):.0f}; " if whole else ""
+    return f"Spark per batch, median ms: {head}{phases}"

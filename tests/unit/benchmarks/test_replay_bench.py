@@ -103,3 +103,27 @@ def test_each_stream_row_is_reported_as_a_share_of_the_scorer_alone(monkeypatch)
     assert [r["vs_scorer"] for r in rows] == [0.5, 0.75]
     plain = CliRunner().invoke(app, ["bench", "replay", "--scorer", "vader", "--no-reference"])
     assert "the tone stream reaches 0.50, 0.75 of it" in " ".join(plain.output.split())
+
+
+def test_spark_phases_are_medians_over_the_measured_batches_only():
+    from types import SimpleNamespace
+
+    from benchmarks.replay import spark_phases
+
+    progress = [
+        {"batchId": 0, "durationMs": {"triggerExecution": 5000, "addBatch": 4000, "walCommit": 900}},  # warm-up
+        SimpleNamespace(batchId=1, durationMs={"triggerExecution": 1000, "addBatch": 700, "walCommit": 30}),
+        SimpleNamespace(batchId=2, durationMs={"triggerExecution": 1200, "addBatch": 800, "walCommit": 50}),
+        {"batchId": 3, "durationMs": {"triggerExecution": 900, "addBatch": 500, "walCommit": 40}},
+        SimpleNamespace(batchId=4, durationMs=None),  # no data in that trigger
+    ]
+    phases = spark_phases(progress, {1, 2, 3, 4})
+    assert phases == {"addBatch": 700.0, "outside_addBatch": 400.0, "triggerExecution": 1000.0, "walCommit": 40.0}
+    assert spark_phases(progress, set()) == {}
+
+
+def test_the_replay_line_shows_sparks_phases_when_there_are_any():
+    from tone_cli.bench import _spark_line
+
+    line = _spark_line({"triggerExecution": 1000.0, "addBatch": 700.0, "outside_addBatch": 300.0, "walCommit": 40.0})
+    assert line == "Spark per batch, median ms: whole batch 1000, outside foreachBatch 300; walCommit 40, addBatch 700"
