@@ -204,7 +204,10 @@ def test_a_master_killed_while_counting_fails_over_and_nothing_is_lost_or_double
     assert counts(store, USERS) == expected(recs)
     cluster.redis.refresh_roles()
     assert victim.role.startswith("replica of")
-    assert store.redirects > 0
+    # The counting ran into the failover: as slot parts the store sent again, or as whole ranges that failed and
+    # were run again (WAIT refused while the promoted master had no replica). Which one depends on the moment of the
+    # kill; a CI run once saw 0 redirects with every count exact.
+    assert store.redirects + retries[0] > 0
     print(
         f"\n[cluster] {victim.name} kill -9: every slot served again after {failover_s:.1f} s; "
         f"{store.redirects} slot parts redirected, {retries[0]} ranges retried"
