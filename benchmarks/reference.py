@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from streaming.job import use_local_checkpoint_manager
 from streaming.kafka_source import SOURCE_NAME
 from streaming.process import JobConfig
 from tone.kafka.config import KafkaConnection
@@ -101,6 +102,7 @@ def start_reference(spark: Any, job: Any, source: str = "python") -> Any:
         report.lags = [now - r.timestamp.timestamp() for r in rows[:: max(1, len(rows) // 2000)]]
         job.reports.append(report)
 
+    use_local_checkpoint_manager(spark, str(job.checkpoint))  # the tone stream's checkpoint writes: a fair comparison
     return (
         scored.writeStream.foreachBatch(sink)
         .option("checkpointLocation", str(job.checkpoint))

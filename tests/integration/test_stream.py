@@ -174,3 +174,35 @@ def test_a_replayed_batch_changes_nothing(spark, isolated, tmp_path, source):
     assert job.totals["counted"] == 0
     assert all(r.applied_ranges == 0 for r in job.reports)
     assert redis_counts(s, {e.user_id for e in evs}) == before == expected_counts(evs)
+
+
+def checkpoint_managers(query):
+    """The class names of the managers that write the running query's offset and commit logs."""
+    execution = query._jsq.streamingQuery()
+    return {log.fileManager().getClass().getSimpleName() for log in (execution.offsetLog(), execution.commitLog())}
+
+
+def test_a_local_checkpoint_is_written_through_the_filesystem_api(spark, isolated, tmp_path):
+    # Spark's default manager (FileContext) forks a readlink for each path it resolves when Hadoop's native library
+    # is missing, as it is with pip's pyspark: about 100 ms of each micro-batch here (docs/benchmarks.md).
+    job = ToneStream(isolated, scorer="vader", checkpoint=tmp_path / "ckpt", query_name="q", trigger_seconds=0.5)
+    query = job.start(spark)
+    try:
+        assert checkpoint_managers(query) == {"FileSystemBasedCheckpointFileManager"}
+    finally:
+        query.stop()
+
+
+def test_a_checkpoint_manager_the_user_chose_is_kept(spark, isolated, tmp_path):
+    key = "spark.sql.streaming.checkpointFileManagerClass"
+    chosen = "org.apache.spark.sql.execution.streaming.checkpointing.FileContextBasedCheckpointFileManager"
+    spark.conf.set(key, chosen)
+    try:
+        job = ToneStream(isolated, scorer="vader", checkpoint=tmp_path / "ckpt", query_name="q", trigger_seconds=0.5)
+        query = job.start(spark)
+        try:
+            assert checkpoint_managers(query) == {"FileContextBasedCheckpointFileManager"}
+        finally:
+            query.stop()
+    finally:
+        spark.conf.unset(key)
