@@ -256,7 +256,7 @@ def run_replay_bench(
 SPARK_PHASES: Final = ("latestOffset", "getBatch", "queryPlanning", "walCommit", "addBatch", "commitOffsets")
 
 
-def spark_phases(progress: Iterable[Any], batch_ids: set[int]) -> dict[str, float]:
+def spark_phases(progress: Iterable[dict[str, Any]], batch_ids: set[int]) -> dict[str, float]:
     """Median milliseconds of each phase of Spark's micro-batch over ``batch_ids``, from the query's progress.
 
     ``triggerExecution`` is the whole batch; ``addBatch`` is the sink's part (foreachBatch: our tasks and the driver
@@ -264,9 +264,8 @@ def spark_phases(progress: Iterable[Any], batch_ids: set[int]) -> dict[str, floa
     """
     by_phase: dict[str, list[float]] = {}
     for p in progress:
-        # pyspark 4 gives StreamingQueryProgress objects; older ones gave the JSON as dicts
-        batch = getattr(p, "batchId", None) if not isinstance(p, dict) else p.get("batchId")
-        durations = getattr(p, "durationMs", None) if not isinstance(p, dict) else p.get("durationMs")
+        # StreamingQueryProgress is a dict of the progress JSON (pyspark >= 3.4; plain dicts before)
+        batch, durations = p.get("batchId"), p.get("durationMs")
         if batch not in batch_ids or not durations:
             continue
         for phase, ms in durations.items():

@@ -106,16 +106,15 @@ def test_each_stream_row_is_reported_as_a_share_of_the_scorer_alone(monkeypatch)
 
 
 def test_spark_phases_are_medians_over_the_measured_batches_only():
-    from types import SimpleNamespace
-
     from benchmarks.replay import spark_phases
 
+    # recentProgress's StreamingQueryProgress is a dict of the progress JSON
     progress = [
         {"batchId": 0, "durationMs": {"triggerExecution": 5000, "addBatch": 4000, "walCommit": 900}},  # warm-up
-        SimpleNamespace(batchId=1, durationMs={"triggerExecution": 1000, "addBatch": 700, "walCommit": 30}),
-        SimpleNamespace(batchId=2, durationMs={"triggerExecution": 1200, "addBatch": 800, "walCommit": 50}),
+        {"batchId": 1, "durationMs": {"triggerExecution": 1000, "addBatch": 700, "walCommit": 30}},
+        {"batchId": 2, "durationMs": {"triggerExecution": 1200, "addBatch": 800, "walCommit": 50}},
         {"batchId": 3, "durationMs": {"triggerExecution": 900, "addBatch": 500, "walCommit": 40}},
-        SimpleNamespace(batchId=4, durationMs=None),  # no data in that trigger
+        {"batchId": 4, "durationMs": {}},  # no data in that trigger
     ]
     phases = spark_phases(progress, {1, 2, 3, 4})
     assert phases == {"addBatch": 700.0, "outside_addBatch": 400.0, "triggerExecution": 1000.0, "walCommit": 40.0}
