@@ -31,6 +31,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "class_weight": (0.0, 1.0),
     "confidence_weight": (0.0, 2.0),
     "lexicon": (0, 1),
+    "vader_stack": (0, 1),
 }
 
 
@@ -56,6 +57,8 @@ class HParams:
     confidence_weight: float = 0.0
     # rnn: 1 adds VADER's lexicon as fixed per-token features and its words as whole tokens (model_training.lexicon).
     lexicon: int = 1
+    # rnn: 1 stacks VADER's sentence scores on the network's output, fitted on the val split (model_training.stacking).
+    vader_stack: int = 1
 
     def __post_init__(self) -> None:
         """Fill per-model defaults, then check every value; raises ConfigError naming the field."""

@@ -21,7 +21,7 @@ from tone.scoring.kinds import MODEL_KINDS, ModelKind
 
 Strategy = Literal["Bayesian", "Random", "Hyperband", "Grid"]
 Scaling = Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"]
-INTEGER_FIELDS = ("epochs", "batch_size", "max_length", "hidden_size", "seed", "patience", "lexicon")
+INTEGER_FIELDS = ("epochs", "batch_size", "max_length", "hidden_size", "seed", "patience", "lexicon", "vader_stack")
 
 
 class TuningSpecError(ToneError):

@@ -87,11 +87,20 @@ def train_and_save(
         log=say,
         checkpoint_dir=checkpoint_dir,
     )
+    stack_about: dict[str, Any] = {}
+    metrics_alone: dict[str, Any] = {}
+    if model == "rnn" and hp.vader_stack:
+        from model_training.stacking import add_vader_stack
+
+        stack_about = add_vader_stack(result.scorer, split.val, data, say)  # type: ignore[arg-type]
+        stack, result.scorer.stack = result.scorer.stack, None  # type: ignore[attr-defined]
+        metrics_alone = {"test_macro_f1_without_stack": evaluate_scorer(result.scorer, split.test)["macro_f1"]}
+        result.scorer.stack = stack  # type: ignore[attr-defined]
     train_seconds = time.monotonic() - t0
     test = evaluate_scorer(result.scorer, split.test)
     say(
         f"test_macro_f1={test['macro_f1']:.4f} test_accuracy={test['accuracy']:.4f} "
-        f"test_macro_recall={test['macro_recall']:.4f}"
+        f"test_macro_recall={test['macro_recall']:.4f}" + "".join(f" {k}={v:.4f}" for k, v in metrics_alone.items())
     )
     metrics = {
         "test_macro_f1": test["macro_f1"],
@@ -100,6 +109,7 @@ def train_and_save(
         "val_macro_f1": result.history[result.best_epoch - 1]["val_macro_f1"] if result.best_epoch else None,
         "best_epoch": result.best_epoch,
         "train_seconds": round(train_seconds, 1),
+        **metrics_alone,
     }
     save = getattr(result.scorer, "save", None)
     if save is None:
@@ -110,6 +120,8 @@ def train_and_save(
         section := _export(result.scorer, Path(out), split.val, onnx=onnx, int8=int8, say=say)
     ):
         exported["onnx"] = section
+    if stack_about:
+        save = partial(save, stack_about=stack_about)
     manifest: dict[str, Any] = save(
         out,
         metrics=metrics,

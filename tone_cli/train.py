@@ -62,6 +62,13 @@ def train(
     lexicon: Annotated[
         bool, typer.Option(help="rnn: VADER's lexicon as fixed token features, its words as whole tokens.")
     ] = True,
+    vader_stack: Annotated[
+        bool,
+        typer.Option(
+            help="rnn: stack VADER's sentence scores on the network's output (fitted on the val split; VADER then "
+            "runs on every scored tweet)."
+        ),
+    ] = True,
     onnx: Annotated[
         bool, typer.Option(help="transformer: also export an ONNX Runtime graph (the CPU backend) into the artifact.")
     ] = True,
@@ -94,6 +101,7 @@ def train(
         "class_weight": class_weight,
         "confidence_weight": confidence_weight,
         "lexicon": int(lexicon),
+        "vader_stack": int(vader_stack),
     }
     hp = recipe_hparams(model, given, quick=quick)
     train_and_save(

@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tone.errors import ArtifactError
 from tone.scoring import artifacts
 from tone.scoring.base import Scorer, length_sorted_batches
+from tone.scoring.stack import STACK_FILE, Stack, VaderFeatures, stack_inputs
 from tone.scoring.torch_utils import pad_batch, pick_device, set_threads
 from tone.text import normalize_tweet
 
@@ -209,8 +210,12 @@ class RNNScorer(Scorer):
         device: str = "auto",
         batch_size: int = 256,
         threads: int = 0,
+        stack: Stack | None = None,
     ) -> None:
-        """Wrap a model and its tokenizer; the model is moved to ``device`` and put in eval mode."""
+        """Wrap a model and its tokenizer; the model is moved to ``device`` and put in eval mode.
+
+        ``stack``: VADER's sentence scores stacked on the model's probabilities (tone.scoring.stack), or None.
+        """
         set_threads(threads)
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
@@ -220,6 +225,8 @@ class RNNScorer(Scorer):
         self.version = version
         self.max_length = max_length
         self.batch_size = batch_size
+        self.stack = stack
+        self._vader: VaderFeatures | None = None
 
     @classmethod
     def from_artifact(cls, path: Path, manifest: dict[str, Any], **options: Any) -> RNNScorer:
@@ -235,7 +242,10 @@ class RNNScorer(Scorer):
             raise ArtifactError(msg) from None
         max_length = int(config.get("max_length", DEFAULT_MAX_LENGTH))
         tokenizer = load_tokenizer(path / TOKENIZER, max_length)
-        return cls(model, tokenizer, manifest["labels"], manifest["version"], max_length=max_length, **options)
+        stack = Stack.load(path, manifest["labels"])
+        return cls(
+            model, tokenizer, manifest["labels"], manifest["version"], max_length=max_length, stack=stack, **options
+        )
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids for each text."""
@@ -253,10 +263,26 @@ class RNNScorer(Scorer):
                 batch, lengths = pad_batch([ids[i] for i in idx], pad_id)
                 logits = self._fast(batch.to(self.device), lengths)
                 out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        if self.stack is not None:
+            if self._vader is None:
+                self._vader = VaderFeatures()
+            out = self.stack.proba(stack_inputs(out, self._vader(texts)))
         return out
 
-    def save(self, directory: Path, **manifest_extra: Any) -> dict[str, Any]:
-        """Write weights, tokenizer and manifest to ``directory``; returns the manifest."""
+    def model_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """The RNN's own probabilities, without the stack (what the stack is fitted on)."""
+        stack, self.stack = self.stack, None
+        try:
+            return self.predict_proba(texts)
+        finally:
+            self.stack = stack
+
+    def save(self, directory: Path, stack_about: dict[str, Any] | None = None, **manifest_extra: Any) -> dict[str, Any]:
+        """Write weights, tokenizer, the stack if any and the manifest to ``directory``; returns the manifest.
+
+        ``stack_about``: how the stack was fitted, kept in its stack.json.
+        """
+        stack_about = stack_about or {}
         from safetensors.torch import save_file
 
         directory = Path(directory)
@@ -264,6 +290,9 @@ class RNNScorer(Scorer):
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, str(directory / WEIGHTS))
         self.tokenizer.save(str(directory / TOKENIZER))
+        (directory / STACK_FILE).unlink(missing_ok=True)  # nothing stale from an earlier artifact in this directory
+        if self.stack is not None:
+            self.stack.save(directory, **stack_about)
         config = {"model": self.model.config, "max_length": self.max_length}
         manifest = artifacts.write_manifest(directory, "rnn", list(self.labels), config=config, **manifest_extra)
         self.version = manifest["version"]

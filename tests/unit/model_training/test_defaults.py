@@ -32,15 +32,18 @@ def test_tone_train_without_options_trains_the_recipe(trained, tmp_path):
     assert call["data"] == RECIPES["rnn"].data == "vader-tweets*3,crowdflower-tweets"
     assert call["hp"] == recipe_hparams("rnn", {})
     assert call["hp"].lexicon == 1
+    assert call["hp"].vader_stack == 1
 
 
 def test_tone_train_options_replace_the_recipe_and_quick_is_small(trained, tmp_path):
     out = ["--out", str(tmp_path / "m")]
     runner = CliRunner()
-    assert runner.invoke(app, ["train", "--data", "x.csv", "--epochs", "3", "--no-lexicon", *out]).exit_code == 0
+    args = ["train", "--data", "x.csv", "--epochs", "3", "--no-lexicon", "--no-vader-stack", *out]
+    assert runner.invoke(app, args).exit_code == 0
     assert runner.invoke(app, ["train", "--quick", *out]).exit_code == 0
     chosen, quick = trained
     assert chosen["data"] == "x.csv" and chosen["hp"].epochs == 3 and chosen["hp"].lexicon == 0
+    assert chosen["hp"].vader_stack == 0
     assert chosen["hp"].class_weight == 0.5  # the recipe's, as nothing replaced it
     assert quick["data"] == QUICK.data == "vader-tweets" and quick["hp"].epochs == 1
 
