@@ -182,15 +182,19 @@ def checkpoint_managers(query):
     return {log.fileManager().getClass().getSimpleName() for log in (execution.offsetLog(), execution.commitLog())}
 
 
+def managers_of_a_started_query(spark, s, checkpoint):
+    job = ToneStream(s, scorer="vader", checkpoint=checkpoint, query_name="q", trigger_seconds=0.5)
+    query = job.start(spark)
+    try:
+        return checkpoint_managers(query)
+    finally:
+        query.stop()
+
+
 def test_a_local_checkpoint_is_written_through_the_filesystem_api(spark, isolated, tmp_path):
     # Spark's default manager (FileContext) forks a readlink for each path it resolves when Hadoop's native library
     # is missing, as it is with pip's pyspark: about 100 ms of each micro-batch here (docs/benchmarks.md).
-    job = ToneStream(isolated, scorer="vader", checkpoint=tmp_path / "ckpt", query_name="q", trigger_seconds=0.5)
-    query = job.start(spark)
-    try:
-        assert checkpoint_managers(query) == {"FileSystemBasedCheckpointFileManager"}
-    finally:
-        query.stop()
+    assert managers_of_a_started_query(spark, isolated, tmp_path / "ckpt") == {"FileSystemBasedCheckpointFileManager"}
 
 
 def test_a_checkpoint_manager_the_user_chose_is_kept(spark, isolated, tmp_path):
@@ -198,11 +202,7 @@ def test_a_checkpoint_manager_the_user_chose_is_kept(spark, isolated, tmp_path):
     chosen = "org.apache.spark.sql.execution.streaming.checkpointing.FileContextBasedCheckpointFileManager"
     spark.conf.set(key, chosen)
     try:
-        job = ToneStream(isolated, scorer="vader", checkpoint=tmp_path / "ckpt", query_name="q", trigger_seconds=0.5)
-        query = job.start(spark)
-        try:
-            assert checkpoint_managers(query) == {"FileContextBasedCheckpointFileManager"}
-        finally:
-            query.stop()
+        managers = managers_of_a_started_query(spark, isolated, tmp_path / "ckpt")
     finally:
         spark.conf.unset(key)
+    assert managers == {"FileContextBasedCheckpointFileManager"}

@@ -251,8 +251,8 @@ class RNNScorer(Scorer):
         """Token ids for each text."""
         return encode(self.tokenizer, texts)
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities in input order."""
+    def model_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """The network's own class probabilities in input order, without the stack (what the stack is fitted on)."""
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
             return out
@@ -263,19 +263,16 @@ class RNNScorer(Scorer):
                 batch, lengths = pad_batch([ids[i] for i in idx], pad_id)
                 logits = self._fast(batch.to(self.device), lengths)
                 out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        if self.stack is not None:
-            if self._vader is None:
-                self._vader = VaderFeatures()
-            out = self.stack.proba(stack_inputs(out, self._vader(texts)))
         return out
 
-    def model_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """The RNN's own probabilities, without the stack (what the stack is fitted on)."""
-        stack, self.stack = self.stack, None
-        try:
-            return self.predict_proba(texts)
-        finally:
-            self.stack = stack
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities in input order: the network's, through the stack when the model has one."""
+        probs = self.model_proba(texts)
+        if self.stack is None or not len(texts):
+            return probs
+        if self._vader is None:
+            self._vader = VaderFeatures()
+        return self.stack.proba(stack_inputs(probs, self._vader(texts)))
 
     def save(self, directory: Path, stack_about: dict[str, Any] | None = None, **manifest_extra: Any) -> dict[str, Any]:
         """Write weights, tokenizer, the stack if any and the manifest to ``directory``; returns the manifest.
