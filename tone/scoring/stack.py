@@ -6,7 +6,7 @@ neutral is weak. The stack is a multinomial logistic regression over the model's
 (neg, neu, pos, compound, compound², |compound|), fitted after training on the validation split, where the model's
 outputs are as unseen as in use (model_training.stacking). It keeps the model's strength and borrows VADER's.
 
-Cost: VADER runs on every text the scorer sees (about 0.06 ms a tweet here, docs/models.md).
+Cost: VADER runs on every text the scorer sees (about 0.02 ms a tweet here with VaderRules, docs/models.md).
 The layer lives in ``stack.json`` inside the artifact, so the artifact's checksums and version cover it.
 """
 
@@ -36,17 +36,17 @@ class VaderFeatures:
 
     def __init__(self) -> None:
         """Load VADER's bundled lexicon."""
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+        from tone.scoring.vader import VaderRules
 
-        self._analyzer = SentimentIntensityAnalyzer()
+        self._rules = VaderRules()
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), 6): neg, neu, pos, compound, compound², |compound|."""
         out = np.zeros((len(texts), len(VADER_FEATURES)), dtype=np.float64)
+        polarity = self._rules.polarity
         for i, text in enumerate(texts):
-            s = self._analyzer.polarity_scores(text)
-            c = s["compound"]
-            out[i] = (s["neg"], s["neu"], s["pos"], c, c * c, abs(c))
+            neg, neu, pos, c = polarity(text)
+            out[i] = (neg, neu, pos, c, c * c, abs(c))
         return out
 
 
