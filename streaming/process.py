@@ -181,5 +181,6 @@ def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any
     )
     if rows and (refused := refused_scorer(config)):
         rows[0].refused = refused
+    RESOURCES.settle()  # after a task that loaded a model or a client: see streaming/worker.py
     if rows:
         yield _stats_batch(rows)

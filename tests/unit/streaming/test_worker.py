@@ -1,5 +1,8 @@
 """What a Python worker keeps between tasks (streaming/worker.py) and the task's output schema."""
 
+import gc
+import weakref
+
 import pytest
 
 from streaming.pipeline import STATS_SCHEMA, RangeStats
@@ -72,3 +75,32 @@ def test_without_an_old_one_a_load_failure_raises():
 
     with pytest.raises(OSError, match="no such file"):  # a first load that fails fails the task
         res.get("scorer", "v1", broken, keep_on_failure=True)
+
+
+class Cyclic(Closable):
+    def __init__(self, name):
+        super().__init__(name)
+        self.me = self  # a reference cycle: only the cyclic collector frees it
+
+
+@pytest.fixture
+def unfrozen():
+    yield
+    gc.unfreeze()
+
+
+def test_after_a_build_the_worker_freezes_its_heap_once_and_a_dropped_resource_is_still_collected(unfrozen):
+    res = WorkerResources()
+    gc.unfreeze()
+    assert not res.settle()  # nothing built: no collection
+    old = res.get("scorer", "v1", lambda: Cyclic("v1"))
+    assert res.settle() and gc.get_freeze_count() > 0
+    assert not res.settle()  # once per build, not per task
+    frozen = gc.get_freeze_count()
+    dead = weakref.ref(old)
+    del old
+    res.get("scorer", "v2", lambda: Cyclic("v2"))  # the swap unfreezes ...
+    assert gc.get_freeze_count() == 0
+    assert res.settle()  # ... and the next settle frees the old model's cycle before freezing again
+    assert dead() is None
+    assert 0 < gc.get_freeze_count() <= frozen + 1000
