@@ -113,14 +113,28 @@ def _replicas(topic: Any) -> int:
 
 
 def delete_topics(conn: KafkaConnection, topics: Iterable[str], timeout: float = 30.0) -> None:
-    """Delete topics and wait for it; a topic that is gone already is fine (callers delete throw-away topics)."""
+    """Delete topics and wait for it; a topic that is gone already is fine (callers delete throw-away topics).
+
+    ToneError when the cluster has not answered within ``timeout`` seconds (plus librdkafka's request time).
+    """
+    import concurrent.futures
+
     from confluent_kafka import KafkaException
 
     names = list(topics)
     if not names:
         return
-    for future in admin_client(conn).delete_topics(names, operation_timeout=timeout).values():
+    # The client must outlive its futures: librdkafka resolves them from the client's own thread, and a client that
+    # is garbage collected first leaves them pending forever (confluent-kafka-python #1298; a replay bench hung here).
+    admin = admin_client(conn)
+    futures = admin.delete_topics(names, operation_timeout=timeout)
+    deadline = time.monotonic() + timeout + 30.0
+    for topic, future in futures.items():
         try:
-            future.result()
+            future.result(timeout=max(0.0, deadline - time.monotonic()))
         except KafkaException:
             pass
+        except concurrent.futures.TimeoutError:
+            msg = f"deleting topic {topic!r} on {conn.bootstrap}: no answer within {timeout + 30.0:.0f} s"
+            raise ToneError(msg) from None
+    del admin
