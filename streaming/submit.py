@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from streaming.job import ToneStream
     from streaming.kafka_source import KafkaDataSource
     from streaming.monitor import open_monitor
-    from tone.settings import get_settings
+    from tone.settings import checkpoint_path, get_settings
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -41,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     job = ToneStream(
         settings,
         scorer=args.scorer,
-        checkpoint=Path(args.checkpoint) if args.checkpoint else settings.checkpoint_dir / args.query,
+        checkpoint=checkpoint_path(args.checkpoint, "--checkpoint")
+        if args.checkpoint
+        else settings.checkpoint_dir / args.query,
         query_name=args.query,
         trigger_seconds=settings.trigger_seconds,
         max_per_trigger=settings.max_per_trigger,

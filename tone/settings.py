@@ -25,6 +25,36 @@ from tone.scoring.kinds import REGISTRY_PREFIX, SCORER_KINDS, Device, OnnxPrecis
 
 _HOST_PORT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def local_checkpoint(location: str) -> str:
+    """A checkpoint location (``TONE_CHECKPOINT_DIR``, ``--checkpoint``) as a path on the driver's disk.
+
+    A ``file://`` URI gives its path; any other URI is a ValueError. A Path would keep ``s3a://b/x`` as ``s3a:/b/x``,
+    a relative local directory named ``s3a:``, silently; and the job's resume logic reads the checkpoint from the
+    driver's disk, so only a local path is valid (docs/operations.md, Checkpoints).
+    """
+    match = _URI_SCHEME.match(location)
+    if match is None:
+        return location
+    if match.group(1).lower() == "file":
+        return location[len(match.group(0)) :] or "/"
+    msg = (
+        f"expected a directory on the driver's disk (or a file:// URI); {match.group(1)}:// checkpoints are not "
+        "supported (docs/operations.md, Checkpoints)"
+    )
+    raise ValueError(msg)
+
+
+def checkpoint_path(location: str, option: str) -> Path:
+    """:func:`local_checkpoint` for a command-line ``option``: a ConfigError that names it."""
+    try:
+        return Path(local_checkpoint(location))
+    except ValueError as exc:
+        msg = f"{option} {location!r}: {exc}"
+        raise ConfigError(msg) from None
+
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -240,6 +270,11 @@ class Settings(BaseSettings):
             msg = f"{value!r} is neither a scorer kind nor an existing model artifact path"
             raise ValueError(msg)
         return value
+
+    @field_validator("checkpoint_dir", mode="before")
+    @classmethod
+    def _check_checkpoint_dir(cls, value: Any) -> Any:
+        return local_checkpoint(value) if isinstance(value, str) else value
 
     @field_validator("registry_uri")
     @classmethod

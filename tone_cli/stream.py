@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,7 +18,8 @@ def stream(
         ),
     ] = None,
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Checkpoint directory [env: TONE_CHECKPOINT_DIR]/<query>.")
+        str | None,
+        typer.Option(help="Checkpoint directory, on the driver's disk [env: TONE_CHECKPOINT_DIR]/<query>."),
     ] = None,
     query: Annotated[str, typer.Option(help="Query name (also names its checkpoint and offset bookkeeping).")] = "tone",
     trigger: Annotated[
@@ -50,8 +50,10 @@ def stream(
     from model_training.defaults import ensure_default_rnn
     from streaming.job import BatchReport, ToneStream, build_spark, kafka_connector_config
     from streaming.monitor import open_monitor
+    from tone.settings import checkpoint_path
 
     settings = cli_settings()
+    where = checkpoint_path(checkpoint, "--checkpoint") if checkpoint else settings.checkpoint_dir / query
     spec = scorer or settings.scorer
     if spec in ("rnn", "registry"):  # "registry" starts on the default RNN until a version is approved
         ensure_default_rnn(settings, say=err_console.print)  # train once, before the workers need it
@@ -67,7 +69,7 @@ def stream(
     job = ToneStream(
         settings,
         scorer=spec,
-        checkpoint=checkpoint or settings.checkpoint_dir / query,
+        checkpoint=where,
         query_name=query,
         trigger_seconds=trigger or settings.trigger_seconds,
         max_per_trigger=settings.max_per_trigger if max_per_trigger is None else max_per_trigger,

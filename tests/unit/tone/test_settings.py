@@ -60,6 +60,8 @@ def test_frozen():
         (envvars.TRANSFORMER_BACKEND, "tensorrt", "one of auto, torch, onnx"),
         (envvars.ONNX_PRECISION, "int4", "one of auto, fp32, int8"),
         (envvars.SCORER_TOKEN_BUDGET, "-1", "an integer >= 0"),
+        (envvars.CHECKPOINT_DIR, "s3a://bucket/ckpt", "a directory on the driver's disk"),
+        (envvars.CHECKPOINT_DIR, "hdfs://nn:8020/ckpt", "not supported"),
     ],
 )
 def test_bad_value_names_the_setting_and_what_is_allowed(monkeypatch, var, value, expected):
@@ -107,3 +109,10 @@ def test_the_spark_connector_matches_the_installed_pyspark():
     version = importlib.metadata.version("pyspark")
     assert spark_kafka_connector().version == version
     assert spark_kafka_package() == f"org.apache.spark:spark-sql-kafka-0-10_2.13:{version}"
+
+
+def test_a_checkpoint_dir_is_a_local_path_and_file_uris_are_read_as_one(monkeypatch, tmp_path):
+    monkeypatch.setenv(envvars.CHECKPOINT_DIR, f"file://{tmp_path}/ckpt")
+    assert load_settings().checkpoint_dir == tmp_path / "ckpt"
+    monkeypatch.setenv(envvars.CHECKPOINT_DIR, str(tmp_path / "a:b"))  # a colon inside a path is a path
+    assert load_settings().checkpoint_dir == tmp_path / "a:b"

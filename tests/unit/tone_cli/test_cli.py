@@ -182,3 +182,12 @@ def test_export_onnx_refuses_an_rnn_and_a_missing_export_names_the_fix(tmp_path)
     assert result.returncode == 2, result.stderr
     said = " ".join(result.stderr.split())
     assert "TONE_TRANSFORMER_BACKEND=onnx but artifact" in said and "export-onnx" in said
+
+
+def test_a_checkpoint_uri_exits_2_naming_the_option_before_spark_starts():
+    env = {**os.environ, envvars.REDIS_URL: "redis://127.0.0.1:1/0"}  # nothing listens there
+    result = run_tone("stream", "--checkpoint", "s3a://bucket/ckpt", "--until-idle", "1", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "--checkpoint 's3a://bucket/ckpt'" in result.stderr
+    assert "s3a:// checkpoints are not supported" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
