@@ -128,13 +128,13 @@ def delete_topics(conn: KafkaConnection, topics: Iterable[str], timeout: float =
     # is garbage collected first leaves them pending forever (confluent-kafka-python #1298; a replay bench hung here).
     admin = admin_client(conn)
     futures = admin.delete_topics(names, operation_timeout=timeout)
-    deadline = time.monotonic() + timeout + 30.0
+    limit = timeout + 30.0  # librdkafka's own request time on top of the broker's operation timeout
+    deadline = time.monotonic() + limit
     for topic, future in futures.items():
         try:
             future.result(timeout=max(0.0, deadline - time.monotonic()))
         except KafkaException:
             pass
         except concurrent.futures.TimeoutError:
-            msg = f"deleting topic {topic!r} on {conn.bootstrap}: no answer within {timeout + 30.0:.0f} s"
+            msg = f"deleting topic {topic!r} on {conn.bootstrap}: no answer within {limit:.0f} s"
             raise ToneError(msg) from None
-    del admin

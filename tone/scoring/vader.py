@@ -66,7 +66,7 @@ class VaderRules:
         out = []
         prev_space = True
         for ch in text:
-            description = self._emojis.get(ch) if ch in self._emoji_chars else None
+            description = self._emojis.get(ch)  # only one-character entries can equal a character
             if description is not None:
                 if not prev_space:
                     out.append(" ")
