@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 from tone.aggregates.deltas import Scored, hour_bucket
 from tone.aggregates.store import DEFAULT_STEP_TWEETS, count_records
 from tone.events import FUTURE_TIMESTAMP, INTERNAL_ERROR, DeadLetter, Invalid, ScoredTweet, TweetEvent, parse_event
-from tone.kafka.transactions import AT_LEAST_ONCE, EXACTLY_ONCE, Output
+from tone.kafka.transactions import AT_LEAST_ONCE, EXACTLY_ONCE, Output, RangeOutputs
 
 if TYPE_CHECKING:
     from tone.aggregates.store import ToneStore
@@ -292,6 +292,7 @@ def _write_transactions(parts: list[ParsedRange], config: TaskConfig, sink: Outp
     Every range is committed, even one with nothing to write: the group's offset is the lag the monitor reports.
     A failure raises before anything is counted: the task is retried and the retry writes what is not committed.
     """
+    ranges = []
     for part in parts:
         s = part.stats
         out = [
@@ -303,7 +304,9 @@ def _write_transactions(parts: list[ParsedRange], config: TaskConfig, sink: Outp
             for item, (key, value) in zip(part.valid, part.wire, strict=True)
         ]
         out.sort(key=lambda o: o.source_offset)
-        s.sent = sink.write(s.topic, s.partition, s.end_offset, out)
+        ranges.append(RangeOutputs(s.topic, s.partition, s.end_offset, out))
+    for part, sent in zip(parts, sink.write_many(ranges), strict=True):
+        part.stats.sent = sent
 
 
 def run_task(

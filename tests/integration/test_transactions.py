@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import fresh_topics
 from tone.kafka.config import KafkaConnection
-from tone.kafka.transactions import KafkaOutputs, Output
+from tone.kafka.transactions import KafkaOutputs, Output, RangeOutputs
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +117,35 @@ def test_ranges_that_move_between_processes_are_written_once_without_meeting_a_f
         for w in workers:
             w.close()
     assert sorted(read(s, s.kafka_topic_scored, "read_committed")) == sorted(f"v{o}".encode() for o in range(90))
+
+
+def test_a_tasks_ranges_are_committed_at_the_same_time_each_once(settings):
+    """write_many runs each range's transaction in its own thread: both are open at once (the barrier below breaks
+    if they ran one after the other), and each range's outputs are committed once."""
+    import threading
+
+    s = fresh_topics(settings)
+    conn = KafkaConnection.from_settings(s)
+    group = f"{s.kafka_group_prefix}{uuid.uuid4().hex[:6]}"
+    both_open = threading.Barrier(2, timeout=20)
+
+    class Meeting(KafkaOutputs):
+        def _produce(self, producer, o):
+            if o.source_offset in (0, 100):  # each range's first output, inside its transaction
+                both_open.wait()
+            super()._produce(producer, o)
+
+    writer = Meeting(conn, group, "q4")
+    try:
+        ranges = [
+            RangeOutputs(s.kafka_topic_tweets, 0, 9, outputs_of(s, range(10))),
+            RangeOutputs(s.kafka_topic_tweets, 1, 109, outputs_of(s, range(100, 110))),
+        ]
+        assert writer.write_many(ranges) == [10, 10]
+        assert writer.write_many(ranges) == [0, 0]  # a retried task: both ranges are written already
+        assert writer.committed(s.kafka_topic_tweets, 0) == 10
+        assert writer.committed(s.kafka_topic_tweets, 1) == 110
+    finally:
+        writer.close()
+    expected = [f"v{o}".encode() for o in [*range(10), *range(100, 110)]]
+    assert sorted(read(s, s.kafka_topic_scored, "read_committed")) == sorted(expected)
