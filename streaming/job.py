@@ -23,8 +23,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from streaming.kafka_source import SOURCE_NAME
-from streaming.process import STATS_SCHEMA, JobConfig, process_partition
+from streaming.kafka_source import SOURCE_NAME, KafkaRange, KafkaRanges, group_ranges, plan_ranges
+from streaming.process import STATS_SCHEMA, JobConfig, Range, process_partition, process_ranges
 from streaming.refresh import ModelRefresher
 from tone.errors import ConfigError, DataLossError
 from tone.kafka.config import KafkaConnection
@@ -201,6 +201,7 @@ class ToneStream:
         self.batches = 0
         self.totals: Counter[str] = Counter()
         self.restarts = 0  # query restarts so far (self-healing, see run)
+        self.planned_batches = 0  # batches whose tasks the driver planned (see planned_tasks)
         self.monitor: Any = None  # streaming.monitor.StreamMonitor when metrics, lag and health are published
         worker_env = settings_env(settings)
         if not settings.torch_threads:
@@ -229,7 +230,14 @@ class ToneStream:
     def _foreach_batch(self, df: Any, batch_id: int) -> None:
         started = time.time()
         self.before_batch(batch_id)
-        rows = df.mapInArrow(partial(process_partition, self.config), STATS_SCHEMA).collect()
+        tasks = self.planned_tasks(batch_id)
+        if tasks is None:
+            rows = df.mapInArrow(partial(process_partition, self.config), STATS_SCHEMA).collect()
+        else:
+            # The driver knows the batch's ranges: one plain Python job over them, instead of a SQL job whose
+            # source rows (the ranges) take a Python worker of their own on the way (docs/benchmarks.md).
+            job = df.sparkSession.sparkContext.parallelize(tasks, len(tasks)) if tasks else None
+            rows = job.mapPartitions(partial(process_ranges, self.config)).collect() if job else []
         report = BatchReport(batch_id, started=started, finished=time.time())
         report.ranges = [(r.partition, r.start_offset, r.end_offset, r.records, r.applied) for r in rows]
         for r in rows:
@@ -257,6 +265,7 @@ class ToneStream:
             report.disagreed += r.disagreed
         self.reports.append(report)
         self.batches += 1
+        self.planned_batches += tasks is not None
         self.totals.update(
             records=report.records,
             invalid=report.invalid,
@@ -275,6 +284,22 @@ class ToneStream:
         )
         if self.on_batch is not None:
             self.on_batch(report)
+
+    def planned_tasks(self, batch_id: int) -> list[list[Range]] | None:
+        """The batch's tasks, each a list of Kafka ranges, when the driver can plan them; None otherwise.
+
+        With this project's source and tasks that read their ranges (fused_read), the ranges are the ones the source
+        planned: from the end offsets Spark logged for the previous batch to those of this one (batch_ranges), grouped
+        the way the source groups them (maxTasks). None (the batch then runs over the source's rows, which name the
+        same ranges): another source, or a batch the offset log cannot place.
+        """
+        if self.config.source_options is None:
+            return None
+        ranges = batch_ranges(self.checkpoint, batch_id, self.settings.kafka_topic_tweets)
+        if ranges is None:
+            return None
+        groups = group_ranges(ranges, self.max_tasks) if self.max_tasks else [KafkaRanges([r]) for r in ranges]
+        return [[(r.topic, r.partition, r.start, r.end) for r in g.ranges] for g in groups]
 
     def source_options(self) -> dict[str, str]:
         """Options of the Kafka source: the same for ours and Spark's (the fused workers read with them too)."""
@@ -414,6 +439,45 @@ def use_local_checkpoint_manager(spark: Any, location: str) -> None:
         log.info("this Spark has no %s; checkpoints keep Spark's default manager", LOCAL_CHECKPOINT_MANAGER)
         return
     spark.conf.set(CHECKPOINT_MANAGER_KEY, LOCAL_CHECKPOINT_MANAGER)
+
+
+def logged_offsets(checkpoint: Path, batch_id: int) -> dict[str, int] | None:
+    """The end offsets Spark logged for micro-batch ``batch_id`` of a query with one source; None if it cannot say.
+
+    Spark writes them to ``<checkpoint>/offsets/<batch id>`` before it runs the batch, and runs the batch again from
+    the same entries after a crash (its write-ahead log; format v1: the version, the batch's metadata, then a line
+    per source, here this project's source's ``{"<partition>": next offset}``).
+    """
+    try:
+        lines = (checkpoint / "offsets" / str(batch_id)).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    if len(lines) != 3 or lines[0] != "v1":  # noqa: PLR2004 - version, metadata, one source
+        return None
+    try:
+        offsets = json.loads(lines[2])
+    except ValueError:
+        return None
+    if not isinstance(offsets, dict):
+        return None
+    if not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets.values()):
+        return None
+    return offsets
+
+
+def batch_ranges(checkpoint: Path, batch_id: int, topic: str) -> list[KafkaRange] | None:
+    """Micro-batch ``batch_id``'s Kafka ranges as Spark planned them: from the previous batch's end to its own.
+
+    Spark plans a batch from the previous batch's logged end offsets to its own, and hands the source exactly those
+    (KafkaStreamReader.partitions); so does this. None when the log cannot say: the query's first batch starts at
+    the source's initial offsets, which Spark does not log, and an entry may be purged or in another format.
+    """
+    if batch_id < 1:
+        return None
+    start, end = logged_offsets(checkpoint, batch_id - 1), logged_offsets(checkpoint, batch_id)
+    if start is None or end is None:
+        return None
+    return plan_ranges(topic, start, end)
 
 
 def checkpoint_has_offsets(checkpoint: Path) -> bool:

@@ -69,6 +69,15 @@ class KafkaRanges(InputPartition):
         self.ranges = ranges
 
 
+def plan_ranges(topic: str, start: Mapping[str, int], end: Mapping[str, int]) -> list[KafkaRange]:
+    """The ranges of a batch from its start and end offsets: each partition with new records, a new one from 0."""
+    return [
+        KafkaRange(topic, int(p), int(start.get(p, 0)), int(e))
+        for p, e in sorted(end.items(), key=lambda kv: int(kv[0]))
+        if int(e) > int(start.get(p, 0))
+    ]
+
+
 def group_ranges(ranges: list[KafkaRange], max_tasks: int) -> list[KafkaRanges]:
     """At most ``max_tasks`` groups with about equal record counts (largest range first into the lightest group)."""
     groups: list[list[KafkaRange]] = [[] for _ in range(max(1, min(max_tasks, len(ranges))))]
@@ -181,11 +190,7 @@ class KafkaStreamReader(DataSourceStreamReader):
 
     def partitions(self, start: dict[str, int], end: dict[str, int]) -> list[Any]:
         """One task per partition that has new records in [start, end) (or grouped: see ``maxTasks``)."""
-        ranges = [
-            KafkaRange(self.topic, int(p), int(start.get(p, 0)), int(e))
-            for p, e in sorted(end.items(), key=lambda kv: int(kv[0]))
-            if int(e) > int(start.get(p, 0))
-        ]
+        ranges = plan_ranges(self.topic, start, end)
         if self.emit == "ranges" and self.max_tasks > 0:
             return group_ranges(ranges, self.max_tasks)
         return ranges

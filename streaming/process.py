@@ -28,7 +28,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STATS_SCHEMA", "JobConfig", "current_scorer", "process_partition", "worker_settings"]
+__all__ = [
+    "STATS_SCHEMA",
+    "JobConfig",
+    "Range",
+    "current_scorer",
+    "process_partition",
+    "process_ranges",
+    "worker_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -124,31 +132,66 @@ def _vader() -> Scorer:
 Markers = dict[tuple[str, int], int | None]  # (topic, partition) -> the store's marker, as this task read it
 
 
+Range = tuple[str, int, int, int]  # topic, partition, first offset, end offset (exclusive)
+
+
 def _range_sources(config: JobConfig, batches: Iterator[Any], markers: Markers) -> list[Iterator[RecordChunk]]:
-    """One iterator of record chunks per Kafka range this task handles.
+    """One iterator of record chunks per Kafka range this task handles, from the rows Spark hands ``mapInArrow``.
 
     Rows of a Kafka source (ours with emit=records, or Spark's own): one source, possibly of several partitions.
     With emit=ranges the rows name the ranges (possibly several per task, see streaming/kafka_source.py) and this
-    task reads their records, from just after the store's marker: what an earlier attempt counted is not read again
-    (after a crash between the store and Spark's commit, retention may even have deleted it since: not a loss).
-    The markers it read go into ``markers``, so the pipeline does not read them again.
+    task reads their records (see _read_ranges).
     """
-    from streaming.kafka_source import KafkaRange, KafkaStreamReader, from_arrow
+    from streaming.kafka_source import from_arrow
 
     if config.source_options is None:
         return [(chunk for b in batches if b.num_rows for chunk in from_arrow(b))]
+    rows = (row for batch in batches for row in batch.to_pylist())
+    ranges = [(row["topic"], row["partition"], row["start_offset"], row["end_offset"]) for row in rows]
+    return _read_ranges(config, ranges, markers)
 
+
+def _read_ranges(config: JobConfig, ranges: list[Range], markers: Markers) -> list[Iterator[RecordChunk]]:
+    """Read each range's records from just after the store's marker.
+
+    What an earlier attempt counted is not read again (after a crash between the store and Spark's commit,
+    retention may even have deleted it since: not a loss). The markers it read go into ``markers``, so the pipeline
+    does not read them again.
+    """
+    from streaming.kafka_source import KafkaRange, KafkaStreamReader
+
+    if config.source_options is None:
+        msg = "ranges are read with the source's options (JobConfig.source_options)"
+        raise ValueError(msg)
     reader = KafkaStreamReader(config.source_options)
     store = _store(config)
-    ranges = []
-    for batch in batches:
-        for row in batch.to_pylist():
-            key = (row["topic"], row["partition"])
-            markers[key] = last = store.last_offset(config.query, *key)
-            start = row["start_offset"] if last is None else max(row["start_offset"], last + 1)
-            if start < row["end_offset"]:
-                ranges.append(KafkaRange(row["topic"], row["partition"], start, row["end_offset"]))
-    return [reader.read_range_chunks(r) for r in ranges]
+    todo = []
+
+    for topic, partition, start, end in ranges:
+        markers[(topic, partition)] = last = store.last_offset(config.query, topic, partition)
+        first = start if last is None else max(start, last + 1)
+        if first < end:
+            todo.append(KafkaRange(topic, partition, first, end))
+    return [reader.read_range_chunks(r) for r in todo]
+
+
+def _run(config: JobConfig, sources: list[Iterator[RecordChunk]], markers: Markers) -> list[RangeStats]:
+    """One task's ranges through the pipeline with this worker's resources; one stats row per range."""
+    task = TaskConfig.from_settings(worker_settings(config), config.query)
+    rows = run_task(
+        task,
+        sources,
+        scorer=lambda: current_scorer(config),
+        producer=lambda: _producer(config),
+        store=lambda: _store(config),
+        reference=_vader,
+        markers=markers,
+        outputs=lambda: _outputs(config),
+    )
+    if rows and (refused := refused_scorer(config)):
+        rows[0].refused = refused
+    RESOURCES.settle()  # after a task that loaded a model or a client: see streaming/worker.py
+    return rows
 
 
 def _stats_batch(rows: list[RangeStats]) -> Any:
@@ -167,20 +210,17 @@ def _stats_batch(rows: list[RangeStats]) -> Any:
 
 def process_partition(config: JobConfig, batches: Iterator[Any]) -> Iterator[Any]:
     """``mapInArrow`` function: run this task's Kafka range(s) through the pipeline, yield one stats row per range."""
-    task = TaskConfig.from_settings(worker_settings(config), config.query)
     markers: Markers = {}
-    rows = run_task(
-        task,
-        _range_sources(config, batches, markers),
-        scorer=lambda: current_scorer(config),
-        producer=lambda: _producer(config),
-        store=lambda: _store(config),
-        reference=_vader,
-        markers=markers,
-        outputs=lambda: _outputs(config),
-    )
-    if rows and (refused := refused_scorer(config)):
-        rows[0].refused = refused
-    RESOURCES.settle()  # after a task that loaded a model or a client: see streaming/worker.py
+    rows = _run(config, _range_sources(config, batches, markers), markers)
     if rows:
         yield _stats_batch(rows)
+
+
+def process_ranges(config: JobConfig, tasks: Iterator[list[Range]]) -> Iterator[RangeStats]:
+    """``mapPartitions`` function of a batch the driver planned (see ToneStream.planned_tasks): the ranges to read.
+
+    Each element is one task's ranges; one stats row per range comes back.
+    """
+    markers: Markers = {}
+    ranges = [r for task in tasks for r in task]
+    yield from _run(config, _read_ranges(config, ranges, markers), markers)
