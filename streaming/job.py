@@ -91,6 +91,10 @@ def build_spark(  # noqa: PLR0913 - Spark's knobs this project sets
         .config("spark.ui.port", str(ui_port or 4040))
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.python.worker.reuse", "true")  # keeps each worker's model loaded across batches
+        # Over TCP loopback each hand-over between Spark and a Python worker waited ~40 ms for a delayed ACK: a
+        # trivial two-task Python job took 91 ms, 45 ms over Unix sockets (docs/benchmarks.md). Executors' Python
+        # workers always run beside them, so this holds on a cluster too.
+        .config("spark.python.unix.domain.socket.enabled", "true")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "4096")
         # A stream runs for weeks: the driver's status store keeps 1,000 jobs, stages and SQL executions by default,
         # one or two more per micro-batch, and grew the JVM ~39 KB a batch until then (tone bench soak). Keep fewer.
