@@ -237,11 +237,13 @@ class ToneStream:
         tasks = self.planned_tasks(batch_id)
         if tasks is None:
             rows = df.mapInArrow(partial(process_partition, self.config), STATS_SCHEMA).collect()
-        else:
+        elif tasks:
             # The driver knows the batch's ranges: one plain Python job over them, instead of a SQL job whose
             # source rows (the ranges) take a Python worker of their own on the way (docs/benchmarks.md).
-            job = df.sparkSession.sparkContext.parallelize(tasks, len(tasks)) if tasks else None
-            rows = job.mapPartitions(partial(process_ranges, self.config)).collect() if job else []
+            job = df.sparkSession.sparkContext.parallelize(tasks, len(tasks))
+            rows = job.mapPartitions(partial(process_ranges, self.config)).collect()
+        else:
+            rows = []  # offsets that moved back (failOnDataLoss=false): nothing to read
         report = BatchReport(batch_id, started=started, finished=time.time())
         report.ranges = [(r.partition, r.start_offset, r.end_offset, r.records, r.applied) for r in rows]
         for r in rows:

@@ -166,7 +166,6 @@ def _read_ranges(config: JobConfig, ranges: list[Range], markers: Markers) -> li
     reader = KafkaStreamReader(config.source_options)
     store = _store(config)
     todo = []
-
     for topic, partition, start, end in ranges:
         markers[(topic, partition)] = last = store.last_offset(config.query, topic, partition)
         first = start if last is None else max(start, last + 1)
