@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from streaming.kafka_source import SOURCE_NAME, KafkaRange, KafkaRanges, group_ranges, plan_ranges
+from streaming.kafka_source import SOURCE_NAME, KafkaRange, group_ranges, plan_ranges
 from streaming.process import STATS_SCHEMA, JobConfig, Range, process_partition, process_ranges
 from streaming.refresh import ModelRefresher
 from tone.errors import ConfigError, DataLossError
@@ -299,12 +299,12 @@ class ToneStream:
         the way the source groups them (maxTasks). None (the batch then runs over the source's rows, which name the
         same ranges): another source, or a batch the offset log cannot place.
         """
-        if self.config.source_options is None:
+        if self.config.source_options is None or self.max_tasks is None:  # max_tasks: resolved when the query starts
             return None
         ranges = batch_ranges(self.checkpoint, batch_id, self.settings.kafka_topic_tweets)
         if ranges is None:
             return None
-        groups = group_ranges(ranges, self.max_tasks) if self.max_tasks else [KafkaRanges([r]) for r in ranges]
+        groups = group_ranges(ranges, self.max_tasks)
         return [[(r.topic, r.partition, r.start, r.end) for r in g.ranges] for g in groups]
 
     def source_options(self) -> dict[str, str]:

@@ -79,7 +79,12 @@ def plan_ranges(topic: str, start: Mapping[str, int], end: Mapping[str, int]) ->
 
 
 def group_ranges(ranges: list[KafkaRange], max_tasks: int) -> list[KafkaRanges]:
-    """At most ``max_tasks`` groups with about equal record counts (largest range first into the lightest group)."""
+    """At most ``max_tasks`` groups with about equal record counts (largest range first into the lightest group).
+
+    ``max_tasks`` 0: one group per range (one task per Kafka partition).
+    """
+    if max_tasks <= 0:
+        return [KafkaRanges([r]) for r in ranges]
     groups: list[list[KafkaRange]] = [[] for _ in range(max(1, min(max_tasks, len(ranges))))]
     sizes = [0] * len(groups)
     for r in sorted(ranges, key=lambda r: r.end - r.start, reverse=True):
@@ -191,7 +196,7 @@ class KafkaStreamReader(DataSourceStreamReader):
     def partitions(self, start: dict[str, int], end: dict[str, int]) -> list[Any]:
         """One task per partition that has new records in [start, end) (or grouped: see ``maxTasks``)."""
         ranges = plan_ranges(self.topic, start, end)
-        if self.emit == "ranges" and self.max_tasks > 0:
+        if self.emit == "ranges":
             return group_ranges(ranges, self.max_tasks)
         return ranges
 
@@ -214,9 +219,6 @@ class KafkaStreamReader(DataSourceStreamReader):
         if not isinstance(partition, KafkaRange):
             msg = f"unexpected partition {partition!r}"
             raise TypeError(msg)
-        if self.emit == "ranges":
-            yield (partition.topic, partition.partition, partition.start, partition.end)
-            return
         for chunk in self.read_range_chunks(partition):
             yield to_arrow(chunk)
 

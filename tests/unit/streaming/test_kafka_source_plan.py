@@ -68,8 +68,8 @@ def test_emit_ranges_groups_ranges_into_balanced_tasks():
     rows = [row for p in planned for row in reader.read(p)]
     assert sorted(rows) == [("t", 0, 0, 100), ("t", 1, 0, 10), ("t", 2, 0, 90), ("t", 3, 0, 30)]
     # without maxTasks: one task per partition, each still a single row
-    single = Planned({}, emit="ranges").partitions({}, {"0": 5})
-    assert list(Planned({}, emit="ranges").read(single[0])) == [("t", 0, 0, 5)]
+    single = Planned({}, emit="ranges").partitions({}, {"0": 5, "1": 3})
+    assert [list(Planned({}, emit="ranges").read(p)) for p in single] == [[("t", 0, 0, 5)], [("t", 1, 0, 3)]]
     with pytest.raises(ValueError, match="emit must be records or ranges"):
         Planned({}, emit="rows")
 
