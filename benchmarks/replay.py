@@ -181,7 +181,9 @@ def run_replay_bench(
         s = s.model_copy(update={"output_guarantee": guarantee})
     _create_topics(s)
     texts = bench_texts(settings, REPLAY_TEXTS)
-    spark = build_spark(settings.spark_master, "tone-bench-replay", extra=kafka_connector_config(settings))
+    spark = build_spark(
+        settings.spark_master, "tone-bench-replay", extra=kafka_connector_config(settings), jars_dir=settings.jars_dir
+    )
     with tempfile.TemporaryDirectory() as tmp:
         job = ToneStream(
             s,

@@ -131,7 +131,7 @@ def run_soak_bench(
     texts = bench_texts(settings, 4200)
     samples: list[Sample] = []
     heaps: list[tuple[int, int]] = []
-    spark = build_spark(settings.spark_master, "tone-bench-soak")
+    spark = build_spark(settings.spark_master, "tone-bench-soak", jars_dir=settings.jars_dir)
     n = round(rate * minutes * 60)
     settle_at = round(minutes * 60 / trigger_seconds * warmup_share)  # about where the measured half starts
 

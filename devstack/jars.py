@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tone.errors import ToneError
-from tone.jars import COMPLETE, JarSet, kafka_broker, spark_kafka_connector
+from tone.jars import COMPLETE, JarSet, kafka_broker, local_filesystem, spark_kafka_connector
 
 POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -71,7 +71,7 @@ def main() -> int:
 
     jars_dir = get_settings().jars_dir
     try:
-        for jars in (kafka_broker(), spark_kafka_connector()):
+        for jars in (kafka_broker(), spark_kafka_connector(), local_filesystem()):
             fetch(jars, jars_dir)
     except ToneError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -44,6 +44,12 @@ LOCAL_JVM_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CICompilerCoun
 # rename(2). The job's checkpoint is a local path (a Path), so it uses that manager unless the session names one.
 CHECKPOINT_MANAGER_KEY = "spark.sql.streaming.checkpointFileManagerClass"
 LOCAL_CHECKPOINT_MANAGER = "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
+# That manager still creates each file and its .crc through Hadoop's local file system, which sets their mode by
+# forking `chmod`: two child processes a file, four a batch, 7-10 ms each on 2 cores (docs/benchmarks.md). This one
+# (make setup fetches it: tone.jars.local_filesystem) is Hadoop's LocalFileSystem with java.nio for modes and file
+# status: the same files and .crc, no child process. Only the driver writes checkpoints, so only its classpath gets
+# it (build_spark), and only the session's Hadoop configuration names it (use_local_checkpoint_manager).
+LOCAL_FS_CLASS = "com.globalmentor.apache.hadoop.fs.BareLocalFileSystem"
 
 
 def kafka_connector_config(settings: Settings) -> dict[str, str]:
@@ -62,6 +68,18 @@ def kafka_connector_config(settings: Settings) -> dict[str, str]:
         return {"spark.jars.packages": spark_kafka_package()}
 
 
+def local_fs_classpath(jars_dir: Path) -> str:
+    """The driver classpath entry for LOCAL_FS_CLASS when `make setup` fetched it; "" otherwise (Hadoop's own)."""
+    from tone.errors import ToneError
+    from tone.jars import cached_jars, local_filesystem
+
+    try:
+        return os.pathsep.join(str(p) for p in cached_jars(jars_dir, local_filesystem()))
+    except ToneError as exc:
+        log.info("%s; checkpoint writes fork chmod (Hadoop's local file system)", exc)
+        return ""
+
+
 def build_spark(  # noqa: PLR0913 - Spark's knobs this project sets
     master: str = "local[*]",
     app_name: str = "tweet-tone",
@@ -69,13 +87,20 @@ def build_spark(  # noqa: PLR0913 - Spark's knobs this project sets
     ui_port: int = 0,
     driver_host: str = "127.0.0.1",
     bind_address: str = "127.0.0.1",
+    jars_dir: Path | None = None,
 ) -> Any:
     """A SparkSession set up for this job (Python workers on this interpreter, Arrow, loopback driver by default).
 
     ``extra``: more Spark configuration, e.g. :func:`kafka_connector_config` for Spark's own Kafka source.
     ``ui_port``: the Spark UI's port (Spark takes the next free one if it is busy); 0 turns the UI off.
     ``driver_host`` / ``bind_address``: where executors reach the driver, and where it listens (a remote cluster).
+    ``jars_dir``: the jar cache (``Settings.jars_dir``); its LOCAL_FS_CLASS goes on the driver's classpath.
     """
+    extra = dict(extra or {})
+    if jars_dir is not None and (classpath := local_fs_classpath(jars_dir)):
+        # The launch classpath, not spark.jars: Hadoop loads a file system class with the JVM's own class loader.
+        own = extra.get("spark.driver.extraClassPath")
+        extra["spark.driver.extraClassPath"] = os.pathsep.join(filter(None, (own, classpath)))
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this venv's pyarrow and models
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
@@ -109,7 +134,7 @@ def build_spark(  # noqa: PLR0913 - Spark's knobs this project sets
         # JIT compiler and parallel GC threads; the serial GC with C1 only halved it (24 -> 13 CPU s per replay
         # bench), p95 latency at 1,000 tweets/s fell from 5.0-5.6 s to 3.8-4.7 s, flat out 2,314 -> 2,683/s.
         builder = builder.config("spark.driver.extraJavaOptions", LOCAL_JVM_OPTIONS)
-    for key, value in (extra or {}).items():
+    for key, value in extra.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.dataSource.register(KafkaDataSource)
@@ -430,7 +455,7 @@ def is_data_loss(exc: BaseException) -> bool:
 
 
 def use_local_checkpoint_manager(spark: Any, location: str) -> None:
-    """Write a local checkpoint through Hadoop's FileSystem API (see LOCAL_CHECKPOINT_MANAGER).
+    """Write a local checkpoint through Hadoop's FileSystem API (LOCAL_CHECKPOINT_MANAGER), and LOCAL_FS_CLASS if any.
 
     Unless the session names a manager, and only where the driver's Spark has that class (a spark-submit driver may
     run another Spark). A checkpoint on another file system (``hdfs:``, ``s3a:``) keeps Spark's choice: a rename
@@ -439,12 +464,24 @@ def use_local_checkpoint_manager(spark: Any, location: str) -> None:
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):", location)
     if spark.conf.get(CHECKPOINT_MANAGER_KEY, None) or (scheme and scheme.group(1).lower() != "file"):
         return
-    try:
-        spark.sparkContext._jvm.java.lang.Class.forName(LOCAL_CHECKPOINT_MANAGER)
-    except Exception:  # noqa: BLE001 - py4j raises its own error for a missing class; Spark's default then serves
+    if not _driver_has(spark, LOCAL_CHECKPOINT_MANAGER):
         log.info("this Spark has no %s; checkpoints keep Spark's default manager", LOCAL_CHECKPOINT_MANAGER)
         return
     spark.conf.set(CHECKPOINT_MANAGER_KEY, LOCAL_CHECKPOINT_MANAGER)
+    if spark.conf.get("fs.file.impl", None) is None and _driver_has(spark, LOCAL_FS_CLASS):
+        # In the session's conf, which Spark copies into the Hadoop configuration of the checkpoint logs (the tasks
+        # read Kafka, not files: no executor needs the class), with Hadoop's cache of file systems off for it: that
+        # cache is keyed by scheme and holds the file system Spark made at start.
+        spark.conf.set("fs.file.impl", LOCAL_FS_CLASS)
+        spark.conf.set("fs.file.impl.disable.cache", "true")
+
+
+def _driver_has(spark: Any, name: str) -> bool:
+    try:
+        spark.sparkContext._jvm.java.lang.Class.forName(name)
+    except Exception:  # noqa: BLE001 - py4j raises its own error for a missing class
+        return False
+    return True
 
 
 def logged_offsets(checkpoint: Path, batch_id: int) -> dict[str, int] | None:

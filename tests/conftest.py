@@ -74,7 +74,8 @@ def spark():
     from streaming.job import build_spark, kafka_connector_config
     from tone.settings import load_settings
 
-    session = build_spark("local[2]", "tone-tests", extra=kafka_connector_config(load_settings()))
+    settings = load_settings()
+    session = build_spark("local[2]", "tone-tests", extra=kafka_connector_config(settings), jars_dir=settings.jars_dir)
     yield session
     session.stop()
 

@@ -1,4 +1,4 @@
-"""The JVM artifacts the project runs, from Maven Central: the Apache Kafka broker and Spark's Kafka connector.
+"""The JVM artifacts the project runs, from Maven Central: Kafka's broker, Spark's Kafka connector, a local file system.
 
 `make setup` fetches each set with Maven into ``<jars_dir>/<name>-<version>/`` (a cache keyed by version, shared
 by checkouts; see ``devstack/jars.py``); a finished set holds a ``.complete`` marker. Code that runs them asks
@@ -6,6 +6,8 @@ by checkouts; see ``devstack/jars.py``); a finished set holds a ``.complete`` ma
 
 Versions:
 - Apache Kafka 4.1.2 (KRaft, Java 17): the local stack's broker; docker-compose.yml runs the same version.
+- hadoop-bare-naked-local-fs 0.1.0 (com.globalmentor, Apache-2.0): Hadoop's LocalFileSystem that sets file modes
+  with java.nio instead of forking `chmod` (see streaming/job.py, LOCAL_FS_CLASS).
 - Spark's connector must match pyspark's version exactly: it is read from the installed pyspark's metadata. Maven
   Central has no connector for pyspark 4.3.0 (checked 2026-11-25), so pyspark is pinned to 4.2.0.
 """
@@ -21,6 +23,7 @@ from tone.errors import ToneError
 
 KAFKA_VERSION: Final = "4.1.2"
 LOG4J_VERSION: Final = "2.25.3"
+LOCAL_FS_VERSION: Final = "0.1.0"
 COMPLETE: Final = ".complete"
 
 
@@ -70,6 +73,16 @@ def spark_kafka_connector() -> JarSet:
         version,
         (f"org.apache.spark:spark-sql-kafka-0-10_2.13:{version}",),
         only=("spark-sql-kafka-0-10_2.13", "spark-token-provider-kafka-0-10_2.13", "kafka-clients", "commons-pool2"),
+    )
+
+
+def local_filesystem() -> JarSet:
+    """Hadoop's local file system without child processes (BareLocalFileSystem); Hadoop itself is pyspark's."""
+    return JarSet(
+        "hadoop-bare-naked-local-fs",
+        LOCAL_FS_VERSION,
+        (f"com.globalmentor:hadoop-bare-naked-local-fs:{LOCAL_FS_VERSION}",),
+        only=("hadoop-bare-naked-local-fs",),
     )
 
 

@@ -84,6 +84,7 @@ def stream(
         ui_port=settings.spark_ui_port,
         driver_host=settings.spark_driver_host,
         bind_address=settings.spark_driver_bind_address,
+        jars_dir=settings.jars_dir,
     )
     job.monitor = open_monitor(job)
     ui = spark.sparkContext.uiWebUrl or "off (TONE_SPARK_UI_PORT=0)"

@@ -9,7 +9,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from producer.kafka_writer import TweetWriter
-from streaming.job import ToneStream
+from streaming.job import LOCAL_FS_CLASS, ToneStream
 from tone.aggregates.redis_store import open_store
 from tone.events import TweetEvent
 from tone.scoring.vader import VaderScorer
@@ -195,6 +195,24 @@ def test_a_local_checkpoint_is_written_through_the_filesystem_api(spark, isolate
     # Spark's default manager (FileContext) forks a readlink for each path it resolves when Hadoop's native library
     # is missing, as it is with pip's pyspark: about 100 ms of each micro-batch here (docs/benchmarks.md).
     assert managers_of_a_started_query(spark, isolated, tmp_path / "ckpt") == {"FileSystemBasedCheckpointFileManager"}
+
+
+def test_the_checkpoint_files_are_written_by_a_file_system_that_forks_no_chmod(spark, isolated, tmp_path):
+    # Hadoop's LocalFileSystem forks `chmod` for each file it creates and its .crc without the native library: four
+    # child processes a micro-batch, 7-10 ms each here (docs/benchmarks.md). make setup fetches one that does not.
+    job = ToneStream(isolated, scorer="vader", checkpoint=tmp_path / "ckpt", query_name="q", trigger_seconds=0.5)
+    query = job.start(spark)
+    try:
+        execution = query._jsq.streamingQuery()
+        logs = (execution.offsetLog(), execution.commitLog())
+        systems = {log.fileManager().fs().getClass().getName() for log in logs}
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    assert systems == {LOCAL_FS_CLASS}
+    # The same files as Hadoop's own would write: the log entry and its checksum.
+    assert (tmp_path / "ckpt" / "offsets" / "0").is_file()
+    assert (tmp_path / "ckpt" / "offsets" / ".0.crc").is_file()
 
 
 def test_a_checkpoint_manager_the_user_chose_is_kept(spark, isolated, tmp_path):

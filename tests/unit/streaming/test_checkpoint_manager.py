@@ -1,8 +1,16 @@
-"""Which manager writes the checkpoint: the FileSystem one where the driver's Spark has it, else Spark's default."""
+"""Which manager writes the checkpoint: the FileSystem one where the driver's Spark has it, else Spark's default;
+and through which local file system: the one that forks no chmod where the driver has it."""
 
 from types import SimpleNamespace
 
-from streaming.job import CHECKPOINT_MANAGER_KEY, LOCAL_CHECKPOINT_MANAGER, use_local_checkpoint_manager
+from streaming.job import (
+    CHECKPOINT_MANAGER_KEY,
+    LOCAL_CHECKPOINT_MANAGER,
+    LOCAL_FS_CLASS,
+    local_fs_classpath,
+    use_local_checkpoint_manager,
+)
+from tone.jars import COMPLETE, local_filesystem
 
 
 class FakeConf(dict):
@@ -50,3 +58,31 @@ def test_a_checkpoint_on_another_file_system_keeps_sparks_choice():
     spark = fake_spark({LOCAL_CHECKPOINT_MANAGER})
     use_local_checkpoint_manager(spark, "file:/var/lib/tone/checkpoints/tone")
     assert spark.conf == {CHECKPOINT_MANAGER_KEY: LOCAL_CHECKPOINT_MANAGER}
+
+
+def test_the_local_file_system_without_chmod_is_used_where_the_driver_has_it():
+    spark = fake_spark({LOCAL_CHECKPOINT_MANAGER, LOCAL_FS_CLASS})
+    use_local_checkpoint_manager(spark, "/var/lib/tone/checkpoints/tone")
+    assert spark.conf == {
+        CHECKPOINT_MANAGER_KEY: LOCAL_CHECKPOINT_MANAGER,
+        "fs.file.impl": LOCAL_FS_CLASS,
+        "fs.file.impl.disable.cache": "true",  # else Hadoop hands back the file system Spark made at start
+    }
+
+
+def test_a_local_file_system_the_session_names_is_kept():
+    spark = fake_spark({LOCAL_CHECKPOINT_MANAGER, LOCAL_FS_CLASS}, {"fs.file.impl": "com.example.LocalFs"})
+    use_local_checkpoint_manager(spark, "/var/lib/tone/checkpoints/tone")
+    assert spark.conf == {CHECKPOINT_MANAGER_KEY: LOCAL_CHECKPOINT_MANAGER, "fs.file.impl": "com.example.LocalFs"}
+
+
+def test_the_driver_classpath_names_the_fetched_jar_or_nothing(tmp_path, caplog):
+    with caplog.at_level("INFO"):
+        assert local_fs_classpath(tmp_path) == ""
+    assert "make setup" in caplog.text
+    fetched = tmp_path / local_filesystem().dirname
+    fetched.mkdir()
+    (fetched / "hadoop-bare-naked-local-fs-0.1.0.jar").write_bytes(b"PK")
+    assert local_fs_classpath(tmp_path) == ""  # no .complete marker: a fetch that did not finish is not trusted
+    (fetched / COMPLETE).write_text("done\n")
+    assert local_fs_classpath(tmp_path) == str(fetched / "hadoop-bare-naked-local-fs-0.1.0.jar")
