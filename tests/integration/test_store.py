@@ -91,6 +91,37 @@ def test_both_stores_hold_the_same_aggregates(redis_store):
         assert [u for u, _ in memory.top(by)] == [u for u, _ in redis_store.top(by)]
 
 
+def test_a_user_twice_in_one_step_counts_both_parts(redis_store):
+    # The script reads a user's hash once and writes it once; a second part of the same user in one step must add to
+    # what the first wrote, not to what was there before the step.
+    memory = MemoryToneStore(redis_store.config)
+    first, second = [tw("a", 10, POS), tw("a", 20, NEG)], [tw("a", 30, POS)]
+    for s in (memory, redis_store):
+        s.apply_range("q", "t", 0, 0, 0, batch_deltas([tw("a", 5, NEG)], 3600, 3))
+        parts = batch_deltas(first, 3600, 3) + batch_deltas(second, 3600, 3)
+        assert s.apply_range("q", "t", 0, 1, 3, parts) is True
+    mine, theirs = memory.user("a"), redis_store.user("a")
+    assert theirs["n"] == 4
+    assert theirs["counts"] == {"positive": 2, "negative": 2}
+    assert theirs["mean_probs"] == pytest.approx(mine["mean_probs"], rel=1e-12)
+    assert theirs["ewma_polarity"] == pytest.approx(mine["ewma_polarity"], rel=1e-9)
+    assert [r["t"] for r in theirs["recent"]] == [30, 20, 10]
+
+
+def test_sums_keep_every_bit_of_a_double(redis_store):
+    # A user's sums are a double's sum of each step's delta, stored with 17 digits: read back, they are the same
+    # double Python gets adding the same deltas in the same order (no 14-digit rounding on the way).
+    probs = {"negative": 0.1, "neutral": 0.2, "positive": 0.7000000000000001}
+    expected = dict.fromkeys(probs, 0.0)
+    for i in range(30):
+        redis_store.apply_range("q", "t", 0, i, i, batch_deltas([tw("d", i, probs)], 3600, 3))
+        for label, p in probs.items():
+            expected[label] += p
+    stored = redis_store.client.hgetall(redis_store.user_key("d"))
+    assert {label: float(stored[f"prob_sum:{label}".encode()]) for label in probs} == expected
+    assert int(stored[b"n"]) == 30
+
+
 def test_top_users_need_the_minimum_count(store):
     tweets = [tw("grump", 1, NEG), tw("grump", 2, NEG), tw("sunny", 1, POS), tw("sunny", 2, POS), tw("once", 1, NEG)]
     store.apply_range("q", "tweets", 0, 0, 4, batch_deltas(tweets, 3600, 3))

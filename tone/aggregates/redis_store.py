@@ -63,13 +63,19 @@ local function expect_type(key, kind)
     return redis.error_reply('refused, nothing written: ' .. key .. ' holds a ' .. t .. ', expected a ' .. kind)
   end
 end
+-- The fields' values as numbers (field -> number; a missing field is absent), or an error if one is not a number.
 local function expect_numbers(key, fields)
   local values = redis.call('HMGET', key, unpack(fields))
+  local numbers = {}
   for i, v in ipairs(values) do
-    if v and not tonumber(v) then
-      return redis.error_reply('refused, nothing written: ' .. key .. ' field ' .. fields[i] .. ' is not a number')
+    if v then
+      numbers[fields[i]] = tonumber(v)
+      if not numbers[fields[i]] then
+        return redis.error_reply('refused, nothing written: ' .. key .. ' field ' .. fields[i] .. ' is not a number')
+      end
     end
   end
+  return nil, numbers
 end
 local err = expect_type(applied_key, 'string')
 if err then return err end
@@ -90,7 +96,7 @@ for _, u in ipairs(users) do
   for label, _ in pairs(u.counts) do table.insert(fields, 'count:' .. label) end
   for label, _ in pairs(u.prob_sums) do table.insert(fields, 'prob_sum:' .. label) end
   for _, label in ipairs(ranked) do table.insert(fields, 'prob_sum:' .. label) end
-  err = expect_numbers(key, fields)
+  err, u.old = expect_numbers(key, fields)
   if err then return err end
   for hour, counts in pairs(u.hourly) do
     local hkey = key .. ':h:' .. hour
@@ -103,30 +109,51 @@ for _, u in ipairs(users) do
   end
 end
 
--- 2. Write.
+-- 2. Write. A user's hash is read once (above) and written once: the sums are added here, in doubles, and stored
+-- with 17 significant digits (a double's round trip), one HSET instead of an HINCRBY or HINCRBYFLOAT per field.
+-- A field's new value: into the HSET's arguments, and into the user's numbers (``old``, as the step leaves them).
+local function put(hash, old, field, v, format)
+  old[field] = v
+  table.insert(hash, field)
+  table.insert(hash, format and string.format(format, v) or tostring(v))
+end
 local tops = {}
+local written = {}  -- key -> its numbers after this script's write (a user twice in one step reads them, not u.old)
 for _, u in ipairs(users) do
   local key = prefix .. 'user:{' .. u.key .. '}'
-  local n = redis.call('HINCRBY', key, 'n', u.n)
-  for label, c in pairs(u.counts) do redis.call('HINCRBY', key, 'count:' .. label, c) end
-  for label, s in pairs(u.prob_sums) do redis.call('HINCRBYFLOAT', key, 'prob_sum:' .. label, s) end
-  redis.call('HINCRBYFLOAT', key, 'polarity_sum', u.polarity_sum)
-  local old = redis.call('HMGET', key, 'ewma_s', 'ewma_w', 'ewma_t', 'first_seen', 'last_seen')
+  local old = u.old
+  if written[key] then for field, v in pairs(written[key]) do old[field] = v end end
+  local hash = {}
+  local n = (old['n'] or 0) + u.n
+  put(hash, old, 'n', n, '%d')
+  for label, c in pairs(u.counts) do put(hash, old, 'count:' .. label, (old['count:' .. label] or 0) + c, '%d') end
+  for label, v in pairs(u.prob_sums) do
+    put(hash, old, 'prob_sum:' .. label, (old['prob_sum:' .. label] or 0) + v, '%.17g')
+  end
+  put(hash, old, 'polarity_sum', (old['polarity_sum'] or 0) + u.polarity_sum, '%.17g')
   local s, w, t = u.ewma_s, u.ewma_w, u.ewma_t
-  if old[2] and tonumber(old[2]) > 0 then
-    local os, ow, ot = tonumber(old[1]), tonumber(old[2]), tonumber(old[3])
+  if old['ewma_w'] and old['ewma_w'] > 0 then
+    local os, ow, ot = old['ewma_s'], old['ewma_w'], old['ewma_t']
     local tt = math.max(ot, t)
     local a = math.pow(0.5, (tt - ot) / half_life)
     local b = math.pow(0.5, (tt - t) / half_life)
     s, w, t = os * a + s * b, ow * a + w * b, tt
   end
   local first = u.first_seen
-  if old[4] then first = math.min(first, tonumber(old[4])) end
+  if old['first_seen'] then first = math.min(first, old['first_seen']) end
   local lastseen = u.last_seen
-  if old[5] then lastseen = math.max(lastseen, tonumber(old[5])) end
-  redis.call('HSET', key, 'ewma_s', tostring(s), 'ewma_w', tostring(w), 'ewma_t', tostring(t),
-             'first_seen', tostring(first), 'last_seen', tostring(lastseen))
-  for i = #u.recent, 1, -1 do redis.call('LPUSH', key .. ':recent', cjson.encode(u.recent[i])) end
+  if old['last_seen'] then lastseen = math.max(lastseen, old['last_seen']) end
+  put(hash, old, 'ewma_s', s)
+  put(hash, old, 'ewma_w', w)
+  put(hash, old, 'ewma_t', t)
+  put(hash, old, 'first_seen', first)
+  put(hash, old, 'last_seen', lastseen)
+  redis.call('HSET', key, unpack(hash))
+  written[key] = old
+  -- Oldest first: LPUSH puts each value at the head in turn, so the newest (recent[1]) ends up first.
+  local pushed = {}
+  for i = #u.recent, 1, -1 do table.insert(pushed, cjson.encode(u.recent[i])) end
+  if #pushed > 0 then redis.call('LPUSH', key .. ':recent', unpack(pushed)) end
   redis.call('LTRIM', key .. ':recent', 0, recent_k - 1)
   for hour, counts in pairs(u.hourly) do
     local hkey = key .. ':h:' .. hour
@@ -140,7 +167,7 @@ for _, u in ipairs(users) do
   local row = {u.id, n}
   for _, label in ipairs(ranked) do
     local zkey = prefix .. 'top:' .. label
-    local sum = tonumber(redis.call('HGET', key, 'prob_sum:' .. label) or '0')
+    local sum = old['prob_sum:' .. label] or 0
     if not top_here then
       table.insert(row, sum)
     elseif n >= min_count then
