@@ -176,10 +176,15 @@ def test_a_replayed_batch_changes_nothing(spark, isolated, tmp_path, source):
     assert redis_counts(s, {e.user_id for e in evs}) == before == expected_counts(evs)
 
 
+def checkpoint_logs(query):
+    """The running query's offset and commit logs (JVM objects)."""
+    execution = query._jsq.streamingQuery()
+    return execution.offsetLog(), execution.commitLog()
+
+
 def checkpoint_managers(query):
     """The class names of the managers that write the running query's offset and commit logs."""
-    execution = query._jsq.streamingQuery()
-    return {log.fileManager().getClass().getSimpleName() for log in (execution.offsetLog(), execution.commitLog())}
+    return {log.fileManager().getClass().getSimpleName() for log in checkpoint_logs(query)}
 
 
 def managers_of_a_started_query(spark, s, checkpoint):
@@ -203,9 +208,7 @@ def test_the_checkpoint_files_are_written_by_a_file_system_that_forks_no_chmod(s
     job = ToneStream(isolated, scorer="vader", checkpoint=tmp_path / "ckpt", query_name="q", trigger_seconds=0.5)
     query = job.start(spark)
     try:
-        execution = query._jsq.streamingQuery()
-        logs = (execution.offsetLog(), execution.commitLog())
-        systems = {log.fileManager().fs().getClass().getName() for log in logs}
+        systems = {log.fileManager().fs().getClass().getName() for log in checkpoint_logs(query)}
         query.processAllAvailable()
     finally:
         query.stop()
