@@ -61,25 +61,25 @@ def _create_topics(s: Settings) -> None:
     create_topics(KafkaConnection.from_settings(s), wanted)
 
 
-def _produce(s: Settings, texts: list[str], n: int, seed: int, rate: float | None) -> float:
+def _produce(s: Settings, texts: list[str], n: int, seed: int, rate: float | None, lang: str | None = "en") -> float:
     from producer.kafka_writer import TweetWriter
     from producer.replay import replay
     from producer.sources import raw_from, synthetic_events
 
     with TweetWriter(s) as writer:
-        events = raw_from(lambda: synthetic_events(texts, n, users=5000, seed=seed))
+        events = raw_from(lambda: synthetic_events(texts, n, users=5000, seed=seed, lang=lang))
         summary = replay(events, writer, rate=rate)
     return summary.seconds
 
 
-def _produce_beside(query: Any, s: Settings, texts: list[str], n: int, rate: float | None) -> float:
+def _produce_beside(query: Any, s: Settings, texts: list[str], n: int, rate: float | None, lang: str | None) -> float:
     """Produce while the stream runs, from a process of its own, as a producer would run in production.
 
     In the driver's interpreter the producer competed for the GIL with Spark's foreachBatch callbacks.
     """
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
-        pending = pool.apply_async(_produce, (s, texts, n, 2, rate))
+        pending = pool.apply_async(_produce, (s, texts, n, 2, rate, lang))
         while not pending.ready():
             if not query.isActive:
                 msg = "the stream stopped while the producer was running"
@@ -105,7 +105,7 @@ def _warm_up(
     sent = 0
     for round_no in range(WARMUP_ROUNDS):
         n = warmup // WARMUP_ROUNDS if round_no < WARMUP_ROUNDS - 1 else warmup - sent
-        _produce(s, texts, n, seed=10 + round_no, rate=None)
+        _produce(s, texts, n, seed=10 + round_no, rate=None, lang=None)
         sent += n
         wait_for(sent, 600)
 
@@ -124,6 +124,10 @@ TONE: Final = "tone stream"
 REFERENCE: Final = "predict_batch_udf reference"
 NATIVE_REFERENCE: Final = "native + predict_batch_udf reference"
 PIPELINES: Final = (TONE, REFERENCE, NATIVE_REFERENCE)
+# What the measured tweets say of their language: declared (`en`, no detection) or nothing (each one detected).
+DECLARED: Final = "declared"
+DETECTED: Final = "detected"
+LANGS: Final = (DECLARED, DETECTED)
 # The replay cycles this many distinct tweets (VADER's rated set), and the scorer alone is timed on the same ones.
 REPLAY_TEXTS: Final = 4200
 
@@ -164,18 +168,23 @@ def run_replay_bench(
     max_tasks: int | None = None,
     max_per_trigger: int | None = None,
     guarantee: str | None = None,
+    lang: str = DECLARED,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the whole path once with one pipeline and return its figures (see the module docstring).
 
     ``guarantee``: the tone stream's TONE_OUTPUT_GUARANTEE for this run (default: the configured one).
+    ``lang``: the measured tweets declare ``en`` (declared) or nothing (detected: the stream detects each one's
+    language); the warm-up declares nothing either way, so the detector is loaded before the measurement.
     """
     from benchmarks.scorers import bench_texts
     from streaming.job import ToneStream, build_spark, kafka_connector_config
 
-    if pipeline not in PIPELINES:
-        msg = f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}"
-        raise ValueError(msg)
+    for name, value, allowed in (("pipeline", pipeline, PIPELINES), ("lang", lang, LANGS)):
+        if value not in allowed:
+            msg = f"{name} must be one of {', '.join(allowed)}, got {value!r}"
+            raise ValueError(msg)
+    declared = "en" if lang == DECLARED else None
     s = _bench_settings(settings)
     if guarantee is not None:
         s = s.model_copy(update={"output_guarantee": guarantee})
@@ -218,7 +227,7 @@ def run_replay_bench(
             if backlog:
                 query.stop()  # the checkpoint keeps its place; the Python workers keep their models
                 say(f"backlog: producing {tweets} tweets with the stream stopped")
-                produce_s = [_produce(s, texts, tweets, 2, None)]
+                produce_s = [_produce(s, texts, tweets, 2, None, declared)]
                 say("draining the backlog")
                 query = _start(pipeline, spark, job)
                 wait_for(warmup + tweets, 900)
@@ -227,7 +236,7 @@ def run_replay_bench(
             else:
                 say(f"measuring: {tweets} tweets" + (f" at {rate:.0f}/s" if rate else " as fast as the producer goes"))
                 t0 = time.time()
-                produce_s = [_produce_beside(query, s, texts, tweets, rate)]
+                produce_s = [_produce_beside(query, s, texts, tweets, rate, declared)]
                 wait_for(warmup + tweets, 600)
                 measured = [r for i, r in batches().items() if i not in warm]
             t_end = max(r.finished for r in measured)
@@ -248,6 +257,7 @@ def run_replay_bench(
         "max_tasks": job.max_tasks if pipeline == TONE else None,
         "max_per_trigger": job.max_per_trigger if pipeline == TONE else 0,  # the references read all available
         "guarantee": s.output_guarantee if pipeline == TONE else "at_least_once",  # Spark's Kafka sink has no other
+        "lang": lang,
         "produce_s": produce_s[0] if produce_s else None,
         **_figures(measured, tweets, t0, t_end),
         "spark_ms": phases,
@@ -299,7 +309,7 @@ def _figures(measured: list[Any], tweets: int, t0: float, t_end: float) -> dict[
     lags = [lag for r in measured for lag in r.lags]
     wall = t_end - t0
     batch_wall = sum(r.finished - r.started for r in measured)
-    stage = {k: sum(getattr(r, k) for r in measured) for k in ("parse_s", "score_s", "redis_s", "kafka_s")}
+    stage = {k: sum(getattr(r, k) for r in measured) for k in ("parse_s", "lang_s", "score_s", "redis_s", "kafka_s")}
     return {
         "batches": len(measured),
         "wall_s": wall,

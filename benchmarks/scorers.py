@@ -234,6 +234,7 @@ def run_scorer_bench(
                     f"transformer/{onnx_scorer.backend}", model, onnx_scorer, **({"int8_guard": guard} if guard else {})
                 )
 
+    rows.append(_detector_row(settings, texts, repeat))
     if with_pipeline and transformer is not None:
         rows += _pipeline_rows(transformer, texts, repeat, say)
         per_tweet, batched = (r["tweets_per_s"] for r in rows[-2:])
@@ -252,6 +253,19 @@ def run_scorer_bench(
         "cpu_matmul_gflops": matmul_gflops() if transformer is not None and device == "cpu" else None,
         "rows": rows,
     }
+
+
+def _detector_row(settings: Settings, texts: list[str], repeat: int) -> dict[str, Any]:
+    """The language detector's own rate on the same tweets (one core; `tone bench langid` has its accuracy).
+
+    What a tweet that declares no language adds to its scoring.
+    """
+    from tone.langid import LanguageDetector
+
+    detector = LanguageDetector(settings.lang_candidates_list, ["en"])
+    seconds = _timed(lambda: detector.detect_many(texts), repeat)
+    return {"name": "language detector", "model": "fastText lid.176.ftz", "seconds": seconds,
+            "tweets_per_s": len(texts) / seconds}  # fmt: skip
 
 
 def _pipeline_rows(transformer: Any, texts: list[str], repeat: int, say: Callable[[str], None]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from model_training.hparams import HParams
 from model_training.metrics import classification_report
 from tone.datasets import Example, label_counts, load_dataset, split_examples
 from tone.errors import ArtifactError
+from tone.scoring.artifacts import DEFAULT_LANGUAGES
 from tone.scoring.base import Scorer
 from tone.settings import Settings
 
@@ -47,6 +48,7 @@ def train_and_save(
     teacher: str | None = None,
     unlabeled: str | None = None,
     base_model: str | None = None,
+    languages: Sequence[str] | None = None,
     say: Callable[[str], None] = print,
     checkpoint_dir: Path | None = None,
     onnx: bool = True,
@@ -55,6 +57,8 @@ def train_and_save(
     """Train a ``model`` scorer, evaluate it on the test split of ``data`` and save it to ``out``.
 
     A transformer also gets its ONNX export (``onnx``), with an int8 graph when ``int8`` and its guard accepts it.
+    ``languages``: what the model reads, for its manifest; default: its training data's (every data set here is
+    English).
     """
     from model_training.train import train_rnn, train_transformer
     from tone.scoring.loader import load_scorer
@@ -124,6 +128,7 @@ def train_and_save(
         save = partial(save, stack_about=stack_about)
     manifest: dict[str, Any] = save(
         out,
+        languages=list(languages or DEFAULT_LANGUAGES),
         metrics=metrics,
         params=hp.to_hyperparameters(),
         data={

@@ -99,8 +99,13 @@ def synthetic_events(
     seed: int = 7,
     start: datetime = SYNTHETIC_START,
     per_second: float = 1000.0,
+    lang: str | None = "en",
 ) -> Iterator[TweetEvent]:
-    """``n`` events from real texts, with Zipf-distributed user ids and increasing timestamps."""
+    """``n`` events from real texts, with Zipf-distributed user ids and increasing timestamps.
+
+    ``lang``: the language each event declares (the texts are English data sets); None leaves it to the stream's
+    detector.
+    """
     if not texts:
         msg = "synthetic replay needs at least one text"
         raise SourceError(msg)
@@ -110,7 +115,7 @@ def synthetic_events(
     for i in range(n):
         user = rng.choices(range(1, users + 1), cum_weights=weights)[0]
         yield TweetEvent(
-            f"syn-{seed}-{i}", f"user{user:05d}", texts[i % len(texts)], start + i * step, "en", "synthetic"
+            f"syn-{seed}-{i}", f"user{user:05d}", texts[i % len(texts)], start + i * step, lang, "synthetic"
         )
 
 

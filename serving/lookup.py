@@ -21,10 +21,16 @@ def user_tone(store: ToneStore, user_id: str) -> dict[str, Any] | None:
 
 
 def tone_view(agg: dict[str, Any]) -> dict[str, Any]:
-    """The public shape of a user's aggregates (``ToneStore.user``'s answer)."""
+    """The public shape of a user's aggregates (``ToneStore.user``'s answer).
+
+    ``tweets``: every counted tweet; ``languages``: the same by language (most first); ``scored``: those a route
+    scored. ``counts``, the means and the EWMA are the tone of the scored ones.
+    """
     return {
         "user_id": agg["user_id"],
         "tweets": agg["n"],
+        "scored": agg["scored"],
+        "languages": dict(sorted(agg["languages"].items(), key=lambda kv: (-kv[1], kv[0]))),
         "dominant_label": agg["dominant_label"],
         "counts": agg["counts"],
         "mean_probs": {k: round(v, 4) for k, v in agg["mean_probs"].items()},
@@ -54,9 +60,9 @@ def stream_health(store: ToneStore, query: str, now: float) -> dict[str, Any] | 
         return None
     health: dict[str, Any] = {"query": query}
     for key, value in raw.items():
-        if key in ("lag", "dead_letters", "drift", "model_versions", "refused_on_workers"):
+        if key in ("lag", "dead_letters", "drift", "model_versions", "refused_on_workers", "languages"):
             health[key] = json.loads(value)
-        elif key in ("batches", "records", "invalid", "restarts"):
+        elif key in ("batches", "records", "invalid", "restarts", "unscored"):
             health[key] = int(value)
         elif key in ("updated_at", "last_batch_at", "rate"):
             health[key] = float(value)

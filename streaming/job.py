@@ -28,6 +28,7 @@ from streaming.process import STATS_SCHEMA, JobConfig, Range, process_partition,
 from streaming.refresh import ModelRefresher
 from tone.errors import ConfigError, DataLossError
 from tone.kafka.config import KafkaConnection
+from tone.language import DEFAULT_SCORER, Routes
 from tone.retry import backoff_delays
 from tone.settings import Settings
 
@@ -141,6 +142,29 @@ def build_spark(  # noqa: PLR0913 - Spark's knobs this project sets
     return spark
 
 
+def check_languages(settings: Settings, scorer: str) -> Routes:
+    """The routes, checked before anything starts (ConfigError saying what to do otherwise).
+
+    Each model reads the languages routed to it, the detector knows its candidate languages, and a route to the
+    registry goes through ``default`` (the one that hot-reloads). A model that does not declare its languages is
+    logged.
+    """
+    from tone.langid import LanguageDetector
+    from tone.scoring.loader import check_routes
+
+    routes = Routes.parse(settings.routes)
+    if "registry" in routes.specs():
+        msg = (
+            "TONE_ROUTES names registry: route the language to `default` and set TONE_SCORER=registry (the default "
+            "route is the one that follows the approved model), or pin a version (registry:VERSION)"
+        )
+        raise ConfigError(msg)
+    for warning in check_routes(routes, settings, scorer):
+        log.warning("%s", warning)
+    LanguageDetector(settings.lang_candidates_list)  # an unknown candidate is a ConfigError here, not in a task
+    return routes
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as field -> string, to rebuild the same settings on the workers."""
     out = {}
@@ -166,8 +190,12 @@ class BatchReport:
     counted: int = 0  # valid records counted in the store
     already: int = 0  # records counted before (retried task, overlapping range, a new checkpoint resuming)
     lost: int = 0  # offsets deleted before they were read (failOnDataLoss=false)
-    refused: set[str] = field(default_factory=set)  # model versions some worker failed to load (kept its old one)
+    unscored: int = 0  # valid tweets no route scored (counted by language only)
+    lang_ignored: int = 0  # valid tweets whose declared lang is not a language tag (detected instead)
+    languages: Counter[str] = field(default_factory=Counter)  # valid tweets by language
+    refused: set[str] = field(default_factory=set)  # model specs some worker failed to load (kept its old one)
     parse_s: float = 0.0
+    lang_s: float = 0.0
     score_s: float = 0.0
     redis_s: float = 0.0
     kafka_s: float = 0.0
@@ -242,9 +270,10 @@ class ToneStream:
             settings_env=worker_env,
             source_options=self.source_options() | {"emit": "records"} if fused_read else None,
         )
+        self.routes = check_languages(settings, self.config.scorer)
         self.refresher: ModelRefresher | None = None
         if self.config.scorer == "registry":
-            self.refresher = ModelRefresher(settings)
+            self.refresher = ModelRefresher(settings, routed=self.routes.languages_of(DEFAULT_SCORER))
             self.config = replace(self.config, scorer=self.refresher.initial())
 
     def before_batch(self, batch_id: int) -> None:
@@ -280,15 +309,17 @@ class ToneStream:
             report.counted += r.counted
             report.already += r.already
             report.lost += r.lost
+            report.unscored += r.unscored
+            report.lang_ignored += r.lang_ignored
             report.parse_s += r.parse_s
+            report.lang_s += r.lang_s
             report.score_s += r.score_s
             report.redis_s += r.redis_s
             report.kafka_s += r.kafka_s
             report.max_lag_s = max(report.max_lag_s, r.max_lag_s)
-            if r.model_version:
-                report.model_versions.add(r.model_version)
-            if r.refused:
-                report.refused.add(r.refused)
+            report.model_versions.update(v for v in r.model_version.split(",") if v)
+            report.refused.update(v for v in r.refused.split(",") if v)
+            report.languages.update(json.loads(r.langs))
             report.lags.extend(json.loads(r.lags))
             report.reasons.update(json.loads(r.reasons))
             report.labels.update(json.loads(r.labels))
@@ -303,6 +334,7 @@ class ToneStream:
             counted=report.counted,
             already=report.already,
             lost=report.lost,
+            unscored=report.unscored,
         )
         if self.monitor is not None:
             self.monitor.after_batch(self, report)

@@ -1,8 +1,9 @@
 """What the stream publishes after each micro-batch: Prometheus metrics, consumer-group offsets, a health record.
 
 - **Metrics** (prometheus-client, served by the driver on ``TONE_METRICS_PORT``): batches, records by outcome, dead
-  letters by reason, processing rate, batch duration, task time per stage, produce->Redis latency, lag per
-  partition, the model version, refresh decisions, restarts, and the tone drift signal.
+  letters by reason, tweets by language (bounded labels) and those not scored, processing rate, batch duration,
+  task time per stage, produce->Redis latency, lag per partition, the model version, refresh decisions, restarts,
+  and the tone drift signal.
 - **Lag in standard tools**: the offsets the store has counted are committed to a consumer group named
   ``TONE_KAFKA_GROUP_PREFIX`` + the query (``tone-stream.tone``; :class:`tone.kafka.clients.GroupOffsets`), so
   `kafka-consumer-groups --describe --group tone-stream.tone` and lag
@@ -34,6 +35,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, Info, start_h
 from prometheus_client import Counter as PromCounter
 
 from tone.errors import ConfigError
+from tone.language import metric_language
 
 if TYPE_CHECKING:
     from streaming.job import BatchReport, ToneStream
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
 BATCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-STAGES = ("parse", "score", "redis", "kafka")
+STAGES = ("parse", "lang", "score", "redis", "kafka")
 
 
 class StreamMetrics:
@@ -58,6 +60,20 @@ class StreamMetrics:
         self.records = PromCounter("tone_stream_records", "Kafka records handled, by outcome.", ["outcome"], registry=r)
         self.dead_letters = PromCounter(
             "tone_stream_dead_letters", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=r
+        )
+        self.languages = PromCounter(
+            "tone_stream_tweets_by_language",
+            "Valid tweets by language (the common languages by code, the rest as other).",
+            ["lang"],
+            registry=r,
+        )
+        self.unscored = PromCounter(
+            "tone_stream_unscored_tweets", "Valid tweets no route scores (counted by language only).", registry=r
+        )
+        self.lang_ignored = PromCounter(
+            "tone_stream_declared_lang_ignored",
+            "Tweets whose declared lang is not a language tag (ignored; the language was detected).",
+            registry=r,
         )
         self.rate = Gauge(
             "tone_stream_records_per_second", "Records handled per second over the last batch.", registry=r
@@ -149,6 +165,7 @@ class StreamMonitor:
         self.window_s, self.clock = window_s, clock
         self.windows: deque[_Window] = deque()
         self.reasons: Counter[str] = Counter()
+        self.languages: Counter[str] = Counter()  # bounded: language codes
         self._events_seen = 0
         self._restarts_seen = 0
         self._last_finished: float | None = None
@@ -176,6 +193,11 @@ class StreamMonitor:
         for reason, n in report.reasons.items():
             m.dead_letters.labels(reason).inc(n)
         self.reasons.update(report.reasons)
+        for lang, n in report.languages.items():
+            m.languages.labels(metric_language(lang)).inc(n)
+        self.languages.update(report.languages)
+        m.unscored.inc(report.unscored)
+        m.lang_ignored.inc(report.lang_ignored)
         elapsed = report.finished - (self._last_finished or report.started)
         self._last_finished = report.finished
         m.rate.set(report.records / elapsed if elapsed > 0 else 0.0)
@@ -213,6 +235,8 @@ class StreamMonitor:
                 "rate": f"{m.rate._value.get():.1f}",  # noqa: SLF001 - the gauge's current value
                 "lag": json.dumps({str(p): n for p, n in lags.items()}),
                 "dead_letters": json.dumps(dict(self.reasons)),
+                "languages": json.dumps(dict(self.languages.most_common())),
+                "unscored": str(job.totals["unscored"]),
                 "model_version": version,
                 "model_versions": json.dumps(sorted(report.model_versions)),
                 "refused_on_workers": json.dumps(sorted(report.refused)),

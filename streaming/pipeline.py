@@ -4,7 +4,8 @@ One task's work (see :func:`run_task`), in an order that keeps every guarantee:
 
 1. parse and validate each record (``tone.events.parse_event``); a bad one becomes a :class:`DeadLetter` with a
    stable reason, the original bytes and its ``topic:partition:offset``;
-2. score every valid event of the task in one call (bigger sets pad less);
+2. give each valid tweet its language (declared, else detected: :mod:`tone.language`) and route it: the tweets of
+   each route's scorer are scored in one call (bigger sets pad less); a tweet no route covers is counted unscored;
 3. build each scored tweet; anything that raises while handling one record dead-letters that record with reason
    ``internal_error`` (the exception in ``detail``) and the rest of the batch goes on;
 4. send the dead letters and the scored tweets, and **flush**: a record the broker did not acknowledge fails the
@@ -33,12 +34,14 @@ from tone.aggregates.deltas import Scored, hour_bucket
 from tone.aggregates.store import DEFAULT_STEP_TWEETS, count_records
 from tone.events import FUTURE_TIMESTAMP, INTERNAL_ERROR, DeadLetter, Invalid, ScoredTweet, TweetEvent, parse_event
 from tone.kafka.transactions import AT_LEAST_ONCE, EXACTLY_ONCE, Output, RangeOutputs
+from tone.language import DECLARED, DEFAULT_SCORER, NO_ROUTE, UND, WILDCARD, Precedence, Routes, resolve
 
 if TYPE_CHECKING:
     from tone.aggregates.store import ToneStore
     from tone.kafka.clients import Producer
     from tone.kafka.readers import RecordChunk
     from tone.kafka.transactions import Outputs
+    from tone.langid import LanguageDetector
     from tone.scoring.base import Scorer, ToneResult
     from tone.settings import Settings
 
@@ -61,10 +64,13 @@ class TaskConfig:
     step_tweets: int = DEFAULT_STEP_TWEETS  # tweets per atomic store step
     max_future_s: float = 300.0  # created_at may be at most this far after the record's Kafka timestamp
     output_guarantee: str = AT_LEAST_ONCE  # exactly_once: each range's outputs in one transaction (Outputs)
+    # Languages -> scorer specs; ``default`` is the job's (hot-reloaded) scorer. Unit tests score everything.
+    routes: Routes = Routes(((WILDCARD, DEFAULT_SCORER),))
+    lang_precedence: Precedence = DECLARED
 
     @classmethod
     def from_settings(cls, settings: Settings, query: str) -> TaskConfig:
-        """The configured topics, limits and aggregation parameters."""
+        """The configured topics, limits, routes and aggregation parameters."""
         return cls(
             query,
             settings.kafka_topic_dlq,
@@ -77,6 +83,8 @@ class TaskConfig:
             settings.redis_step_tweets,
             settings.max_future_s,
             settings.output_guarantee,
+            Routes.parse(settings.routes),
+            settings.lang_precedence,
         )
 
 
@@ -97,12 +105,16 @@ class RangeStats:
     lost: int = 0  # offsets deleted (retention) before this range read them, with failOnDataLoss=false
     steps: int = 0  # atomic store steps
     sent: int = 0  # outputs written in this attempt's transaction (exactly_once; records above the group's offset)
-    refused: str = ""  # a model version this task's worker failed to load (it scored with its old one)
+    refused: str = ""  # model specs this task's worker failed to load, comma-separated (it scored with its old one)
+    unscored: int = 0  # valid records no route scored (counted by language only)
+    langs: str = "{}"  # valid records by language (JSON)
+    lang_ignored: int = 0  # valid records whose declared lang is not a language tag (detected instead)
     parse_s: float = 0.0
+    lang_s: float = 0.0
     score_s: float = 0.0
     redis_s: float = 0.0
     kafka_s: float = 0.0
-    model_version: str = ""
+    model_version: str = ""  # the models that scored this range's tweets, comma-separated
     max_lag_s: float = 0.0
     lags: str = "[]"
     reasons: str = "{}"  # dead letters by reason (JSON)
@@ -126,6 +138,10 @@ class _Valid:
     value: bytes | None
     offset: int
     stamp_s: float  # Kafka timestamp
+    lang: str = UND
+    lang_source: str = UND
+    result: ToneResult | None = None  # None: no route scores its language
+    version: str = ""
 
 
 @dataclass
@@ -201,16 +217,65 @@ def _drop_counted(part: ParsedRange, last: int) -> None:
     part.stats.already = before - len(part.valid) - len(part.dead)
 
 
-def _prepare(part: ParsedRange, results: list[ToneResult], version: str) -> None:
-    """Build each valid record's scored forms; a record whose handling raises becomes an internal_error letter."""
+def _languages(parts: list[ParsedRange], config: TaskConfig, detector: Callable[[], LanguageDetector] | None) -> None:
+    """Each valid tweet's language: declared, else detected (the detector is loaded only if a tweet needs it)."""
+    detect: Callable[[str], str] | None = None
+    if detector is not None:
+        build = detector
+        loaded: list[LanguageDetector] = []
+
+        def detect(text: str) -> str:
+            if not loaded:
+                loaded.append(build())
+            return loaded[0].detect(text)
+
+    precedence = config.lang_precedence
+    for part in parts:
+        counts: Counter[str] = Counter()
+        for item in part.valid:
+            found = resolve(item.event.lang, item.event.text, precedence, detect)
+            item.lang, item.lang_source = found.code, found.source
+            part.stats.lang_ignored += found.ignored
+            counts[found.code] += 1
+        part.stats.langs = json.dumps(counts)
+
+
+def _score(parts: list[ParsedRange], config: TaskConfig, scorer: Callable[[str], Scorer]) -> Scorer | None:
+    """Score each routed tweet, one call per route's scorer; returns the default route's scorer if it was used."""
+    by_spec: dict[str, list[_Valid]] = {}
+    for part in parts:
+        for item in part.valid:
+            spec = config.routes.spec_for(item.lang)
+            if spec is not None:
+                by_spec.setdefault(spec, []).append(item)
+    default = None
+    for spec, items in by_spec.items():
+        model = scorer(spec)
+        for item, result in zip(items, model.score([item.event.text for item in items]), strict=True):
+            item.result, item.version = result, model.version
+        if spec == DEFAULT_SCORER:
+            default = model
+    return default
+
+
+def _prepare(part: ParsedRange) -> None:
+    """Build each valid record's counted and wire forms (a record whose handling raises is dead-lettered)."""
     kept: list[_Valid] = []
-    for item, res in zip(part.valid, results, strict=True):
-        e = item.event
+    for item in part.valid:
+        e, res, version = item.event, item.result, item.version
         try:
             created = e.created_at.timestamp()
             hour_bucket(created)  # the aggregation needs it: fail here, for this record only
-            scored = Scored(e.user_id, e.id, created, res.label, res.probs, res.polarity, e.text, version)
-            wire = ScoredTweet(e.id, e.user_id, e.created_at, res.label, res.probs, res.polarity, version).to_json()
+            if res is None:
+                scored = Scored(e.user_id, e.id, created, "", {}, 0.0, e.text, "", item.lang, scored=False)
+                out = ScoredTweet(e.id, e.user_id, e.created_at, None, {}, None, None, item.lang, item.lang_source,
+                                  NO_ROUTE)  # fmt: skip
+            else:
+                scored = Scored(e.user_id, e.id, created, res.label, res.probs, res.polarity, e.text, version,
+                                item.lang)  # fmt: skip
+                out = ScoredTweet(e.id, e.user_id, e.created_at, res.label, res.probs, res.polarity, version, item.lang,
+                                  item.lang_source)  # fmt: skip
+            wire = out.to_json()
         except Exception as exc:  # noqa: BLE001 - per-record isolation: any error dead-letters this record only
             source = f"{part.stats.topic}:{part.stats.partition}:{item.offset}"
             part.dead.append(dead_letter_of(exc, item.key, item.value, source))
@@ -222,13 +287,20 @@ def _prepare(part: ParsedRange, results: list[ToneResult], version: str) -> None
     part.valid = kept
 
 
-def _compare(parts: list[ParsedRange], every: int, reference: Scorer) -> None:
-    """Score every ``every``-th valid record (by offset) with the reference too, and count disagreements."""
+def _compare(parts: list[ParsedRange], every: int, model: Scorer, reference: Scorer) -> None:
+    """Score every ``every``-th tweet ``model`` scored (by offset) with the reference too, and count disagreements.
+
+    Only tweets in a language the reference reads are compared.
+    """
+    reads = reference.languages
     picked = [
         (part, item, scored)
         for part in parts
         for item, scored in zip(part.valid, part.scored, strict=True)
         if item.offset % every == 0
+        and item.result is not None
+        and item.version == model.version
+        and (reads is None or item.lang in reads)
     ]
     if not picked:
         return
@@ -257,13 +329,14 @@ def _skip_counted(
     return markers
 
 
-def _count(part: ParsedRange, config: TaskConfig, target: ToneStore, last: int | None, version: str) -> None:
-    """Count one range's scored tweets in the store, per record (see count_records), and fill its stats."""
+def _count(part: ParsedRange, config: TaskConfig, target: ToneStore, last: int | None) -> None:
+    """Count one range's tweets in the store, per record (see count_records), and fill its stats."""
     s = part.stats
     s.valid, s.invalid = len(part.valid), len(part.dead)
+    s.unscored = sum(not x.scored for x in part.scored)
     s.reasons = json.dumps(Counter(letter.reason for letter in part.dead))
-    s.labels = json.dumps(Counter(x.label for x in part.scored))
-    s.model_version = version if part.valid else ""
+    s.labels = json.dumps(Counter(x.label for x in part.scored if x.scored))
+    s.model_version = ",".join(sorted({x.model_version for x in part.scored if x.scored}))
     records = [(item.offset, scored) for item, scored in zip(part.valid, part.scored, strict=True)]
     done = count_records(
         target, config.query, s.topic, s.partition, records, s.end_offset, step=config.step_tweets, last=last
@@ -309,20 +382,23 @@ def _write_transactions(parts: list[ParsedRange], config: TaskConfig, sink: Outp
         part.stats.sent = sent
 
 
-def run_task(
+def run_task(  # noqa: PLR0913 - the task's sinks and resources, each built only when needed
     config: TaskConfig,
     sources: Iterable[Iterable[RecordChunk]],
-    scorer: Callable[[], Scorer],
+    scorer: Callable[[str], Scorer],
     producer: Callable[[], Producer],
     store: Callable[[], ToneStore],
     clock: Callable[[], float] = time.time,
     reference: Callable[[], Scorer] | None = None,
     markers: Mapping[tuple[str, int], int | None] | None = None,
     outputs: Callable[[], Outputs] | None = None,
+    detector: Callable[[], LanguageDetector] | None = None,
 ) -> list[RangeStats]:
     """One task's work over its Kafka ranges (see the module docstring); one stats row per range.
 
-    ``scorer`` and ``producer`` are called only when needed (a task of invalid records loads no model).
+    ``scorer(spec)`` gives a route's scorer (``default``: the job's); it, ``producer`` and ``detector`` are called
+    only when needed (a task of invalid records loads no model; a task of declared languages no detector). Without
+    ``detector`` a tweet's language is its declared one or ``und``.
     ``reference`` (VADER in the stream) scores a ``drift_sample`` of the valid tweets too, for the drift signal.
     Per-task times (parse, score, kafka) are reported on the first range's row; the batch report sums them.
     ``markers``: store markers the caller read already for this task (read from the store otherwise).
@@ -345,22 +421,19 @@ def run_task(
     target = store()
     read = _skip_counted(parts, config, target, markers or {})
 
-    texts = [item.event.text for part in parts for item in part.valid]
-    version = ""
-    if texts:
+    if any(part.valid for part in parts):
         t0 = time.perf_counter()
-        model = scorer()
-        results = model.score(texts)
-        version = model.version
+        _languages(parts, config, detector)
+        first.lang_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model = _score(parts, config, scorer)
         first.score_s = time.perf_counter() - t0
-        done = 0
         for part in parts:
-            _prepare(part, results[done : done + len(part.valid)], version)
-            done += len(part.valid)
-        if reference is not None and config.drift_sample > 0 and model.kind != "vader":
+            _prepare(part)
+        if model is not None and reference is not None and config.drift_sample > 0 and model.kind != "vader":
             checker = reference()
             if set(checker.labels) == set(model.labels):  # an emotion model has nothing to compare with
-                _compare(parts, max(1, round(1 / config.drift_sample)), checker)
+                _compare(parts, max(1, round(1 / config.drift_sample)), model, checker)
 
     t0 = time.perf_counter()
     if sink is not None:
@@ -371,7 +444,7 @@ def run_task(
 
     t0 = time.perf_counter()
     for part in parts:
-        _count(part, config, target, read[id(part)], version)
+        _count(part, config, target, read[id(part)])
     first.redis_s = time.perf_counter() - t0
 
     now = clock()

@@ -11,18 +11,20 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from streaming.pipeline import STATS_SCHEMA, RangeStats, TaskConfig, run_task
 from streaming.worker import RESOURCES
+from tone.language import DEFAULT_SCORER
 
 if TYPE_CHECKING:
     from tone.aggregates.store import ToneStore
     from tone.kafka.clients import Producer
     from tone.kafka.readers import RecordChunk
     from tone.kafka.transactions import Outputs
+    from tone.langid import LanguageDetector
     from tone.scoring.base import Scorer
     from tone.settings import Settings
 
@@ -44,7 +46,7 @@ class JobConfig:
     """What every task needs, shipped to the workers (plain data: picklable)."""
 
     query: str
-    scorer: str
+    scorer: str  # the default route's spec as the job runs it (a registry version pinned by the refresher)
     settings_env: dict[str, str]
     # Set when the source emits ranges (emit=ranges): the source options, so tasks read their records themselves.
     source_options: dict[str, str] | None = None
@@ -52,6 +54,10 @@ class JobConfig:
     def fingerprint(self) -> str:
         """What the worker's settings and clients were built from (the scorer spec aside)."""
         return json.dumps(self.settings_env, sort_keys=True)
+
+    def spec(self, route: str) -> str:
+        """The scorer spec a route's spec stands for (``default``: the job's scorer)."""
+        return self.scorer if route == DEFAULT_SCORER else route
 
 
 def worker_settings(config: JobConfig) -> Settings:
@@ -61,35 +67,53 @@ def worker_settings(config: JobConfig) -> Settings:
     return RESOURCES.get("settings", config.fingerprint(), lambda: load_settings(**config.settings_env))
 
 
-def _scorer_key(config: JobConfig) -> str:
-    return f"{config.scorer}|{config.fingerprint()}"
+def _scorer_key(config: JobConfig, route: str) -> tuple[str, str]:
+    """A route's scorer as a worker resource: its kind (one per route) and the fingerprint it is built from.
+
+    One kind per route, so a hot reload replaces the route's old model instead of keeping both.
+    """
+    return f"scorer:{route}", f"{config.spec(route)}|{config.fingerprint()}"
 
 
-def current_scorer(config: JobConfig) -> Scorer:
-    """The scorer for this worker, loaded once and reused across batches (swapped when the spec changes).
+def current_scorer(config: JobConfig, route: str = DEFAULT_SCORER) -> Scorer:
+    """A route's scorer for this worker, loaded once and reused across batches (swapped when the spec changes).
 
     A model that fails to load while an old one is held leaves the old one scoring (see WorkerResources.get); the
     failure is logged once, here, since that fingerprint is never tried again in this worker.
     """
     from tone.scoring.loader import load_scorer
 
+    spec = config.spec(route)
+
     def load() -> Scorer:
         t0 = time.perf_counter()
         try:
-            scorer = load_scorer(config.scorer, worker_settings(config))
+            scorer = load_scorer(spec, worker_settings(config))
         except Exception as exc:
-            log.error("worker %d could not load %s (%s); it keeps any model it had", os.getpid(), config.scorer, exc)
+            log.error("worker %d could not load %s (%s); it keeps any model it had", os.getpid(), spec, exc)
             raise
         # Once per Python worker (and model): a first batch that is slow shows here.
         log.info("worker %d loaded %s in %.1f s", os.getpid(), scorer.version, time.perf_counter() - t0)
         return scorer
 
-    return RESOURCES.get("scorer", _scorer_key(config), load, keep_on_failure=True)
+    kind, fingerprint = _scorer_key(config, route)
+    return RESOURCES.get(kind, fingerprint, load, keep_on_failure=True)
 
 
-def refused_scorer(config: JobConfig) -> str:
-    """The scorer spec this worker failed to load (it kept the old model), or ""."""
-    return config.scorer if RESOURCES.refusal("scorer", _scorer_key(config)) else ""
+def refused_scorer(config: JobConfig, routes: Iterable[str] = (DEFAULT_SCORER,)) -> str:
+    """The scorer specs this worker failed to load (it kept the old models), comma-separated, or ""."""
+    return ",".join(config.spec(r) for r in routes if RESOURCES.refusal(*_scorer_key(config, r)))
+
+
+def _detector(config: JobConfig, task: TaskConfig) -> LanguageDetector:
+    """The worker's language detector (built once: about 0.1 s), preferring the languages the routes score."""
+    from tone.langid import LanguageDetector
+
+    settings = worker_settings(config)
+    preferred = sorted(lang for lang, _ in task.routes.table if task.routes.spec_for(lang) and len(lang) <= 3)
+    candidates = settings.lang_candidates_list
+    fingerprint = json.dumps([candidates, preferred])
+    return RESOURCES.get("detector", fingerprint, lambda: LanguageDetector(candidates, preferred))
 
 
 def _producer(config: JobConfig) -> Producer:
@@ -180,14 +204,15 @@ def _run(config: JobConfig, sources: list[Iterator[RecordChunk]], markers: Marke
     rows = run_task(
         task,
         sources,
-        scorer=lambda: current_scorer(config),
+        scorer=lambda route: current_scorer(config, route),
         producer=lambda: _producer(config),
         store=lambda: _store(config),
         reference=_vader,
         markers=markers,
         outputs=lambda: _outputs(config),
+        detector=lambda: _detector(config, task),
     )
-    if rows and (refused := refused_scorer(config)):
+    if rows and (refused := refused_scorer(config, task.routes.specs())):
         rows[0].refused = refused
     RESOURCES.settle()  # after a task that loaded a model or a client: see streaming/worker.py
     return rows

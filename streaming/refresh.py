@@ -41,6 +41,7 @@ class ModelRefresher:
     settings: Settings
     clock: Callable[[], float] = time.monotonic
     registry: Any = None
+    routed: list[str] = field(default_factory=list)  # languages the routes send to the approved model
     refused: set[str] = field(default_factory=set)
     events: list[RefreshEvent] = field(default_factory=list)
     _last_check: float = -math.inf
@@ -102,12 +103,18 @@ class ModelRefresher:
         return spec
 
     def verify(self, version: str) -> None:
-        """Fetch with checksums, load, and smoke-score; raises on any failure."""
+        """Fetch with checksums, load, check it reads the routed languages, and smoke-score; raises on any failure."""
+        from tone.language import UND, WILDCARD
         from tone.scoring.loader import load_registered
         from tone.scoring.smoke import smoke_test
 
         scorer = load_registered(self.registry, version, self.settings)
         if scorer.version != version:
             msg = f"loaded model reports version {scorer.version}"
+            raise ValueError(msg)
+        reads = scorer.languages
+        unread = [lang for lang in self.routed if lang != UND and (lang == WILDCARD or lang not in (reads or ()))]
+        if reads is not None and unread:
+            msg = f"it reads {', '.join(reads)}, and TONE_ROUTES sends it {', '.join(unread)}"
             raise ValueError(msg)
         smoke_test(scorer)

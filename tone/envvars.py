@@ -88,6 +88,11 @@ SCORER_TOKEN_BUDGET = "TONE_SCORER_TOKEN_BUDGET"
 TRANSFORMER_BACKEND = "TONE_TRANSFORMER_BACKEND"
 ONNX_PRECISION = "TONE_ONNX_PRECISION"
 
+# Languages: which scorer reads which language, what wins when declared and detected differ, what the detector picks
+ROUTES = "TONE_ROUTES"
+LANG_PRECEDENCE = "TONE_LANG_PRECEDENCE"
+LANG_CANDIDATES = "TONE_LANG_CANDIDATES"
+
 # Model registry, hot reload and tuning
 REGISTRY_URI = "TONE_REGISTRY_URI"
 MODEL_REFRESH_S = "TONE_MODEL_REFRESH_S"

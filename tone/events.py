@@ -56,7 +56,10 @@ DEFAULT_MAX_TEXT_CHARS: Final = 4000
 DEFAULT_MAX_MESSAGE_BYTES: Final = 65_536
 MAX_ID_CHARS: Final = 64
 MAX_USER_ID_CHARS: Final = 256
-MAX_LANG_CHARS: Final = 16
+MAX_LANG_CHARS: Final = 64
+# What an event's ``lang`` holds when the record declared one that cannot be a language tag (not a string, or longer
+# than MAX_LANG_CHARS): no tag matches it, so the stream ignores it and counts it (tone.language.normalize_tag).
+INVALID_LANG: Final = "<invalid>"
 MAX_SOURCE_CHARS: Final = 64
 
 # Tweet ids keep to a safe alphabet. User ids may be any text (the store encodes them inside its keys, see
@@ -107,19 +110,26 @@ class TweetEvent:
 
 @dataclass(frozen=True, slots=True)
 class ScoredTweet:
-    """One scored tweet as the stream writes it to the scored topic (keyed by user id)."""
+    """One counted tweet as the stream writes it to the scored topic (keyed by user id).
+
+    ``lang`` is its language and ``lang_source`` where that came from (declared, detected, und). A tweet no route
+    scores has no label, probabilities, polarity or model, and says why in ``unscored`` (``no_route``).
+    """
 
     id: str
     user_id: str
     created_at: datetime
-    label: str
+    label: str | None
     probs: dict[str, float]
-    polarity: float
-    model_version: str
+    polarity: float | None
+    model_version: str | None
+    lang: str = "und"
+    lang_source: str = "und"
+    unscored: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of the scored topic."""
-        return {
+        data = {
             "id": self.id,
             "user_id": self.user_id,
             "created_at": self.created_at.isoformat(),
@@ -127,7 +137,12 @@ class ScoredTweet:
             "probs": self.probs,
             "polarity": self.polarity,
             "model_version": self.model_version,
+            "lang": self.lang,
+            "lang_source": self.lang_source,
         }
+        if self.unscored is not None:
+            data["unscored"] = self.unscored
+        return data
 
     def to_json(self) -> bytes:
         """UTF-8 JSON bytes for Kafka: the bytes ``json.dumps(self.to_dict())`` gives, built about 1.4x faster.
@@ -139,15 +154,23 @@ class ScoredTweet:
         path, so the bytes never differ.
         """
         numbers = (*self.probs.values(), self.polarity)
-        texts = (*self.probs, self.id, self.user_id, self.label, self.model_version)
-        if not (all(type(x) is float and math.isfinite(x) for x in numbers) and all(isinstance(t, str) for t in texts)):
+        texts = (*self.probs, self.id, self.user_id, self.label, self.model_version, self.lang, self.lang_source)
+        if (
+            self.unscored is not None
+            or self.polarity is None
+            or self.label is None
+            or self.model_version is None
+            or not all(type(x) is float and math.isfinite(x) for x in numbers)
+            or not all(isinstance(t, str) for t in texts)
+        ):
             return json.dumps(self.to_dict()).encode()
         probs = ", ".join(f"{_quote(label)}: {float.__repr__(p)}" for label, p in self.probs.items())
         return (
             f'{{"id": {_quote(self.id)}, "user_id": {_quote(self.user_id)}, '
             f'"created_at": {_quote(self.created_at.isoformat())}, "label": {_quote(self.label)}, '
             f'"probs": {{{probs}}}, "polarity": {float.__repr__(self.polarity)}, '
-            f'"model_version": {_quote(self.model_version)}}}'
+            f'"model_version": {_quote(self.model_version)}, "lang": {_quote(self.lang)}, '
+            f'"lang_source": {_quote(self.lang_source)}}}'
         ).encode()
 
     @classmethod
@@ -160,8 +183,11 @@ class ScoredTweet:
             datetime.fromisoformat(d["created_at"]),
             d["label"],
             {str(k): float(v) for k, v in d["probs"].items()},
-            float(d["polarity"]),
+            None if d["polarity"] is None else float(d["polarity"]),
             d["model_version"],
+            d.get("lang", "und"),
+            d.get("lang_source", "und"),
+            d.get("unscored"),
         )
 
 
@@ -256,6 +282,19 @@ def _optional_str(obj: dict[str, Any], name: str, limit: int) -> str | None | In
     return value or None
 
 
+def _declared_lang(obj: dict[str, Any]) -> str | None:
+    """The declared language as given, INVALID_LANG for a value no tag can be.
+
+    A language is never a reason to lose a tweet: the stream ignores a bad one, counts it, and detects instead.
+    """
+    value = obj.get("lang")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_LANG_CHARS:
+        return INVALID_LANG
+    return value
+
+
 def _timestamp(obj: dict[str, Any]) -> datetime | Invalid:
     if "created_at" not in obj or obj["created_at"] is None:
         return Invalid(MISSING_FIELD, "created_at is required")
@@ -307,9 +346,7 @@ def validate_event(obj: Any, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) ->
     created_at = _timestamp(obj)
     if isinstance(created_at, Invalid):
         return created_at
-    lang = _optional_str(obj, "lang", MAX_LANG_CHARS)
-    if isinstance(lang, Invalid):
-        return lang
+    lang = _declared_lang(obj)
     source = _optional_str(obj, "source", MAX_SOURCE_CHARS)
     if isinstance(source, Invalid):
         return source

@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from annotated_types import Ge, Gt, Le
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tone import envvars as env
 from tone.errors import ConfigError
+from tone.language import DEFAULT_CANDIDATES, DEFAULT_ROUTES, DEFAULT_SCORER, UND, Precedence, Routes, normalize_tag
 from tone.scoring.kinds import REGISTRY_PREFIX, SCORER_KINDS, Device, OnnxPrecision, TransformerBackend
 
 _HOST_PORT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
@@ -54,6 +55,16 @@ def checkpoint_path(location: str, option: str) -> Path:
     except ValueError as exc:
         msg = f"{option} {location!r}: {exc}"
         raise ConfigError(msg) from None
+
+
+def check_scorer_spec(value: str) -> str:
+    """A scorer spec: a kind, ``registry:VERSION`` or an existing artifact path; ValueError otherwise."""
+    if value.startswith(REGISTRY_PREFIX) and len(value) > len(REGISTRY_PREFIX):
+        return value  # a pinned registry version; fetched and verified when loaded
+    if value not in SCORER_KINDS and not Path(value).expanduser().exists():
+        msg = f"{value!r} is neither a scorer kind nor an existing model artifact path"
+        raise ValueError(msg)
+    return value
 
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -204,6 +215,14 @@ class Settings(BaseSettings):
     transformer_backend: TransformerBackend = Field("auto", validation_alias=env.TRANSFORMER_BACKEND)
     onnx_precision: OnnxPrecision = Field("auto", validation_alias=env.ONNX_PRECISION)
 
+    # Languages (docs/languages.md): routes map languages to scorers (`default`: the scorer above; `*`: any other
+    # language; `none`: not scored); a tweet no route covers is counted by language but not scored. A tweet's own
+    # declared language (X's lang, Bluesky's langs) wins over the detected one unless this says `detected`; the
+    # detector chooses among the candidate languages only.
+    routes: str = Field(DEFAULT_ROUTES, min_length=1, validation_alias=env.ROUTES)
+    lang_precedence: Precedence = Field("declared", validation_alias=env.LANG_PRECEDENCE)
+    lang_candidates: str = Field(" ".join(DEFAULT_CANDIDATES), min_length=2, validation_alias=env.LANG_CANDIDATES)
+
     # Model registry: a local directory or s3://bucket/prefix (one code path, tone/registry.py). The stream with
     # scorer "registry" follows the approved version, checking at most every model_refresh_s (0: before every
     # micro-batch).
@@ -264,12 +283,28 @@ class Settings(BaseSettings):
     @field_validator("scorer")
     @classmethod
     def _check_scorer(cls, value: str) -> str:
-        if value.startswith(REGISTRY_PREFIX) and len(value) > len(REGISTRY_PREFIX):
-            return value  # a pinned registry version; fetched and verified when loaded
-        if value not in SCORER_KINDS and not Path(value).expanduser().exists():
-            msg = f"{value!r} is neither a scorer kind nor an existing model artifact path"
-            raise ValueError(msg)
-        return value
+        return check_scorer_spec(value)
+
+    @field_validator("routes")
+    @classmethod
+    def _check_routes(cls, value: str) -> str:
+        routes = Routes.parse(value)
+        for spec in routes.specs():
+            if spec != DEFAULT_SCORER:
+                check_scorer_spec(spec)
+        return str(routes)
+
+    @field_validator("lang_candidates")
+    @classmethod
+    def _check_candidates(cls, value: str) -> str:
+        codes = []
+        for raw in value.replace(",", " ").split():
+            code = normalize_tag(raw)
+            if code is None or code == UND:
+                msg = f"{raw!r} is not a language code"
+                raise ValueError(msg)
+            codes.append(code)
+        return " ".join(dict.fromkeys(codes))
 
     @field_validator("checkpoint_dir", mode="before")
     @classmethod
@@ -298,6 +333,15 @@ class Settings(BaseSettings):
         return value or None
 
     @property
+    def lang_candidates_list(self) -> list[str]:
+        """The detector's candidate languages."""
+        return self.lang_candidates.split()
+
+    def route_table(self, scorer: str | None = None) -> Routes:
+        """The routes with ``default`` replaced by ``scorer`` (the scorer setting when None)."""
+        return Routes.parse(self.routes, default=scorer or self.scorer)
+
+    @property
     def bootstrap_list(self) -> list[str]:
         """Bootstrap servers as a list, the form kafka-python takes."""
         return self.kafka_bootstrap_servers.split(",")
@@ -310,6 +354,26 @@ def env_name(field: str) -> str:
         msg = f"setting {field!r} has no environment variable"
         raise TypeError(msg)
     return alias
+
+
+# What the settings with a format of their own accept, in words.
+_ALLOWED: Final = {
+    "kafka_bootstrap_servers": "host:port[,host:port...]",
+    "redis_url": "redis://[:password@]host:port/db, rediss://... or unix://path",
+    "scorer": (
+        "rnn, transformer, vader, registry (the approved version, hot-reloaded), registry:VERSION, "
+        "or the path of a model artifact"
+    ),
+    "routes": (
+        "LANG=SCORER[,LANG=SCORER...]: LANG an ISO 639-1 code, und or *; SCORER default (TONE_SCORER), none, "
+        "or a scorer spec (e.g. en=default,und=vader,*=none)"
+    ),
+    "lang_candidates": "ISO 639-1 codes separated by spaces or commas (the languages the detector chooses among)",
+    "registry_uri": "a local directory or s3://bucket/prefix",
+    "sagemaker_role": "an IAM role ARN SageMaker training jobs run as",
+    "transformer_model": "a Hugging Face hub id or local model directory (unset: the project's fine-tuned MiniLM)",
+    "aws_endpoint_url": "an http(s) URL, or unset for real AWS",
+}
 
 
 def allowed_values(field: str) -> str:
@@ -327,23 +391,8 @@ def allowed_values(field: str) -> str:
         hi = next((f"<= {m.le}" for m in info.metadata if isinstance(m, Le)), None)
         bounds = " ".join(p for p in (lo, hi) if p)
         return f"{'an integer' if int in args else 'a number'} {bounds}".strip()
-    if field == "kafka_bootstrap_servers":
-        return "host:port[,host:port...]"
-    if field == "redis_url":
-        return "redis://[:password@]host:port/db, rediss://... or unix://path"
-    if field == "scorer":
-        return (
-            "rnn, transformer, vader, registry (the approved version, hot-reloaded), registry:VERSION, "
-            "or the path of a model artifact"
-        )
-    if field == "registry_uri":
-        return "a local directory or s3://bucket/prefix"
-    if field == "sagemaker_role":
-        return "an IAM role ARN SageMaker training jobs run as"
-    if field == "transformer_model":
-        return "a Hugging Face hub id or local model directory (unset: the project's fine-tuned MiniLM)"
-    if field == "aws_endpoint_url":
-        return "an http(s) URL, or unset for real AWS"
+    if field in _ALLOWED:
+        return _ALLOWED[field]
     if SecretStr in args:
         return "a secret string"
     if Path in args:

@@ -1,4 +1,4 @@
-"""`tone bench scorers|gpu|replay|store|soak`: benchmarks that print figures (dev tooling in benchmarks/)."""
+"""`tone bench scorers|gpu|replay|langid|store|soak|api`: benchmarks that print figures (dev tooling in benchmarks/)."""
 
 from __future__ import annotations
 
@@ -162,6 +162,15 @@ def bench_replay(
             "exactly_once then at_least_once) [env: TONE_OUTPUT_GUARANTEE]",
         ),
     ] = None,
+    langs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lang",
+            help="declared (the tweets declare en) or detected (they declare nothing: the stream detects each one's "
+            "language); repeat it to run the tone stream once per value, e.g. declared detected detected declared "
+            "for an ABBA of detection's cost (default: declared)",
+        ),
+    ] = None,
     reference: Annotated[
         bool,
         typer.Option(
@@ -190,19 +199,16 @@ def bench_replay(
     }
     limits = max_per_trigger or [settings.max_per_trigger]
     options["max_per_trigger"] = limits[0]
-    for g in guarantees or []:
-        if g not in ("exactly_once", "at_least_once"):
-            msg = f"{g!r}: use exactly_once or at_least_once"
-            raise typer.BadParameter(msg, param_hint="--guarantee")
-    runs = [(g, limit) for g in guarantees or ["exactly_once", "at_least_once"] for limit in limits]
+    runs = _replay_runs(replay, guarantees, limits, langs)
     results: list[dict[str, Any]] = []
-    for g, limit in runs:
+    for g, limit, lang in runs:
         row = replay.run_replay_bench(
             settings,
             pipeline=replay.TONE,
             source=source,
             max_tasks=max_tasks,
             guarantee=g,
+            lang=lang,
             **(options | {"max_per_trigger": limit}),
         )
         results.append(row if not results else row | {"vs_first": row["tweets_per_s"] / results[0]["tweets_per_s"]})
@@ -226,9 +232,31 @@ def bench_replay(
             first = f"{results[0]['guarantee']}, max {results[0]['max_per_trigger'] or 'all'}/batch"
             console.print(f"{this} vs {first}: {result['vs_first']:.2f}x", highlight=False)
     _print_overhead(results)
+    _print_detection_cost(results)
     _print_scorer_share(results)
     for name, ratio in results[0].get("vs_reference", {}).items():
         console.print(f"tone stream vs {name}: {ratio:.2f}x", highlight=False)
+
+
+def _replay_runs(
+    replay: Any, guarantees: list[str] | None, limits: list[int], langs: list[str] | None
+) -> list[tuple[str, int, str]]:
+    """The tone stream runs asked for: each --lang, then each --guarantee, then each --max-per-trigger."""
+    for g in guarantees or []:
+        if g not in ("exactly_once", "at_least_once"):
+            msg = f"{g!r}: use exactly_once or at_least_once"
+            raise typer.BadParameter(msg, param_hint="--guarantee")
+    for lang in langs or []:
+        if lang not in replay.LANGS:
+            msg = f"{lang!r}: use {' or '.join(replay.LANGS)}"
+            raise typer.BadParameter(msg, param_hint="--lang")
+    default_guarantees = ["exactly_once"] if langs else ["exactly_once", "at_least_once"]
+    return [
+        (g, limit, lang)
+        for lang in langs or [replay.DECLARED]
+        for g in guarantees or default_guarantees
+        for limit in limits
+    ]
 
 
 def _print_replay_row(result: dict[str, Any], *, backlog: bool) -> None:
@@ -271,6 +299,19 @@ def _print_scorer_share(results: list[dict[str, Any]]) -> None:
         + " of it",
         highlight=False,
     )
+
+
+def _print_detection_cost(results: list[dict[str, Any]]) -> None:
+    """Detected against declared languages: the ratio of the medians of tweets/s (run them ABBA, see below)."""
+    detected = [r["tweets_per_s"] for r in results if r.get("lang") == "detected"]
+    declared = [r["tweets_per_s"] for r in results if r.get("lang") == "declared" and "guarantee" in r]
+    if detected and declared:
+        ratio = statistics.median(detected) / statistics.median(declared)
+        console.print(
+            f"languages detected vs declared (medians of {len(detected)} and {len(declared)} runs): "
+            f"{ratio:.2f}x tweets/s",
+            highlight=False,
+        )
 
 
 def _print_overhead(results: list[dict[str, Any]]) -> None:
@@ -337,6 +378,38 @@ def bench_api(
         )
     for r in rows[1:]:
         console.print(f"workers {r['workers']} vs workers {rows[0]['workers']}: {r['vs_first']:.2f}x", highlight=False)
+
+
+@app.command("langid")
+def bench_langid(
+    repeat: Annotated[int, typer.Option(help="Time the detector this many times and keep the best.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The stream's language detector: share right per language on short texts, English tweets kept, tweets/s."""
+    run_langid_bench = dev_tool("benchmarks.langid").run_langid_bench
+
+    result = run_langid_bench(cli_settings(), repeat=repeat, say=say)
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    first = result["rows"][0]
+    table = Table(title=f"language detection, {result['texts']} texts, {result['candidates']} candidate languages")
+    table.add_column("language")
+    table.add_column("texts")
+    for row in result["rows"]:
+        table.add_column(f"right: {row['name']}")
+    for lang, figures in first["by_language"].items():
+        table.add_row(lang, str(figures["n"]), *(f"{r['by_language'][lang]['right']:.1%}" for r in result["rows"]))
+    console.print(table)
+    for row in result["rows"]:
+        worst = f"{row['worst'][0]} {row['worst'][1]:.1%}" if row["worst"] else "-"
+        console.print(
+            f"{row['name']}: other languages right {row['other_right']:.1%}, read as English {row['other_as_en']:.1%} "
+            f"(worst of >= 40 texts: {worst}); English tweets read as English: VADER "
+            f"{row['en_right']['vader_tweets']:.1%}, CrowdFlower {row['en_right']['crowdflower_tweets']:.1%}; "
+            f"{row['tweets_per_s']:.0f} texts/s on one core",
+            highlight=False,
+        )
 
 
 @app.command("store")

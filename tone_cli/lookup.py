@@ -30,9 +30,15 @@ def lookup(
     if as_json:
         console.print_json(json.dumps(result))
         return
+    languages = ", ".join(f"{lang} {n}" for lang, n in result["languages"].items())
+    ewma = result["ewma_polarity"]
+    tone = (
+        f"mostly {result['dominant_label']}; mean polarity {result['mean_polarity']:+.3f}, recent (EWMA) {ewma:+.3f}"
+        if ewma is not None
+        else "no tone: no route scores their languages (TONE_ROUTES)"
+    )
     console.print(
-        f"[bold]{user_id}[/bold]: {result['tweets']} tweets, mostly {result['dominant_label']}; "
-        f"mean polarity {result['mean_polarity']:+.3f}, recent (EWMA) {result['ewma_polarity']:+.3f}; "
+        f"[bold]{user_id}[/bold]: {result['tweets']} tweets ({languages}), {result['scored']} scored, {tone}; "
         f"seen {result['first_seen']} .. {result['last_seen']}",
         highlight=False,
     )
@@ -41,7 +47,9 @@ def lookup(
         table.add_row(label, str(result["counts"].get(label, 0)), f"{p:.3f}")
     console.print(table)
     for r in result["recent"][:5]:
-        console.print(f"  {r['t']}  {r['label']:>8}  {r['polarity']:+.2f}  {r['text'][:70]}", highlight=False)
+        unscored = f"({r.get('lang', '?')})"
+        tone = f"{r['label']:>8}  {r['polarity']:+.2f}" if r.get("label") else f"{unscored:>8}     -"
+        console.print(f"  {r['t']}  {tone}  {r['text'][:70]}", highlight=False)
 
 
 def top(

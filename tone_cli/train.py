@@ -31,6 +31,13 @@ def train(
     base_model: Annotated[
         str | None, typer.Option(help="Transformer to fine-tune: hub id or local dir (default: packaged MiniLM).")
     ] = None,
+    languages: Annotated[
+        str | None,
+        typer.Option(
+            help="Languages the model reads, recorded in its manifest (ISO 639-1, comma-separated; default: its "
+            "training data's, en). A multilingual --base-model declares its own: e.g. ar,de,en,es,fr,hi,it,pt."
+        ),
+    ] = None,
     teacher: Annotated[
         str | None, typer.Option(help="Distil from this scorer's soft labels: vader, transformer or a path.")
     ] = None,
@@ -114,10 +121,32 @@ def train(
         teacher=teacher,
         unlabeled=unlabeled,
         base_model=base_model,
+        languages=_language_list(languages),
         say=lambda m: print(m, flush=True),
         onnx=onnx,
         int8=int8,
     )
+
+
+def _language_list(text: str | None) -> list[str] | None:
+    """``--languages``: codes normalised (pt-BR -> pt); a ConfigError naming the option for one that is not a code."""
+    from tone.language import UND, normalize_tag
+
+    if text is None:
+        return None
+    codes = []
+    for raw in text.replace(" ", ",").split(","):
+        if not raw:
+            continue
+        code = normalize_tag(raw)
+        if code is None or code == UND:
+            msg = f"--languages: {raw!r} is not a language code (ISO 639-1, such as en or pt)"
+            raise ConfigError(msg)
+        codes.append(code)
+    if not codes:
+        msg = "--languages: give at least one language code"
+        raise ConfigError(msg)
+    return codes
 
 
 def evaluate(

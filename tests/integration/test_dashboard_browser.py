@@ -34,6 +34,7 @@ def tweet(user, i, probs, t0=1_795_428_780):
         probs["positive"] - probs["negative"],
         f"tweet {i} of {user}",
         "rnn-test",
+        "en",
     )
 
 
@@ -43,6 +44,9 @@ def served(isolated):
     s = isolated
     store = open_store(s)
     grumpy = [tweet("grumpy:1", i, NEG if i % 3 else NEU) for i in range(9)]
+    # two tweets in a language no route scores: counted by language, no tone
+    grumpy += [Scored("grumpy:1", f"ja-{i}", 1_795_428_780 + 600 * i, "", {}, 0.0, "最悪だ", "", "ja", scored=False)
+               for i in range(2)]  # fmt: skip
     sunny = [tweet("sunny", i, POS) for i in range(4)]
     store.apply_range("q", "tweets", 0, 0, 12, batch_deltas(grumpy + sunny, 3600, 20))
     store.write_health(
@@ -56,6 +60,8 @@ def served(isolated):
             "last_batch_at": f"{time.time():.3f}",
             "updated_at": f"{time.time():.3f}",
             "lag": '{"0": 2, "1": 1}',
+            "languages": '{"en": 15, "ja": 3, "und": 2}',
+            "unscored": "5",
             "dead_letters": '{"invalid_json": 4, "naive_timestamp": 1}',
             "model_version": "rnn-test",
             "drift": json.dumps(
@@ -98,16 +104,21 @@ def page():
 def test_a_users_card_chart_lists_and_health_in_a_real_browser(served, page):
     s, store, base = served
     page.goto(f"{base}/?user=grumpy%3A1")  # linkable: the card opens directly
-    page.wait_for_function("document.querySelector('[data-testid=card-tweets]').textContent === '9'", timeout=15000)
+    page.wait_for_function("document.querySelector('[data-testid=card-tweets]').textContent === '11'", timeout=15000)
     agg = store.user("grumpy:1")
     assert page.text_content("[data-testid=card-user]") == "grumpy:1"
+    assert page.text_content("[data-testid=card-scored]") == "9"
+    assert "ja 18%" in page.text_content("[data-testid=card-languages]")  # 2 of 11
+    assert "2 not scored" in page.text_content("[data-testid=card-languages]")
     for label, n in agg["counts"].items():
         assert page.text_content(f"[data-testid=card-counts] tr[data-label={label}] td:nth-child(2)") == str(n)
 
     page.wait_for_selector("[data-testid=chart] svg rect")
     drawn = page.eval_on_selector_all("[data-testid=chart] svg rect", "els => els.map(e => +e.dataset.count)")
-    assert sum(drawn) == agg["n"]  # every tweet of the user's last 48 hours is in the chart
-    assert page.locator("[data-testid=recent] tr").count() == 9
+    assert sum(drawn) == agg["scored"]  # every scored tweet of the user's last 48 hours is in the chart
+    assert page.locator("[data-testid=recent] tr").count() == 11
+    assert page.locator("[data-testid=recent] tr", has_text="not scored").count() == 2
+    assert page.text_content("[data-testid=stream-languages]") == "en 75%, ja 15%, und 10% (5 not scored)"
     assert "grumpy:1" in page.text_content("[data-testid=top-negative]")
     assert "sunny" in page.text_content("[data-testid=top-positive]")
     assert page.text_content("[data-testid=lag]") == "3"
@@ -115,7 +126,7 @@ def test_a_users_card_chart_lists_and_health_in_a_real_browser(served, page):
 
     # live: new tweets show without a reload (the page polls every 2 s)
     store.apply_range("q", "tweets", 1, 0, 0, batch_deltas([tweet("grumpy:1", 20, NEG)], 3600, 20))
-    page.wait_for_function("document.querySelector('[data-testid=card-tweets]').textContent === '10'", timeout=10000)
+    page.wait_for_function("document.querySelector('[data-testid=card-tweets]').textContent === '12'", timeout=10000)
 
     shots = REPO_ROOT / "reports"
     shots.mkdir(exist_ok=True)

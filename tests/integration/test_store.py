@@ -231,3 +231,41 @@ def test_the_store_bench_counts_in_the_steps_asked_and_leaves_no_keys(settings):
     assert 300 < result["bytes_per_user_1_tweet"] < result["bytes_per_user_full_recent"]
     assert client.dbsize() == before
     client.close()
+
+
+def unscored(user, t, lang):
+    return Scored(user, f"{user}-{t}", t, "", {}, 0.0, f"tweet {t}", "", lang, scored=False)
+
+
+def test_unscored_tweets_count_by_language_and_never_in_the_tone(store):
+    mixed = [tw("alice", 100, POS), unscored("alice", 150, "ja"), tw("alice", 200, NEG), unscored("alice", 250, "de")]
+    store.apply_range("q", "tweets", 0, 0, 3, batch_deltas(mixed, 3600, 3))
+    store.apply_range("q", "tweets", 1, 0, 1, batch_deltas([tw("bob", 100, POS), tw("bob", 200, NEG)], 3600, 3))
+    store.apply_range("q", "tweets", 2, 0, 0, batch_deltas([unscored("carol", 120, "ja")], 3600, 3))
+    store.apply_range("q", "tweets", 2, 1, 1, batch_deltas([unscored("carol", 130, "ja")], 3600, 3))
+    alice, bob, carol = store.user("alice"), store.user("bob"), store.user("carol")
+    assert (alice["n"], alice["scored"], alice["languages"]) == (4, 2, {"und": 2, "ja": 1, "de": 1})
+    assert (alice["counts"], alice["dominant_label"]) == (bob["counts"], bob["dominant_label"])
+    for key in ("mean_probs", "mean_polarity", "ewma_polarity"):
+        assert alice[key] == pytest.approx(bob[key], rel=1e-12), key
+    assert (alice["first_seen"], alice["last_seen"]) == (100, 250)  # seen: every counted tweet
+    assert store.hourly("alice", "1970010100") == {"positive": 1, "negative": 1}
+    assert [r["label"] for r in alice["recent"]] == [None, "negative", None]  # newest first, capped at 3
+    assert (carol["n"], carol["scored"], carol["counts"], carol["ewma_polarity"]) == (2, 0, {}, None)
+    top = dict(store.top("positive", 10)) | dict(store.top("negative", 10))
+    assert "alice" in top and "carol" not in top  # ranked by scored tweets (top_min_count 2)
+    # The mean in the top set is over scored tweets only.
+    assert dict(store.top("positive", 10))["alice"] == pytest.approx((0.8 + 0.1) / 2)
+
+
+def test_a_user_counted_before_tweets_could_go_unscored_keeps_every_tweet_as_scored(redis_store):
+    """Hashes written before the 'scored' field existed: their n tweets were all scored."""
+    key = redis_store.user_key("old")
+    redis_store.client.hset(key, mapping={"n": 2, "count:positive": 2, "prob_sum:positive": 1.6,
+                                          "prob_sum:negative": 0.2, "polarity_sum": 1.4})  # fmt: skip
+    assert redis_store.user("old")["scored"] == 2
+    redis_store.apply_range("q", "tweets", 0, 0, 1, batch_deltas([tw("old", 100, POS), unscored("old", 110, "ja")],
+                                                                  3600, 3))  # fmt: skip
+    old = redis_store.user("old")
+    assert (old["n"], old["scored"], old["counts"]) == (4, 3, {"positive": 3})
+    assert old["mean_probs"]["positive"] == pytest.approx(2.4 / 3)

@@ -17,7 +17,11 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """One scored tweet, as the aggregation needs it."""
+    """One counted tweet, as the aggregation needs it.
+
+    ``scored`` False: no route scores its language (``lang``); it counts for its user (``n``, by language, first
+    and last seen, recent list) and never in the tone (counts, means, EWMA, hourly buckets, top-N).
+    """
 
     user_id: str
     tweet_id: str
@@ -27,6 +31,8 @@ class Scored:
     polarity: float
     text: str = ""
     model_version: str = ""
+    lang: str = "und"
+    scored: bool = True
 
 
 @dataclass
@@ -66,7 +72,9 @@ class UserDelta:
     """What one batch adds to one user's aggregates."""
 
     user_id: str
-    n: int = 0
+    n: int = 0  # every counted tweet
+    scored: int = 0  # ... of which scored: the tone fields below are theirs only
+    languages: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     prob_sums: dict[str, float] = field(default_factory=dict)
     polarity_sum: float = 0.0
@@ -84,12 +92,16 @@ class UserDelta:
             "id": self.user_id,
             "key": key_part(self.user_id),
             "n": self.n,
+            "scored": self.scored,
+            "languages": self.languages,
             "counts": self.counts,
             "prob_sums": self.prob_sums,
             "polarity_sum": self.polarity_sum,
             "ewma_s": self.ewma.s,
             "ewma_w": self.ewma.w,
-            "ewma_t": self.ewma.t,
+            "ewma_t": self.ewma.t
+            if self.ewma.w > 0
+            else 0.0,  # no scored tweet: nothing to merge (and JSON has no inf)
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
             "hourly": self.hourly,
@@ -110,7 +122,10 @@ def _hour_text(hour: int) -> str:
 
 
 def batch_deltas(tweets: Iterable[Scored], half_life: float, recent_k: int) -> list[UserDelta]:
-    """Group a batch's scored tweets by user into deltas (recent tweets newest first, at most ``recent_k``)."""
+    """Group a batch's counted tweets by user into deltas (recent tweets newest first, at most ``recent_k``).
+
+    Unscored tweets (see :class:`Scored`) count in ``n``, ``languages``, first/last seen and the recent list only.
+    """
     by_user: dict[str, UserDelta] = {}
     points: dict[str, list[tuple[float, float]]] = {}
     for tw in tweets:
@@ -119,23 +134,27 @@ def batch_deltas(tweets: Iterable[Scored], half_life: float, recent_k: int) -> l
             d = by_user[tw.user_id] = UserDelta(tw.user_id)
             points[tw.user_id] = []
         d.n += 1
-        d.counts[tw.label] = d.counts.get(tw.label, 0) + 1
-        for label, p in tw.probs.items():
-            d.prob_sums[label] = d.prob_sums.get(label, 0.0) + p
-        d.polarity_sum += tw.polarity
+        d.languages[tw.lang] = d.languages.get(tw.lang, 0) + 1
         d.first_seen = min(d.first_seen, tw.created_at)
         d.last_seen = max(d.last_seen, tw.created_at)
-        bucket = d.hourly.setdefault(hour_bucket(tw.created_at), {})
-        bucket[tw.label] = bucket.get(tw.label, 0) + 1
-        points[tw.user_id].append((tw.created_at, tw.polarity))
+        if tw.scored:
+            d.scored += 1
+            d.counts[tw.label] = d.counts.get(tw.label, 0) + 1
+            for label, p in tw.probs.items():
+                d.prob_sums[label] = d.prob_sums.get(label, 0.0) + p
+            d.polarity_sum += tw.polarity
+            bucket = d.hourly.setdefault(hour_bucket(tw.created_at), {})
+            bucket[tw.label] = bucket.get(tw.label, 0) + 1
+            points[tw.user_id].append((tw.created_at, tw.polarity))
         d.recent.append(
             {
                 "id": tw.tweet_id,
                 "t": tw.created_at,
-                "label": tw.label,
-                "polarity": round(tw.polarity, 4),
+                "label": tw.label if tw.scored else None,
+                "polarity": round(tw.polarity, 4) if tw.scored else None,
                 "text": tw.text[:280],
-                "model": tw.model_version,
+                "model": tw.model_version if tw.scored else None,
+                "lang": tw.lang,
             }
         )
     for uid, d in by_user.items():

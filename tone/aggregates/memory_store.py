@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tone.aggregates.deltas import Ewma, UserDelta
-from tone.aggregates.store import Step, StoreConfig, check_range, check_ranked, finite_top, user_view
+from tone.aggregates.store import (
+    Step,
+    StoreConfig,
+    check_range,
+    check_ranked,
+    finite_top,
+    scored_count,
+    user_view,
+)
 from tone.labels import RANKED_LABELS
 
 
@@ -74,36 +82,43 @@ class MemoryToneStore:
         marker = self._marker(query, topic, partition, shard) if self.sharded else (query, topic, partition)
         if start <= self.applied.get(marker, -1):
             return False
-        half_life = self.config.half_life_s
         for d in deltas:
-            wire = d.to_wire()
-            json.dumps(wire, allow_nan=False)  # the Redis store refuses what JSON cannot carry: so does this one
-            h = self.users.setdefault(d.user_id, {})
-            n = int(h.get("n", 0)) + d.n
-            h["n"] = str(n)
-            for label, c in d.counts.items():
-                h[f"count:{label}"] = str(int(h.get(f"count:{label}", 0)) + c)
-            for label, p in d.prob_sums.items():
-                h[f"prob_sum:{label}"] = repr(float(h.get(f"prob_sum:{label}", 0.0)) + p)
-            h["polarity_sum"] = repr(float(h.get("polarity_sum", 0.0)) + d.polarity_sum)
-            old = Ewma(float(h.get("ewma_s", 0.0)), float(h.get("ewma_w", 0.0)), float(h.get("ewma_t", "-inf")))
-            ewma = old.merge(d.ewma, half_life)
-            h["ewma_s"], h["ewma_w"], h["ewma_t"] = repr(ewma.s), repr(ewma.w), repr(ewma.t)
-            h["first_seen"] = repr(min(d.first_seen, float(h.get("first_seen", "inf"))))
-            h["last_seen"] = repr(max(d.last_seen, float(h.get("last_seen", "-inf"))))
-            recent = [json.dumps(r) for r in d.recent] + self.recent.get(d.user_id, [])
-            self.recent[d.user_id] = recent[: self.config.recent_k]
-            for hour, counts in d.hourly.items():
-                bucket = self.buckets.setdefault((d.user_id, hour), {})
-                for label, c in counts.items():
-                    bucket[label] = bucket.get(label, 0) + c
-            for label in RANKED_LABELS:
-                if n >= self.config.top_min_count:
-                    self.ranks[label][d.user_id] = float(h.get(f"prob_sum:{label}", 0.0)) / n
-                else:
-                    self.ranks[label].pop(d.user_id, None)
+            self._add(d)
         self.applied[marker] = end
         return True
+
+    def _add(self, d: UserDelta) -> None:
+        """One user's delta, as the apply script adds it."""
+        half_life = self.config.half_life_s
+        wire = d.to_wire()
+        json.dumps(wire, allow_nan=False)  # the Redis store refuses what JSON cannot carry: so does this one
+        h = self.users.setdefault(d.user_id, {})
+        scored = scored_count(h) + d.scored
+        n = int(h.get("n", 0)) + d.n
+        h["n"], h["scored"] = str(n), str(scored)
+        for lang, c in d.languages.items():
+            h[f"lang:{lang}"] = str(int(h.get(f"lang:{lang}", 0)) + c)
+        for label, c in d.counts.items():
+            h[f"count:{label}"] = str(int(h.get(f"count:{label}", 0)) + c)
+        for label, p in d.prob_sums.items():
+            h[f"prob_sum:{label}"] = repr(float(h.get(f"prob_sum:{label}", 0.0)) + p)
+        h["polarity_sum"] = repr(float(h.get("polarity_sum", 0.0)) + d.polarity_sum)
+        old = Ewma(float(h.get("ewma_s", 0.0)), float(h.get("ewma_w", 0.0)), float(h.get("ewma_t", 0.0)))
+        ewma = old.merge(d.ewma, half_life) if d.ewma.w > 0 else old
+        h["ewma_s"], h["ewma_w"], h["ewma_t"] = repr(ewma.s), repr(ewma.w), repr(ewma.t)
+        h["first_seen"] = repr(min(d.first_seen, float(h.get("first_seen", "inf"))))
+        h["last_seen"] = repr(max(d.last_seen, float(h.get("last_seen", "-inf"))))
+        recent = [json.dumps(r) for r in d.recent] + self.recent.get(d.user_id, [])
+        self.recent[d.user_id] = recent[: self.config.recent_k]
+        for hour, counts in d.hourly.items():
+            bucket = self.buckets.setdefault((d.user_id, hour), {})
+            for label, c in counts.items():
+                bucket[label] = bucket.get(label, 0) + c
+        for label in RANKED_LABELS:
+            if scored >= self.config.top_min_count and scored:
+                self.ranks[label][d.user_id] = float(h.get(f"prob_sum:{label}", 0.0)) / scored
+            else:
+                self.ranks[label].pop(d.user_id, None)
 
     def shard_offsets(self, query: str, topic: str, partition: int, shards: Sequence[int]) -> list[int | None]:
         """Each shard's own marker."""

@@ -287,11 +287,11 @@ class RedisClusterToneStore(RedisToneStore):
             return
         c = self.config
         pipe = self.client.pipeline(transaction=False)
-        for user_id, n, *sums in rows:
+        for user_id, scored, *sums in rows:
             for label, prob_sum in zip(RANKED_LABELS, sums, strict=True):
                 zkey = f"{c.prefix}top:{label}"
-                if n >= c.top_min_count:
-                    pipe.zadd(zkey, {user_id: float(prob_sum) / n})
+                if scored >= c.top_min_count and scored:
+                    pipe.zadd(zkey, {user_id: float(prob_sum) / scored})
                 else:
                     pipe.zrem(zkey, user_id)
         pipe.execute()
@@ -305,10 +305,11 @@ class RedisClusterToneStore(RedisToneStore):
             rows = [(m.decode(), float(s)) for m, s in self.client.zrevrange(zkey, 0, n - 1, withscores=True)]
             pipe = self.client.pipeline(transaction=False)
             for user_id, _ in rows:
-                pipe.hmget(self.user_key(user_id), "n", f"prob_sum:{by}")
+                pipe.hmget(self.user_key(user_id), "n", "scored", f"prob_sum:{by}")
             gone, fix = [], {}
-            for (user_id, score), (count, prob_sum) in zip(rows, pipe.execute(), strict=True):
-                if count is None or int(count) < self.config.top_min_count:
+            for (user_id, score), (total, scored, prob_sum) in zip(rows, pipe.execute(), strict=True):
+                count = scored if scored is not None else total  # no 'scored': counted when every tweet was scored
+                if count is None or int(count) < self.config.top_min_count or not int(count):
                     gone.append(user_id)
                     continue
                 mean = float(prob_sum or 0) / int(count)

@@ -3,13 +3,15 @@
 Key layout (prefix ``tone:`` by default; ``{k}`` is the user id through ``store.key_part``: characters other than
 ``A-Za-z0-9_.@-`` as ``%XX`` of their UTF-8 bytes, so no id can spell another key):
 
-- ``tone:user:{k}`` (hash): ``n``; ``count:{label}``; ``prob_sum:{label}`` (mean = sum / n); ``polarity_sum``;
+- ``tone:user:{k}`` (hash): ``n`` (every counted tweet); ``scored`` (those a route scored; absent: all of ``n``);
+  ``lang:{code}`` (counted tweets by language); ``count:{label}``; ``prob_sum:{label}`` (mean = sum / scored);
+  ``polarity_sum``;
   ``ewma_s``, ``ewma_w``, ``ewma_t`` (event-time EWMA of polarity, see :mod:`tone.aggregates.deltas`); ``first_seen``,
   ``last_seen`` (epoch seconds);
-- ``tone:user:{k}:recent`` (list): the last K scored tweets, newest first (JSON);
+- ``tone:user:{k}:recent`` (list): the last K counted tweets, newest first (JSON; an unscored one has no label);
 - ``tone:user:{k}:h:{YYYYMMDDHH}`` (hash): label counts in that UTC hour; expires after the bucket TTL;
 - ``tone:top:negative`` / ``tone:top:positive`` (sorted sets): user id (as is) -> mean p(negative) / mean
-  p(positive), for users with at least the minimum count;
+  p(positive) over their scored tweets, for users with at least the minimum count of scored tweets;
 - ``tone:applied:{query}:{topic}:{partition}`` (string): the last Kafka offset whose tweets are counted; no TTL.
 
 A user's hash and recent list expire ``TONE_USER_TTL_S`` after their last counted tweet; their top-N entries are
@@ -92,7 +94,8 @@ for _, u in ipairs(users) do
   local key = prefix .. 'user:{' .. u.key .. '}'
   err = expect_type(key, 'hash') or expect_type(key .. ':recent', 'list')
   if err then return err end
-  local fields = {'n', 'polarity_sum', 'ewma_s', 'ewma_w', 'ewma_t', 'first_seen', 'last_seen'}
+  local fields = {'n', 'scored', 'polarity_sum', 'ewma_s', 'ewma_w', 'ewma_t', 'first_seen', 'last_seen'}
+  for lang, _ in pairs(u.languages) do table.insert(fields, 'lang:' .. lang) end
   for label, _ in pairs(u.counts) do table.insert(fields, 'count:' .. label) end
   for label, _ in pairs(u.prob_sums) do table.insert(fields, 'prob_sum:' .. label) end
   for _, label in ipairs(ranked) do table.insert(fields, 'prob_sum:' .. label) end
@@ -124,15 +127,21 @@ for _, u in ipairs(users) do
   local old = u.old
   if written[key] then for field, v in pairs(written[key]) do old[field] = v end end
   local hash = {}
+  -- A user counted before tweets could go unscored has no 'scored' field: all of their n were scored.
+  local scored = (old['scored'] or old['n'] or 0) + u.scored
   local n = (old['n'] or 0) + u.n
   put(hash, old, 'n', n, '%d')
+  put(hash, old, 'scored', scored, '%d')
+  for lang, c in pairs(u.languages) do put(hash, old, 'lang:' .. lang, (old['lang:' .. lang] or 0) + c, '%d') end
   for label, c in pairs(u.counts) do put(hash, old, 'count:' .. label, (old['count:' .. label] or 0) + c, '%d') end
   for label, v in pairs(u.prob_sums) do
     put(hash, old, 'prob_sum:' .. label, (old['prob_sum:' .. label] or 0) + v, '%.17g')
   end
   put(hash, old, 'polarity_sum', (old['polarity_sum'] or 0) + u.polarity_sum, '%.17g')
   local s, w, t = u.ewma_s, u.ewma_w, u.ewma_t
-  if old['ewma_w'] and old['ewma_w'] > 0 then
+  if w == 0 then  -- no scored tweet in this step: the EWMA stays as it was
+    s, w, t = old['ewma_s'] or 0, old['ewma_w'] or 0, old['ewma_t'] or 0
+  elseif old['ewma_w'] and old['ewma_w'] > 0 then
     local os, ow, ot = old['ewma_s'], old['ewma_w'], old['ewma_t']
     local tt = math.max(ot, t)
     local a = math.pow(0.5, (tt - ot) / half_life)
@@ -164,14 +173,15 @@ for _, u in ipairs(users) do
     redis.call('EXPIRE', key, user_ttl)
     redis.call('EXPIRE', key .. ':recent', user_ttl)
   end
-  local row = {u.id, n}
+  -- Ranked by the mean over scored tweets, from the minimum count of them.
+  local row = {u.id, scored}
   for _, label in ipairs(ranked) do
     local zkey = prefix .. 'top:' .. label
     local sum = old['prob_sum:' .. label] or 0
     if not top_here then
       table.insert(row, sum)
-    elseif n >= min_count then
-      redis.call('ZADD', zkey, sum / n, u.id)
+    elseif scored >= min_count and scored > 0 then
+      redis.call('ZADD', zkey, sum / scored, u.id)
     else
       redis.call('ZREM', zkey, u.id)
     end

@@ -246,21 +246,37 @@ def check_ranked(by: str) -> None:
         raise ValueError(msg)
 
 
+def scored_count(fields: Mapping[str, str]) -> int:
+    """A user's scored tweets from their hash fields.
+
+    ``scored``, or ``n`` for a user counted before tweets could go unscored (all of theirs were scored).
+    """
+    return int(fields.get("scored", fields.get("n", 0)))
+
+
 def user_view(user_id: str, fields: Mapping[str, str], recent: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The read shape of a user from the stored hash fields (both backends store the same field names)."""
+    """The read shape of a user from the stored hash fields (both backends store the same field names).
+
+    ``n`` is every counted tweet, ``scored`` those scored, ``languages`` the counted ones by language; the counts,
+    means and EWMA are the tone of the scored ones.
+    """
     if not fields:
         return None
     n = int(fields.get("n", 0))
+    scored = scored_count(fields)
     counts = {k.split(":", 1)[1]: int(v) for k, v in fields.items() if k.startswith("count:")}
-    means = {k.split(":", 1)[1]: float(v) / n for k, v in fields.items() if k.startswith("prob_sum:") and n}
+    languages = {k.split(":", 1)[1]: int(v) for k, v in fields.items() if k.startswith("lang:")}
+    means = {k.split(":", 1)[1]: float(v) / scored for k, v in fields.items() if k.startswith("prob_sum:") and scored}
     ewma = Ewma(float(fields.get("ewma_s", 0)), float(fields.get("ewma_w", 0)), float(fields.get("ewma_t", "-inf")))
     label = max(counts, key=lambda k: counts[k]) if counts else None
     return {
         "user_id": user_id,
         "n": n,
+        "scored": scored,
+        "languages": languages,
         "counts": counts,
         "mean_probs": means,
-        "mean_polarity": float(fields.get("polarity_sum", 0)) / n if n else 0.0,
+        "mean_polarity": float(fields.get("polarity_sum", 0)) / scored if scored else 0.0,
         "ewma_polarity": ewma.value(),
         "dominant_label": label,
         "first_seen": float(fields["first_seen"]) if "first_seen" in fields else None,

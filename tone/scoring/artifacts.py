@@ -1,8 +1,9 @@
 """Model artifacts: a directory of safetensors weights, tokenizer files and a JSON manifest. No pickle anywhere.
 
-``manifest.json`` records the kind, labels, model config, metrics, training parameters and the sha256 of every
-other file; :func:`load` refuses an artifact whose files do not match. A transformer artifact is also a plain
-Hugging Face model directory (``from_pretrained`` works on it).
+``manifest.json`` records the kind, labels, the languages the model reads, model config, metrics, training
+parameters and the sha256 of every other file; :func:`load` refuses an artifact whose files do not match. The
+version covers the languages too, so a manifest edited to claim another language fails verification. A transformer
+artifact is also a plain Hugging Face model directory (``from_pretrained`` works on it).
 
 The version of an artifact is derived from its content (a hash over the file hashes), so the same weights always
 carry the same version string.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from tone.scoring.base import Scorer
 
 MANIFEST: Final = "manifest.json"
+DEFAULT_LANGUAGES: Final = ("en",)
 FORMAT: Final = 1
 _CHUNK: Final = 1 << 20
 
@@ -41,23 +44,47 @@ def _artifact_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
-def content_version(kind: str, files: dict[str, str]) -> str:
-    """A short, stable version string from the file hashes: ``rnn-1a2b3c4d5e6f``."""
-    digest = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(files.items())).encode()).hexdigest()
-    return f"{kind}-{digest[:12]}"
+def content_version(kind: str, files: dict[str, str], languages: Sequence[str] | None = None) -> str:
+    """A short, stable version string from the file hashes and the languages: ``rnn-1a2b3c4d5e6f``.
+
+    ``languages`` None: an artifact written before manifests recorded them (its version covers the files only).
+    """
+    text = "".join(f"{k}:{v}\n" for k, v in sorted(files.items()))
+    if languages is not None:
+        text += f"languages:{','.join(languages)}\n"
+    return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
-def write_manifest(directory: Path, kind: str, labels: list[str], **extra: Any) -> dict[str, Any]:
-    """Hash every file in ``directory`` and write the manifest; returns it."""
+def manifest_languages(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """The languages a model reads, from its manifest.
+
+    An artifact from before manifests recorded them reads English: every data set this project trains on is English.
+    """
+    languages = manifest.get("languages", DEFAULT_LANGUAGES)
+    if not isinstance(languages, list | tuple) or not all(isinstance(x, str) and x for x in languages):
+        msg = f"manifest of {manifest.get('version')}: languages must be a list of language codes, got {languages!r}"
+        raise ArtifactError(msg)
+    return tuple(languages)
+
+
+def write_manifest(
+    directory: Path, kind: str, labels: list[str], languages: Sequence[str] = DEFAULT_LANGUAGES, **extra: Any
+) -> dict[str, Any]:
+    """Hash every file in ``directory`` and write the manifest; returns it.
+
+    ``languages``: ISO 639-1 codes of the languages the model reads (those of its training data).
+    """
     if kind not in KINDS:
         msg = f"unknown artifact kind {kind!r}; expected one of {', '.join(KINDS)}"
         raise ArtifactError(msg)
     files = {p.relative_to(directory).as_posix(): sha256_file(p) for p in _artifact_files(directory)}
+    languages = list(dict.fromkeys(languages))
     manifest = {
         "format": FORMAT,
         "kind": kind,
-        "version": content_version(kind, files),
+        "version": content_version(kind, files, languages),
         "labels": list(labels),
+        "languages": languages,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **extra,
         "files": files,
@@ -103,7 +130,7 @@ def verify(directory: Path) -> dict[str, Any]:
         if sha256_file(directory / name) != digest:
             msg = f"artifact {directory} failed its checksum on {name}: the file was changed or corrupted"
             raise ArtifactError(msg)
-    if content_version(manifest["kind"], expected) != manifest["version"]:
+    if content_version(manifest["kind"], expected, manifest.get("languages")) != manifest["version"]:
         msg = f"artifact {directory}: version {manifest['version']} does not match its files"
         raise ArtifactError(msg)
     return manifest
@@ -121,6 +148,12 @@ def load(path: str | Path, **options: Any) -> Scorer:
         unpack_model_tar(path, target)
         path = target
     manifest = verify(path)
+    scorer = _load_verified(path, manifest, **options)
+    scorer.languages = manifest_languages(manifest)
+    return scorer
+
+
+def _load_verified(path: Path, manifest: dict[str, Any], **options: Any) -> Scorer:
     backend = options.pop("backend", "auto")
     precision = options.pop("onnx_precision", "auto")
     token_budget = options.pop("token_budget", None)

@@ -26,6 +26,9 @@ class Scorer(abc.ABC):
     kind: str
     labels: tuple[str, ...]
     version: str
+    # ISO 639-1 codes of the languages the model reads (its training data's); None: unknown (a plain Hugging Face
+    # model), which routes accept with a warning. Routes never send a model a language it does not list.
+    languages: tuple[str, ...] | None = None
 
     @abc.abstractmethod
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

@@ -22,6 +22,7 @@ from tone.scoring.kinds import REGISTRY_PREFIX
 from tone.settings import Settings
 
 if TYPE_CHECKING:
+    from tone.language import Routes
     from tone.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,69 @@ def load_registered(registry: Registry, version: str, settings: Settings) -> Sco
     return artifacts.load(registry.fetch(version), **model_options(settings))
 
 
+def _artifact_path(spec: str, settings: Settings) -> Path | None:
+    """The artifact directory behind ``spec``, or None (VADER, a hub id; a registry with nothing approved)."""
+    if spec == "rnn":
+        return default_model_path(settings, "rnn")
+    if spec == "transformer":
+        name = settings.transformer_model
+        return Path(name).expanduser() if name else default_model_path(settings, "transformer")
+    if spec.startswith(REGISTRY_PREFIX) or spec == "registry":
+        from tone.registry import Registry
+
+        registry = Registry.from_settings(settings)
+        version = spec.removeprefix(REGISTRY_PREFIX) if spec != "registry" else registry.approved_version()
+        return registry.fetch(version) if version else default_model_path(settings, "rnn")
+    return None if spec == "vader" else Path(spec).expanduser()
+
+
+def scorer_languages(spec: str, settings: Settings) -> tuple[str, ...] | None:
+    """The languages the model behind ``spec`` reads (its manifest), without loading it; None: unknown.
+
+    VADER reads English; an artifact its manifest's ``languages`` (English for one from before they were recorded);
+    a default model not trained yet is the English one `tone stream` trains; a plain Hugging Face model is unknown.
+    """
+    from tone.scoring import artifacts
+
+    if spec == "vader":
+        return artifacts.DEFAULT_LANGUAGES
+    path = _artifact_path(spec, settings)
+    if path is None:
+        return None
+    if not (path / artifacts.MANIFEST).is_file():
+        ours = spec == "rnn" or (spec == "transformer" and not settings.transformer_model)
+        return artifacts.DEFAULT_LANGUAGES if ours else None
+    return artifacts.manifest_languages(artifacts.read_manifest(path))
+
+
+def check_routes(routes: Routes, settings: Settings, default: str) -> list[str]:
+    """Refuse routes that send a model a language it does not read (ConfigError saying what to do instead).
+
+    ``default``: the spec the routes' ``default`` stands for. ``und`` (no language: emoji, links) may go to any
+    model. Returns warnings for models whose languages are unknown (plain Hugging Face models).
+    """
+    from tone.errors import ConfigError
+    from tone.language import DEFAULT_SCORER, UND, WILDCARD
+
+    warnings = []
+    for spec in routes.specs():
+        actual = default if spec == DEFAULT_SCORER else spec
+        reads = scorer_languages(actual, settings)
+        languages = [lang for lang in routes.languages_of(spec) if lang != UND]
+        if reads is None:
+            warnings.append(f"{actual} does not say which languages it reads; it scores {', '.join(languages)}")
+            continue
+        wrong = [lang for lang in languages if lang == WILDCARD or lang not in reads]
+        if wrong:
+            msg = (
+                f"TONE_ROUTES sends {', '.join(wrong)} to {actual}, which reads {', '.join(reads)} only (its "
+                f"manifest's languages): route those languages to a model that reads them (docs/languages.md) or "
+                f"leave them out (not scored, still counted by language)"
+            )
+            raise ConfigError(msg)
+    return warnings
+
+
 def training_mix(spec: str, settings: Settings) -> dict[str, int] | None:
     """Label counts of the data the model behind ``spec`` was trained on (from its manifest), or None.
 
@@ -120,21 +184,8 @@ def training_mix(spec: str, settings: Settings) -> dict[str, int] | None:
     """
     from tone.scoring import artifacts
 
-    path: Path | None = None
     try:
-        if spec == "rnn":
-            path = default_model_path(settings, "rnn")
-        elif spec == "transformer":
-            name = settings.transformer_model
-            path = Path(name).expanduser() if name else default_model_path(settings, "transformer")
-        elif spec.startswith(REGISTRY_PREFIX) or spec == "registry":
-            from tone.registry import Registry
-
-            registry = Registry.from_settings(settings)
-            version = spec.removeprefix(REGISTRY_PREFIX) if spec != "registry" else registry.approved_version()
-            path = registry.fetch(version) if version else default_model_path(settings, "rnn")
-        elif spec != "vader":
-            path = Path(spec).expanduser()
+        path = _artifact_path(spec, settings)
         if path is None or not (path / artifacts.MANIFEST).is_file():
             return None
         counts = artifacts.read_manifest(path).get("data", {}).get("train_label_counts")

@@ -293,6 +293,7 @@ class RNNScorer(Scorer):
         config = {"model": self.model.config, "max_length": self.max_length}
         manifest = artifacts.write_manifest(directory, "rnn", list(self.labels), config=config, **manifest_extra)
         self.version = manifest["version"]
+        self.languages = tuple(manifest["languages"])
         return manifest
 
 

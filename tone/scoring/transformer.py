@@ -117,4 +117,5 @@ class TransformerScorer(Scorer):
             directory, "transformer", list(self.labels), config=config, **manifest_extra
         )
         self.version = manifest["version"]
+        self.languages = tuple(manifest["languages"])
         return manifest

@@ -262,6 +262,7 @@ class VaderScorer(Scorer):
 
     kind = "vader"
     labels = TONE_LABELS
+    languages = ("en",)  # an English lexicon: other languages score neutral (docs/languages.md)
 
     def __init__(self) -> None:
         """Load VADER's lexicon (bundled with vaderSentiment, no download)."""

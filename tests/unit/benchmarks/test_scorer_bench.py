@@ -18,6 +18,7 @@ def test_one_row_per_backend_with_accuracy(tmp_path, monkeypatch):
         "transformer/torch",
         "transformer/onnx-fp32",
         "transformer/onnx-int8",
+        "language detector",
         "hf-pipeline-per-tweet",
         "hf-pipeline-batch64",
     ]
@@ -30,3 +31,4 @@ def test_one_row_per_backend_with_accuracy(tmp_path, monkeypatch):
     assert rows["transformer/onnx-int8"]["int8_guard"] == "accepted"
     assert rows["transformer/torch"]["gflops"] > 0 and result["cpu_matmul_gflops"] > 0
     assert "macro_f1" not in rows["hf-pipeline-per-tweet"]
+    assert rows["language detector"]["tweets_per_s"] > 0 and "vs_pipeline_per_tweet" not in rows["language detector"]

@@ -23,7 +23,7 @@ def run(values, start, end_records, outputs, store, producer=None):
     return run_task(
         EXACTLY,
         [chunk],
-        VaderScorer,
+        lambda _route: VaderScorer(),
         lambda: producer or ListProducer(),
         lambda: store,
         clock=lambda: KAFKA_MS / 1000 + 100,
@@ -57,7 +57,7 @@ def test_the_transactional_ids_are_taken_before_the_scoring_starts():
     outputs, store = MemoryOutputs(), MemoryToneStore(StoreConfig(top_min_count=1))
     prepared_when_scoring = []
 
-    def scorer():
+    def scorer(_route):
         prepared_when_scoring.append(list(outputs.prepared or []))
         return VaderScorer()
 
@@ -123,7 +123,9 @@ def test_a_task_that_dies_between_its_outputs_and_its_count_doubles_outputs_only
 
     def attempt():
         chunk = list(chunks_of(records(vals, 0, 0)))
-        run_task(config, [chunk], VaderScorer, lambda: producer, lambda: store, outputs=lambda: outputs)
+        run_task(
+            config, [chunk], lambda _route: VaderScorer(), lambda: producer, lambda: store, outputs=lambda: outputs
+        )
 
     store.fail_with = ConnectionError("killed after the outputs, before the count")
     with pytest.raises(ConnectionError):

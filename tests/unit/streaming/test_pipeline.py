@@ -1,5 +1,6 @@
 """The stream's per-record logic with in-memory sinks: no Spark, Kafka or Redis (streaming/pipeline.py)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -8,6 +9,8 @@ from streaming.pipeline import TaskConfig, chunks_of, run_task
 from tone.aggregates.memory_store import MemoryToneStore
 from tone.aggregates.store import StoreConfig
 from tone.kafka.clients import DeliveryError
+from tone.langid import LanguageDetector
+from tone.language import Routes
 from tone.scoring.base import ToneResult
 from tone.scoring.vader import VaderScorer
 
@@ -44,8 +47,9 @@ def run(values_by_partition, producer=None, store=None, scorer=None, start=0):
     producer = producer if producer is not None else ListProducer()
     store = store if store is not None else MemoryToneStore(StoreConfig(top_min_count=1))
     sources = [list(chunks_of(records(values, partition, start))) for partition, values in values_by_partition.items()]
+    build = scorer or VaderScorer
     stats = run_task(
-        CONFIG, sources, scorer or VaderScorer, lambda: producer, lambda: store, clock=lambda: KAFKA_MS / 1000 + 100
+        CONFIG, sources, lambda _route: build(), lambda: producer, lambda: store, clock=lambda: KAFKA_MS / 1000 + 100
     )
     return stats, producer, store
 
@@ -176,7 +180,9 @@ def test_offsets_lost_to_retention_are_reported_even_when_no_record_is_left():
     # An attempt that got further than its checkpoint counted up to 11; 8-19 were deleted since: only 12-19 are lost.
     counted_before = RecordChunk("tweets", 2, lost=[(8, 20)])
     counted_before.add(20, KAFKA_MS, b"k", tweet(20, "bob"))
-    stats = run_task(CONFIG, [[only_lost], [then], [counted_before]], VaderScorer, ListProducer, lambda: store)
+    stats = run_task(
+        CONFIG, [[only_lost], [then], [counted_before]], lambda _r: VaderScorer(), ListProducer, lambda: store
+    )
     assert [(s.partition, s.lost, s.records, s.start_offset, s.counted) for s in stats] == [
         (0, 30, 0, -1, 0),
         (1, 5, 1, 5, 1),
@@ -196,5 +202,117 @@ def test_markers_the_task_read_already_are_not_read_again():
 
     store = Counting(StoreConfig(top_min_count=1))
     sources = [list(chunks_of(records([tweet(0, "alice"), tweet(1, "bob")])))]
-    stats = run_task(CONFIG, sources, VaderScorer, ListProducer, lambda: store, markers={("tweets", 0): None})
+    stats = run_task(
+        CONFIG, sources, lambda _r: VaderScorer(), ListProducer, lambda: store, markers={("tweets", 0): None}
+    )
     assert (store.reads, stats[0].counted) == (0, 2)
+
+
+# -- languages and routes -----------------------------------------------------------------------------------------
+ENGLISH_ONLY = dataclasses.replace(CONFIG, routes=Routes.parse("en=default"))
+
+
+def lang_tweet(i, user, text, lang=None, created="2026-11-23T10:00:00Z"):
+    data = {"id": f"t{i}", "user_id": user, "text": text, "created_at": created}
+    if lang is not None:
+        data["lang"] = lang
+    return json.dumps(data).encode()
+
+
+def run_routed(values, config=ENGLISH_ONLY, detector=None, store=None):
+    producer, store = ListProducer(), store or MemoryToneStore(StoreConfig(top_min_count=1))
+    detector = detector or (lambda: LanguageDetector(["en", "de", "ja", "fr"], ["en"]))
+    stats = run_task(
+        config,
+        [list(chunks_of(records(values)))],
+        lambda _route: VaderScorer(),
+        lambda: producer,
+        lambda: store,
+        clock=lambda: KAFKA_MS / 1000 + 100,
+        detector=detector,
+    )
+    return stats, producer, store
+
+
+def test_a_tweet_no_route_scores_is_counted_by_language_and_never_enters_the_tone():
+    english = ["I love this so much, best day ever", "This is awful, I hate waiting in line"]
+    values = [
+        lang_tweet(0, "alice", english[0]),
+        lang_tweet(1, "alice", "最悪だ、本当に腹が立つ"),  # Japanese, detected
+        lang_tweet(2, "alice", english[1]),
+        lang_tweet(3, "alice", "Das ist schrecklich, ich hasse es.", lang="de"),  # declared
+        lang_tweet(4, "bob", english[0]),
+        lang_tweet(5, "bob", english[1]),
+        lang_tweet(6, "carol", "Ich liebe diesen Tag, alles ist wunderbar"),  # never scored at all
+    ]
+    (stats,), producer, store = run_routed(values)
+    alice, bob, carol = store.user("alice"), store.user("bob"), store.user("carol")
+    assert (alice["n"], alice["scored"], alice["languages"]) == (4, 2, {"en": 2, "ja": 1, "de": 1})
+    # The tone of alice's tweets is the tone of her English ones: the same as bob, who only sent those.
+    for key in ("counts", "mean_probs", "mean_polarity", "ewma_polarity", "dominant_label"):
+        assert alice[key] == bob[key], key
+    assert store.hourly("alice", "2026112310") == store.hourly("bob", "2026112310")
+    assert (carol["n"], carol["scored"], carol["counts"], carol["ewma_polarity"]) == (1, 0, {}, None)
+    assert "carol" not in dict(store.top("negative", 10)) | dict(store.top("positive", 10))
+    assert sorted(r["lang"] for r in alice["recent"]) == ["de", "en", "en", "ja"]  # recent: every counted tweet
+    assert {r["id"]: r["label"] for r in alice["recent"]}["t1"] is None
+    scored = {x["id"]: x for x in (json.loads(v) for topic, _, v, _ in producer.sent if topic == "scored")}
+    assert len(scored) == 7  # every counted tweet is written, scored or not
+    assert (scored["t1"]["lang"], scored["t1"]["lang_source"], scored["t1"]["label"], scored["t1"]["unscored"]) == (
+        "ja",
+        "detected",
+        None,
+        "no_route",
+    )
+    assert (scored["t3"]["lang"], scored["t3"]["lang_source"]) == ("de", "declared")
+    assert (scored["t0"]["lang"], scored["t0"]["lang_source"], "unscored" in scored["t0"]) == ("en", "detected", False)
+    assert (stats.valid, stats.unscored, json.loads(stats.langs)) == (7, 3, {"en": 4, "ja": 1, "de": 2})
+    assert json.loads(stats.labels) and sum(json.loads(stats.labels).values()) == 4  # drift sees scored tweets only
+
+
+def test_declared_languages_are_honoured_exactly_and_need_no_detector():
+    def no_detector():
+        raise AssertionError("every tweet declares its language: nothing to detect")
+
+    values = [lang_tweet(0, "alice", "ok", lang="en"), lang_tweet(1, "alice", "lol 😂", lang="en-US"),
+              lang_tweet(2, "alice", "I love it", lang="fr")]  # fmt: skip
+    (stats,), producer, store = run_routed(values, detector=no_detector)
+    alice = store.user("alice")
+    assert (alice["n"], alice["scored"], alice["languages"]) == (3, 2, {"en": 2, "fr": 1})
+    assert stats.lang_ignored == 0
+
+
+def test_a_declared_lang_that_is_not_a_tag_is_counted_and_the_language_detected():
+    values = [lang_tweet(0, "alice", "I love this so much, best day ever", lang="klingon"),
+              json.dumps({"id": "t1", "user_id": "alice", "text": "I love it a lot", "lang": 5,
+                          "created_at": "2026-11-23T10:00:00Z"}).encode()]  # fmt: skip
+    (stats,), producer, store = run_routed(values)
+    assert (stats.valid, stats.invalid, stats.lang_ignored) == (2, 0, 2)
+    assert store.user("alice")["languages"] == {"en": 2}
+
+
+def test_each_route_scores_its_languages_with_its_own_scorer():
+    class Other(VaderScorer):
+        def __init__(self):
+            super().__init__()
+            self.version = "other-1"
+
+    config = dataclasses.replace(CONFIG, routes=Routes.parse("en=default,de=other"))
+    asked = []
+
+    def scorer(route):
+        asked.append(route)
+        return Other() if route == "other" else VaderScorer()
+
+    values = [lang_tweet(0, "a", "I love it", lang="en"), lang_tweet(1, "a", "Ich liebe es", lang="de"),
+              lang_tweet(2, "a", "J'adore", lang="fr")]  # fmt: skip
+    producer, store = ListProducer(), MemoryToneStore(StoreConfig(top_min_count=1))
+    (stats,) = run_task(config, [list(chunks_of(records(values)))], scorer, lambda: producer, lambda: store)
+    assert sorted(asked) == ["default", "other"]
+    scored = {x["id"]: x for x in (json.loads(v) for _, _, v, _ in producer.sent)}
+    assert (scored["t0"]["model_version"], scored["t1"]["model_version"], scored["t2"]["label"]) == (
+        "vader-3.3.2",
+        "other-1",
+        None,
+    )
+    assert stats.model_version == "other-1,vader-3.3.2"
