@@ -12,8 +12,8 @@ Around the model, what tweets need:
   a text with no letter left is ``und``; the rest is lowercased (the model is case-sensitive, and all-caps English
   was read as other languages);
 - only the candidate languages (``TONE_LANG_CANDIDATES``) can win: fewer look-alikes, fewer errors;
-- script rules the model gets wrong on short text: any kana is Japanese, any Hangul Korean, Han without kana
-  Chinese; Cyrillic with і ї є ґ Ukrainian, with ы э ъ ё Russian;
+- script rules the model gets wrong on short text: any kana is Japanese, any Hangul Korean, Han without kana (more
+  of it than Latin letters) Chinese; Cyrillic with і ї є ґ Ukrainian, with ы э ъ ё Russian;
 - a near tie goes to a language the routes score (``preferred``): when its probability is at least
   :data:`PREFER_RATIO` of the best one's. Short English tweets ("good grief!", "Damn typos :(") otherwise lose to
   German or Swedish by a hair; the measured cost on other languages is in docs/languages.md.
@@ -38,6 +38,8 @@ PREFER_RATIO: Final = 0.7
 _NOT_LANGUAGE: Final = re.compile(r"(?:https?://|www\.)\S+|(?<!\w)[@#$]\w+|&[#\w]+;", re.IGNORECASE)
 _KANA: Final = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _HANGUL: Final = re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+_HAN: Final = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN: Final = re.compile("[a-z]")
 _UKRAINIAN: Final = re.compile("[іїєґ]")
 _RUSSIAN: Final = re.compile("[ыэъё]")
 
@@ -104,6 +106,8 @@ class LanguageDetector:
             return "ja"
         if _HANGUL.search(words):
             return "ko"
+        if "zh" in self.candidates and len(_HAN.findall(words)) > len(_LATIN.findall(words)):
+            return "zh"  # Han without kana, more of it than Latin letters: "简单优于复杂." was read as English
         labels, probs = self._model.predict(words, k=TOP_K, threshold=0.0)
         best, best_p, preferred_p = UND, 0.0, 0.0
         preferred = ""
@@ -120,8 +124,6 @@ class LanguageDetector:
         return self._by_script(best, words)
 
     def _by_script(self, code: str, words: str) -> str:
-        if code == "ja":  # no kana (checked before): Han characters only
-            return "zh" if "zh" in self.candidates else code
         if code in ("ru", "uk"):
             if _UKRAINIAN.search(words) and "uk" in self.candidates:
                 return "uk"

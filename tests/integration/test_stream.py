@@ -10,6 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from producer.kafka_writer import TweetWriter
 from streaming.job import LOCAL_FS_CLASS, ToneStream
+from tests.helpers import REPO_ROOT
 from tone.aggregates.redis_store import open_store
 from tone.events import TweetEvent
 from tone.scoring.vader import VaderScorer
@@ -260,3 +261,46 @@ def test_the_python_workers_talk_to_spark_over_unix_sockets(spark):
     # Over TCP loopback each hand-over between Spark and a Python worker waited ~40 ms for a delayed ACK
     # (docs/benchmarks.md): a trivial two-task Python job took 91 ms, 45 ms over Unix sockets.
     assert spark.conf.get("spark.python.unix.domain.socket.enabled") == "true"
+
+
+def test_a_mixed_feed_is_counted_by_language_and_only_the_languages_a_model_reads_are_scored(spark, isolated, tmp_path):
+    """examples/multilingual.jsonl through the default routes (en=default): English users on real tweets, users who
+    write only in one of 12 other languages (detected), a user who declares every tweet's language, one who mixes,
+    very short declared English and emoji-only tweets."""
+    s = isolated
+    assert s.routes == "en=default"
+    lines = (REPO_ROOT / "examples" / "multilingual.jsonl").read_text(encoding="utf-8").splitlines()
+    tweets = [json.loads(line) for line in lines]
+    with TweetWriter(s) as writer:
+        for line, tweet in zip(lines, tweets, strict=True):
+            writer.send_raw(tweet["user_id"].encode(), line.encode())
+    run(spark, s, tmp_path / "ckpt")
+
+    store = open_store(s)
+    users = {t["user_id"] for t in tweets}
+    views = {u: store.user(u) for u in users}
+    assert sum(v["n"] for v in views.values()) == len(tweets)  # every tweet counted once
+    scored = {x["id"]: x for x in (json.loads(r.value) for r in read_topic(s, s.kafka_topic_scored))}
+    assert len(scored) == len(tweets)
+    other = [t for t in tweets if t["user_id"].removeprefix("demo_") in OTHER_LANGUAGES]
+    right = {lang: 0 for lang in OTHER_LANGUAGES}
+    for t in other:
+        right[t["user_id"].removeprefix("demo_")] += scored[t["id"]]["lang"] == t["user_id"].removeprefix("demo_")
+    assert sum(right.values()) / len(other) >= 0.95
+    assert min(right.values()) / 8 >= 0.85  # 8 tweets of each language's user
+    assert sum(scored[t["id"]]["label"] is not None for t in other) / len(other) <= 0.05
+    english = views["demo_en"]
+    assert english["scored"] / english["n"] >= 0.97
+    assert views["demo_declares"]["languages"] == {lang: 2 for lang in OTHER_LANGUAGES}  # declared: honoured exactly
+    assert views["demo_declares"]["scored"] == 0
+    short = [scored[t["id"]] for t in tweets if t["text"] in ("ok", "lol 😂")]
+    assert [(x["lang"], x["lang_source"], x["label"] is not None) for x in short] == [("en", "declared", True)] * 2
+    assert views["demo_emoji"]["languages"] == {"und": 2} and views["demo_emoji"]["scored"] == 0
+    mixes = views["demo_mixes"]
+    assert (mixes["n"], mixes["scored"], sum(mixes["counts"].values())) == (4, 2, 2)
+    for user, view in views.items():  # no unscored tweet in any tone figure
+        assert sum(view["counts"].values()) == view["scored"], user
+        assert store.hourly(user, "2026112310").keys() <= {"negative", "neutral", "positive"}
+
+
+OTHER_LANGUAGES = ("es", "pt", "fr", "de", "it", "nl", "ru", "tr", "id", "ja", "ko", "zh")

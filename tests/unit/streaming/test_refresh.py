@@ -86,3 +86,18 @@ def test_a_version_that_raises_anything_while_loading_is_refused_and_the_old_one
     refusal = refresher.events[-1]
     assert (refusal.action, refusal.version) == ("refuse", bad)
     assert "header" in refusal.detail, refusal.detail  # SafetensorError: not one of the project's own errors
+
+
+def test_a_version_that_does_not_read_the_routed_languages_is_refused(tmp_path):
+    s = load_settings(registry_uri=str(tmp_path / "reg"), model_dir=tmp_path / "m", model_refresh_s=0)
+    registry = Registry.from_settings(s)
+    refresher = ModelRefresher(s, registry=registry, routed=["en", "de"])
+    tiny_rnn(seed=1).save(tmp_path / "en")
+    english = registry.publish(tmp_path / "en", source={}).version
+    registry.approve(english)
+    assert refresher.check("rnn") is None  # reads en only: TONE_ROUTES also sends it de
+    assert "TONE_ROUTES sends it de" in refresher.events[-1].detail
+    tiny_rnn(seed=2).save(tmp_path / "both", languages=["de", "en"])
+    both = registry.publish(tmp_path / "both", source={}).version
+    registry.approve(both, force=True)
+    assert refresher.check("rnn") == f"registry:{both}"

@@ -86,7 +86,7 @@ def test_transformer_artifact_is_a_plain_hf_directory(roberta_dir, tmp_path):
     assert model.config.model_type == "roberta"
 
 
-@pytest.mark.parametrize("damage", ["flip-byte", "drop-file", "add-file", "edit-version", "bad-json"])
+@pytest.mark.parametrize("damage", ["flip-byte", "drop-file", "add-file", "edit-version", "bad-json", "edit-languages"])
 def test_tampered_artifact_is_refused(damage, tmp_path):
     scorer = tiny_rnn()
     scorer.save(tmp_path / "art")
@@ -105,6 +105,11 @@ def test_tampered_artifact_is_refused(damage, tmp_path):
     elif damage == "edit-version":
         manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
         manifest["version"] = "rnn-000000000000"
+        (tmp_path / "art" / "manifest.json").write_text(json.dumps(manifest))
+        match = "does not match its files"
+    elif damage == "edit-languages":  # a manifest edited to claim a language its model was not trained on
+        manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
+        manifest["languages"] = ["en", "de"]
         (tmp_path / "art" / "manifest.json").write_text(json.dumps(manifest))
         match = "does not match its files"
     else:
@@ -262,3 +267,37 @@ def test_distilling_on_the_training_texts_blends_hard_and_soft_targets():
     hard = np.eye(3)[[("negative", "neutral", "positive").index(e.label) for e in labelled]]
     assert targets == pytest.approx(0.75 * hard + 0.25 * soft, abs=1e-6)
     assert weights.tolist() == [1.0] * 6
+
+
+def test_an_artifact_says_which_languages_it_reads(tmp_path):
+    scorer = tiny_rnn()
+    manifest = scorer.save(tmp_path / "en")
+    assert manifest["languages"] == ["en"]  # the default: this project's training data is English
+    assert artifacts.load(tmp_path / "en").languages == ("en",)
+    multi = tiny_rnn().save(tmp_path / "multi", languages=["de", "en", "es"])
+    assert artifacts.load(tmp_path / "multi").languages == ("de", "en", "es")
+    assert multi["version"] != manifest["version"]  # the same weights, other languages: another version
+    # An artifact written before manifests recorded languages still verifies, and reads English.
+    old = json.loads((tmp_path / "en" / "manifest.json").read_text())
+    del old["languages"]
+    old["version"] = artifacts.content_version("rnn", old["files"])
+    (tmp_path / "en" / "manifest.json").write_text(json.dumps(old))
+    assert artifacts.load(tmp_path / "en").languages == ("en",)
+
+
+def test_routes_that_send_a_model_a_language_it_does_not_read_are_refused(tmp_path):
+    from tone.errors import ConfigError
+    from tone.language import Routes
+    from tone.scoring.loader import check_routes
+    from tone.settings import Settings
+
+    tiny_rnn().save(tmp_path / "multi", languages=["de", "en"])
+    settings = Settings(model_dir=tmp_path / "models")
+    assert check_routes(Routes.parse("en=default,und=vader"), settings, "rnn") == []
+    assert check_routes(Routes.parse(f"en=default,de={tmp_path / 'multi'}"), settings, "vader") == []
+    with pytest.raises(ConfigError, match="sends de to rnn, which reads en only"):
+        check_routes(Routes.parse("en=default,de=rnn"), settings, "rnn")
+    with pytest.raises(ConfigError, match=r"sends \*, ja to vader"):
+        check_routes(Routes.parse("en=default,*=vader,ja=vader"), settings, "rnn")
+    with pytest.raises(ConfigError, match="sends es to"):
+        check_routes(Routes.parse(f"es={tmp_path / 'multi'}"), settings, "rnn")
