@@ -269,3 +269,45 @@ def test_a_user_counted_before_tweets_could_go_unscored_keeps_every_tweet_as_sco
     old = redis_store.user("old")
     assert (old["n"], old["scored"], old["counts"]) == (4, 3, {"positive": 3})
     assert old["mean_probs"]["positive"] == pytest.approx(2.4 / 3)
+
+
+# Every kind of field the apply script writes, each corrupted the ways a hand edit or an old layout can: the script
+# must refuse before its first write (Redis keeps a failed script's earlier writes), so nothing changes.
+CORRUPTIONS = [
+    ("n", "1.5"),
+    ("n", "nan"),
+    ("scored", "inf"),
+    ("count:positive", "1e3"),
+    ("lang:en", "2.5"),
+    ("prob_sum:positive", "nan"),
+    ("prob_sum:negative", "abc"),
+    ("polarity_sum", "inf"),
+    ("ewma_s", "-inf"),
+    ("ewma_w", "nan"),
+    ("ewma_t", "x"),
+    ("first_seen", "nan"),
+    ("last_seen", "inf"),
+    ("h:positive", "1.5"),  # an hourly bucket's count: written with HINCRBY once, after the user's HSET
+    ("h:positive", "nan"),
+    ("h:negative", "inf"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), CORRUPTIONS, ids=[f"{f}={v}" for f, v in CORRUPTIONS])
+def test_a_corrupted_field_of_any_kind_refuses_the_step_before_anything_is_written(redis_store, field, value):
+    store = redis_store
+    store.apply_range("q", "tweets", 0, 0, 1, batch_deltas([tw("first", 1, POS), tw("second", 2, NEG)], 3600, 3))
+    first, hourly = store.user("first"), store.hourly("first", "1970010100")
+    if field.startswith("h:"):
+        store.client.hset(store.hour_key("second", "1970010100"), field[2:], value)
+    else:
+        store.client.hset(store.user_key("second"), field, value)
+    corrupted = store.client.hgetall(store.user_key("second"))
+    step = [tw("first", 3, NEG), Scored("first", "j", 4, "", {}, 0.0, "x", "", "ja", scored=False)]
+    step += [tw("second", 5, POS), tw("second", 6, NEG), Scored("second", "k", 7, "", {}, 0.0, "x", "", "en", False)]
+    with pytest.raises(redis.ResponseError, match="refused, nothing written"):
+        store.apply_range("q", "tweets", 0, 2, 6, batch_deltas(step, 3600, 3))
+    assert store.user("first") == first
+    assert store.hourly("first", "1970010100") == hourly
+    assert store.client.hgetall(store.user_key("second")) == corrupted
+    assert store.last_offset("q", "tweets", 0) == 1

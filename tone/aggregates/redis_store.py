@@ -21,8 +21,8 @@ removed when read (``top``) or swept after each batch (``prune_top``). The brace
 Exactly once (see :mod:`tone.aggregates.store`): the Lua script applies one step only if its first offset is past
 the stored marker, and stores the step's end in the same atomic step; :func:`~tone.aggregates.store.count_records`
 makes that exact per record. All or nothing: Redis does not roll back a script that fails after it
-wrote, so the script checks every key's type and every number it will add to before its first write, and refuses
-the whole range (naming the key) if one is wrong.
+wrote, so the script checks every key's type and every number it will add to before its first write (counts are
+integers, sums and times finite numbers), and refuses the whole range (naming the key and field) if one is wrong.
 """
 
 from __future__ import annotations
@@ -65,15 +65,31 @@ local function expect_type(key, kind)
     return redis.error_reply('refused, nothing written: ' .. key .. ' holds a ' .. t .. ', expected a ' .. kind)
   end
 end
--- The fields' values as numbers (field -> number; a missing field is absent), or an error if one is not a number.
-local function expect_numbers(key, fields)
+-- Counts are integers (HINCRBY and '%d' need them: tonumber alone takes '1.5', 'nan' and 'inf'), at most 15
+-- digits so a double holds them exactly; sums, EWMA terms and times are finite numbers.
+local function is_count(field)
+  return field == 'n' or field == 'scored' or field:sub(1, 6) == 'count:' or field:sub(1, 5) == 'lang:'
+end
+local function number_of(v, count)
+  if count then
+    if #v > 16 or not string.match(v, '^%-?%d+$') then return nil end
+    return tonumber(v)
+  end
+  local x = tonumber(v)
+  if x == nil or x ~= x or x == math.huge or x == -math.huge then return nil end
+  return x
+end
+-- The fields' values as numbers (field -> number; a missing field is absent), or an error if one is not the number
+-- its write needs (``counts``: every field is a count, else as is_count says).
+local function expect_numbers(key, fields, counts)
   local values = redis.call('HMGET', key, unpack(fields))
   local numbers = {}
   for i, v in ipairs(values) do
     if v then
-      numbers[fields[i]] = tonumber(v)
+      numbers[fields[i]] = number_of(v, counts or is_count(fields[i]))
       if not numbers[fields[i]] then
-        return redis.error_reply('refused, nothing written: ' .. key .. ' field ' .. fields[i] .. ' is not a number')
+        return redis.error_reply('refused, nothing written: ' .. key .. ' field ' .. fields[i] .. ' holds ' ..
+          string.sub(v, 1, 40) .. ', not ' .. ((counts or is_count(fields[i])) and 'an integer' or 'a finite number'))
       end
     end
   end
@@ -107,7 +123,7 @@ for _, u in ipairs(users) do
     if err then return err end
     local labels = {}
     for label, _ in pairs(counts) do table.insert(labels, label) end
-    err = expect_numbers(hkey, labels)
+    err = expect_numbers(hkey, labels, true)
     if err then return err end
   end
 end
