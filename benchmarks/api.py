@@ -27,7 +27,7 @@ from typing import Any
 
 from benchmarks.store import PROBS, TEXT
 from tone.aggregates.deltas import Scored
-from tone.aggregates.redis_store import open_store
+from tone.aggregates.factory import open_store
 from tone.aggregates.store import count_records
 from tone.errors import ToneError
 from tone.settings import Settings

@@ -51,7 +51,7 @@ def start_reference(spark: Any, job: Any, source: str = "python") -> Any:
 
     from streaming.job import BatchReport
     from tone.aggregates.deltas import Scored, batch_deltas
-    from tone.aggregates.redis_store import open_store
+    from tone.aggregates.factory import open_store
     from tone.labels import polarity
     from tone.scoring.loader import load_scorer
 

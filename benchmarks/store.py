@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tone.aggregates.deltas import Scored, hour_bucket
-from tone.aggregates.redis_store import open_store
+from tone.aggregates.factory import open_store
 from tone.aggregates.store import count_records
 from tone.settings import Settings
 

@@ -19,7 +19,8 @@ from pydantic import BaseModel
 from serving.lookup import hourly_tone, stream_health, tone_view
 from serving.metrics import ApiMetrics, MetricsMiddleware
 from tone import __version__
-from tone.aggregates.redis_store import open_store, settings_client
+from tone.aggregates.factory import open_store
+from tone.aggregates.redis_store import settings_client
 from tone.events import MAX_USER_ID_CHARS, USER_ID_PATTERN, check_user_id
 from tone.labels import NEGATIVE, RankedLabel
 from tone.settings import Settings, get_settings

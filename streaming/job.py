@@ -571,7 +571,7 @@ def resume_offsets(settings: Settings, query: str, checkpoint: Path, starting: s
     """
     if checkpoint_has_offsets(checkpoint):
         return None
-    from tone.aggregates.redis_store import open_store
+    from tone.aggregates.factory import open_store
     from tone.kafka.readers import open_reader
 
     topic = settings.kafka_topic_tweets

@@ -310,7 +310,7 @@ class StreamMonitor:
 
 def open_monitor(job: ToneStream, *, serve_metrics: bool = True) -> StreamMonitor:
     """A monitor for ``job`` from its settings: metrics served on ``metrics_port`` (unless 0 or not asked)."""
-    from tone.aggregates.redis_store import open_store
+    from tone.aggregates.factory import open_store
     from tone.kafka.clients import GroupOffsets
     from tone.kafka.config import KafkaConnection
     from tone.kafka.readers import open_reader

@@ -142,7 +142,7 @@ def _outputs(config: JobConfig) -> Outputs:
 
 
 def _store(config: JobConfig) -> ToneStore:
-    from tone.aggregates.redis_store import open_store
+    from tone.aggregates.factory import open_store
 
     return RESOURCES.get("store", config.fingerprint(), lambda: open_store(worker_settings(config)))
 

@@ -18,7 +18,7 @@ def lookup(
 ) -> None:
     """A user's tone: counts per label, mean probabilities, polarity (mean and recency-weighted), recent tweets."""
     from serving.lookup import user_tone
-    from tone.aggregates.redis_store import open_store
+    from tone.aggregates.factory import open_store
     from tone.events import check_user_id
 
     if problem := check_user_id(user_id):
@@ -58,7 +58,7 @@ def top(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Users with the highest mean probability of negative (or positive) tone."""
-    from tone.aggregates.redis_store import open_store
+    from tone.aggregates.factory import open_store
     from tone.labels import RANKED_LABELS
 
     if by not in RANKED_LABELS:

@@ -31,7 +31,7 @@ def records(total: int, seed: int) -> list[tuple[int, Scored]]:
 
 def main() -> None:
     url, prefix, first, total, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-    from tone.aggregates.redis_store import open_store
+    from tone.aggregates.factory import open_store
     from tone.settings import load_settings
 
     store = open_store(load_settings(redis_url=url, redis_cluster=True, redis_key_prefix=prefix, top_min_count=1))

@@ -16,9 +16,9 @@ import pytest
 from tests.cluster.counter import USERS, records
 from tests.helpers import REPO_ROOT
 from tone.aggregates.deltas import hour_bucket
+from tone.aggregates.factory import open_store
 from tone.aggregates.memory_store import MemoryToneStore
 from tone.aggregates.redis_cluster import RedisClusterToneStore
-from tone.aggregates.redis_store import open_store
 from tone.aggregates.store import StoreConfig, count_records
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]

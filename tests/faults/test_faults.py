@@ -27,7 +27,7 @@ import pytest
 from producer.kafka_writer import TweetWriter
 from tests.helpers import REPO_ROOT, settings_env
 from tone import envvars
-from tone.aggregates.redis_store import open_store
+from tone.aggregates.factory import open_store
 from tone.events import REASONS, TweetEvent, parse_event
 from tone.kafka.config import KafkaConnection
 

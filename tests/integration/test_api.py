@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from serving.api import create_app
 from tone import envvars
 from tone.aggregates.deltas import Scored, batch_deltas
-from tone.aggregates.redis_store import open_store
+from tone.aggregates.factory import open_store
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from tests.conftest import free_port, free_ports
 from tests.helpers import REPO_ROOT, settings_env
 from tests.integration.test_stream import INVALID, events, expected_counts, produce, redis_counts
 from tone import envvars
-from tone.aggregates.redis_store import open_store
+from tone.aggregates.factory import open_store
 from tone.jars import cached_jars, spark_kafka_connector
 from tone.kafka.config import KafkaConnection
 from tone.kafka.readers import open_reader

@@ -13,7 +13,7 @@ from serving.api import create_app
 from tests.conftest import free_port
 from tests.helpers import REPO_ROOT
 from tone.aggregates.deltas import Scored, batch_deltas
-from tone.aggregates.redis_store import open_store
+from tone.aggregates.factory import open_store
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from streaming.job import checkpoint_has_offsets
 from tests.integration.test_stream import events, expected_counts, produce, read_topic, redis_counts, run
-from tone.aggregates.redis_store import open_store
+from tone.aggregates.factory import open_store
 
 pytestmark = pytest.mark.integration
 

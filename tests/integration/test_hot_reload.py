@@ -9,7 +9,7 @@ import pytest
 from streaming.job import ToneStream
 from tests.helpers import tiny_rnn
 from tests.integration.test_stream import events, produce, read_topic
-from tone.aggregates.redis_store import open_store
+from tone.aggregates.factory import open_store
 from tone.registry import Registry
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from streaming.monitor import open_monitor
 from tests.conftest import free_port
 from tests.helpers import tiny_rnn
 from tests.integration.test_stream import INVALID, events, produce
-from tone.aggregates.redis_store import open_store
+from tone.aggregates.factory import open_store
 from tone.jars import cached_jars, kafka_broker
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from kafka import KafkaConsumer, TopicPartition
 from producer.kafka_writer import TweetWriter
 from streaming.job import LOCAL_FS_CLASS, ToneStream
 from tests.helpers import REPO_ROOT
-from tone.aggregates.redis_store import open_store
+from tone.aggregates.factory import open_store
 from tone.events import TweetEvent
 from tone.scoring.vader import VaderScorer
 

@@ -85,12 +85,9 @@ class UserDelta:
     recent: list[dict[str, Any]] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
-        """JSON-ready form for the Redis script (``key``: the id as it appears inside keys)."""
-        from tone.aggregates.store import key_part
-
+        """JSON-ready form for the Redis script (the store adds how the id appears inside its keys)."""
         return {
             "id": self.user_id,
-            "key": key_part(self.user_id),
             "n": self.n,
             "scored": self.scored,
             "languages": self.languages,

@@ -273,7 +273,7 @@ class RedisToneStore:
     def script_args(self, start: int, end: int, deltas: Sequence[UserDelta], *, top_here: bool = True) -> list[Any]:
         """The apply script's arguments for one step."""
         c = self.config
-        payload = json.dumps([d.to_wire() for d in deltas], allow_nan=False)
+        payload = json.dumps([d.to_wire() | {"key": key_part(d.user_id)} for d in deltas], allow_nan=False)
         args: list[Any] = [start, payload, c.half_life_s, c.recent_k, c.top_min_count, c.bucket_ttl_s, c.prefix, end]
         return [*args, json.dumps(RANKED_LABELS), c.user_ttl_s, int(top_here)]
 
@@ -508,26 +508,3 @@ def settings_client(settings: Settings, *, asyncio: bool = False) -> Any:
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
     ca_file = str(settings.redis_ca_file) if settings.redis_ca_file else None
     return redis_client(settings.redis_url, password, ca_file, cluster=settings.redis_cluster, asyncio=asyncio)
-
-
-def open_store(settings: Settings, *, prefix: str | None = None, check: bool = True) -> RedisToneStore:
-    """The store on the configured Redis (password, TLS CA from the settings), with the configured parameters.
-
-    ``check``: ping first, so a wrong password or an unreachable server is one clear error, here (the HTTP API
-    skips it: it starts without Redis and reports it on /healthz; a Redis Cluster client reads the slot map when
-    made, so it needs the cluster up).
-    """
-    config = StoreConfig.from_settings(settings, prefix=prefix)
-    cluster = settings.redis_cluster
-    wait = settings.redis_wait_replicas if settings.redis_wait_replicas is not None else int(cluster)
-    client = settings_client(settings)
-    kind: type[RedisToneStore] = RedisToneStore
-    if cluster:
-        from tone.aggregates.redis_cluster import RedisClusterToneStore
-
-        kind = RedisClusterToneStore
-    where = redact_url(settings.redis_url)
-    store = kind(client, config, settings.sink_retry_s, where, wait, settings.redis_wait_timeout_ms)
-    if check:
-        store.ping()
-    return store
