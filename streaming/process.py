@@ -200,18 +200,26 @@ def _read_ranges(config: JobConfig, ranges: list[Range], markers: Markers) -> li
 
 def _run(config: JobConfig, sources: list[Iterator[RecordChunk]], markers: Markers) -> list[RangeStats]:
     """One task's ranges through the pipeline with this worker's resources; one stats row per range."""
+    from tone.kafka.clients import DeliveryError
+
     task = TaskConfig.from_settings(worker_settings(config), config.query)
-    rows = run_task(
-        task,
-        sources,
-        scorer=lambda route: current_scorer(config, route),
-        producer=lambda: _producer(config),
-        store=lambda: _store(config),
-        reference=_vader,
-        markers=markers,
-        outputs=lambda: _outputs(config),
-        detector=lambda: _detector(config, task),
-    )
+    try:
+        rows = run_task(
+            task,
+            sources,
+            scorer=lambda route: current_scorer(config, route),
+            producer=lambda: _producer(config),
+            store=lambda: _store(config),
+            reference=_vader,
+            markers=markers,
+            outputs=lambda: _outputs(config),
+            detector=lambda: _detector(config, task),
+        )
+    except DeliveryError:
+        # A producer the broker refused once (a TLS or authentication hiccup) stays refused for its life: the task's
+        # retry gets a new one.
+        RESOURCES.drop("producer")
+        raise
     if rows and (refused := refused_scorer(config, task.routes.specs())):
         rows[0].refused = refused
     RESOURCES.settle()  # after a task that loaded a model or a client: see streaming/worker.py

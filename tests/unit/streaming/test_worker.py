@@ -104,3 +104,50 @@ def test_after_a_build_the_worker_freezes_its_heap_once_and_a_dropped_resource_i
     assert res.settle()  # ... and the next settle frees the old model's cycle before freezing again
     assert dead() is None
     assert 0 < gc.get_freeze_count() <= frozen + 1000
+
+
+def test_a_producer_the_broker_refused_is_rebuilt_for_the_next_task(monkeypatch):
+    """One transient TLS or authentication refusal used to mark the worker's producer refused for its life."""
+    import json
+
+    from streaming import process
+    from streaming.pipeline import chunks_of
+    from tone.aggregates.memory_store import MemoryToneStore
+    from tone.kafka.clients import DeliveryError, DeliveryStats
+
+    class Refusing:
+        def __init__(self, refuse):
+            self.refuse, self.stats, self.sent = refuse, DeliveryStats(), []
+
+        def send(self, topic, *, key=None, value, headers=None):
+            self.sent.append(value)
+
+        def flush(self, timeout=None):
+            if self.refuse:
+                raise DeliveryError("the broker refused this client: SSL handshake failed")
+
+        def close(self):
+            pass
+
+    built = []
+    monkeypatch.setattr(process, "RESOURCES", WorkerResources())
+    store = MemoryToneStore()
+    monkeypatch.setattr(process, "_store", lambda config: store)
+
+    def producer(config):
+        return process.RESOURCES.get(
+            "producer", config.fingerprint(), lambda: built.append(1) or Refusing(not built[1:])
+        )
+
+    monkeypatch.setattr(process, "_producer", producer)
+    config = process.JobConfig("q", "vader", {"output_guarantee": "at_least_once"})
+    value = json.dumps({"id": "t1", "user_id": "u", "text": "I love it", "lang": "en",
+                        "created_at": "2026-11-23T10:00:00Z"}).encode()  # fmt: skip
+
+    def task():
+        return process._run(config, [chunks_of([("tweets", 0, 0, 1_795_428_000_000, b"u", value)])], {})
+
+    with pytest.raises(DeliveryError, match="refused"):
+        task()
+    (row,) = task()  # the retry builds a new producer, which delivers
+    assert (len(built), row.counted, store.user("u")["n"]) == (2, 1, 1)
