@@ -134,10 +134,12 @@ def test_a_producer_the_broker_refused_is_rebuilt_for_the_next_task(monkeypatch)
     store = MemoryToneStore()
     monkeypatch.setattr(process, "_store", lambda config: store)
 
+    def build():
+        built.append(1)
+        return Refusing(refuse=len(built) == 1)  # the first one is refused, as after a TLS hiccup
+
     def producer(config):
-        return process.RESOURCES.get(
-            "producer", config.fingerprint(), lambda: built.append(1) or Refusing(not built[1:])
-        )
+        return process.RESOURCES.get("producer", config.fingerprint(), build)
 
     monkeypatch.setattr(process, "_producer", producer)
     config = process.JobConfig("q", "vader", {"output_guarantee": "at_least_once"})
