@@ -7,6 +7,8 @@ Data (:func:`tone.datasets.load_multilingual`): English from VADER's 4,200 rated
 - ``other_right``: the same over every non-English line; ``other_as_en``: the share of them detected as English
   (what the default routes would score as tone);
 - ``en_right`` per English source: the share of English tweets detected as English (what would be scored);
+- the same over the lines as long as a short tweet (``four_words``: 4 words or more, 6 characters or more in
+  Japanese, Chinese and Thai);
 - tweets/s of :meth:`~tone.langid.LanguageDetector.detect` on one core over all the texts.
 
 Both with the routes' tie rule (English preferred, as the default routes make it) and without.
@@ -53,6 +55,11 @@ def _accuracy(detect: Callable[[str], str], texts: Sequence[tuple[str, str]]) ->
     }
 
 
+def tweet_length(text: str, lang: str) -> bool:
+    """A line as long as a short tweet: 4 words or more (6 characters or more in scripts without spaces)."""
+    return len(text) >= 6 if lang in ("ja", "zh", "th") else len(text.split()) >= 4  # noqa: PLR2004
+
+
 def run_langid_bench(settings: Settings, *, repeat: int = 3, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Accuracy and speed of the configured detector, with and without English preferred; see the docstring."""
     examples = load_multilingual(settings.data_dir)
@@ -64,6 +71,9 @@ def run_langid_bench(settings: Settings, *, repeat: int = 3, say: Callable[[str]
     for name, preferred in (("english preferred (default routes)", ("en",)), ("no preference", ())):
         detector = LanguageDetector(candidates, preferred)
         row: dict[str, Any] = {"name": name, **_accuracy(detector.detect, texts)}
+        longer = _accuracy(detector.detect, [(t, lang) for t, lang in texts if tweet_length(t, lang)])
+        row["four_words"] = {k: longer[k] for k in ("other_right", "other_as_en", "worst")}
+        row["four_words"]["texts"] = sum(1 for t, lang in texts if lang != "en" and tweet_length(t, lang))
         row["en_right"] = {
             "vader_tweets": row["by_language"]["en"]["right"],
             "crowdflower_tweets": _accuracy(detector.detect, crowdflower)["by_language"]["en"]["right"],

