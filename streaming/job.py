@@ -260,6 +260,7 @@ class ToneStream:
         self.restarts = 0  # query restarts so far (self-healing, see run)
         self.planned_batches = 0  # batches whose tasks the driver planned (see planned_tasks)
         self.monitor: Any = None  # streaming.monitor.StreamMonitor when metrics, lag and health are published
+        self.behind: str | None = None  # set by the monitor when the topic went back behind the store: stop
         worker_env = settings_env(settings)
         if not settings.torch_threads:
             # Spark runs one task per core; a torch pool per task on top would oversubscribe the cores.
@@ -338,6 +339,8 @@ class ToneStream:
         )
         if self.monitor is not None:
             self.monitor.after_batch(self, report)
+            if self.behind is not None:
+                raise DataLossError(self.behind)  # restarting cannot help: see behind_message
         log.debug(
             "batch %d: %d records (%d invalid), models %s",
             batch_id,
@@ -568,21 +571,28 @@ def resume_offsets(settings: Settings, query: str, checkpoint: Path, starting: s
     has counted before resumes after the store's markers, per partition, instead of from ``startingOffsets``. A
     partition the store never counted starts at ``starting`` (earliest or latest). None: nothing to resume
     (a checkpoint with offsets, or a query the store has never seen).
+
+    First, with or without a checkpoint: a topic whose end is below what the store counted was recreated, and the
+    query stops with what to do (DataLossError), whatever TONE_FAIL_ON_DATA_LOSS says (see behind_message).
     """
-    if checkpoint_has_offsets(checkpoint):
-        return None
     from tone.aggregates.factory import open_store
-    from tone.kafka.readers import open_reader
+    from tone.kafka.readers import behind_message, offsets_behind, open_reader
 
     topic = settings.kafka_topic_tweets
     store = open_store(settings)
     reader = open_reader(KafkaConnection.from_settings(settings))
     try:
         partitions = reader.partitions(topic)
+        ends = reader.end_offsets(topic, partitions)
     finally:
         reader.close()
     markers = {p: store.last_offset(query, topic, p) for p in partitions}
-    if all(m is None for m in markers.values()):
+    if behind := offsets_behind(ends, markers):
+        detail = ", ".join(
+            f"partition {p}: counted up to offset {m}, topic ends at {e}" for p, (m, e) in behind.items()
+        )
+        raise DataLossError(behind_message(topic, detail))
+    if checkpoint_has_offsets(checkpoint) or all(m is None for m in markers.values()):
         return None
     default = -1 if starting == "latest" else -2
     offsets = {str(p): default if m is None else m + 1 for p, m in markers.items()}

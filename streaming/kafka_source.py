@@ -37,6 +37,7 @@ from tone.kafka.config import KafkaConnection
 from tone.kafka.readers import (
     RangeReader,
     RecordChunk,
+    behind_message,
     check_client,
     check_isolation,
     data_loss_message,
@@ -158,19 +159,13 @@ class KafkaStreamReader(DataSourceStreamReader):
         """The end of the next batch: everything new, or at most ``limit`` rows spread fairly over partitions."""
         ends = self._end_offsets()
         start = {p: int(start.get(p, 0)) for p in ends}
-        if lost := {p: (start[p], ends[p]) for p in ends if ends[p] < start[p]}:
+        if behind := {p: (start[p], ends[p]) for p in ends if ends[p] < start[p]}:
+            # Whatever failOnDataLoss says: going on from the new end would leave the store's markers above the new
+            # records, which would then look counted already.
             detail = ", ".join(
-                f"partition {p}: checkpoint at offset {a}, topic ends at {b}" for p, (a, b) in lost.items()
+                f"partition {p}: checkpoint at offset {a}, topic ends at {b}" for p, (a, b) in behind.items()
             )
-            if self.fail_on_data_loss:
-                msg = (
-                    f"topic {self.topic!r} is behind this query's checkpoint ({detail}): it was recreated or its "
-                    "data was lost. Start a new query with a new checkpoint (tone stream --query NEW also gets fresh "
-                    "offset bookkeeping in Redis), or set failOnDataLoss=false to continue from the topic's current end"
-                )
-                raise DataLossError(msg)
-            log.warning("data loss on %s (%s): continuing from the current end", self.topic, detail)
-            start |= {p: ends[p] for p in lost}
+            raise DataLossError(behind_message(self.topic, detail))
         if self.fail_on_data_loss:
             # Offsets deleted (retention) before this query read them: fail now, saying what was lost, rather than
             # in a task. With failOnDataLoss=false the tasks skip them and count them (tone_stream_lost_offsets).

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, Info, start_h
 from prometheus_client import Counter as PromCounter
 
 from tone.errors import ConfigError
+from tone.kafka.readers import behind_message, offsets_behind
 from tone.language import metric_language
 
 if TYPE_CHECKING:
@@ -290,8 +291,16 @@ class StreamMonitor:
         ends = self.reader.end_offsets(topic, parts)
         begins = self.reader.beginning_offsets(topic, parts)
         lags, next_offsets = {}, {}
+        markers = {p: self.store.last_offset(job.config.query, topic, p) for p in parts}
+        if behind := offsets_behind(ends, markers):
+            # The topic was recreated under the running query: the job stops it after this batch (see ToneStream).
+            detail = ", ".join(
+                f"partition {p}: counted up to offset {m}, topic ends at {e}" for p, (m, e) in behind.items()
+            )
+            job.behind = behind_message(topic, detail)
+            log.error("%s", job.behind)
         for p in parts:
-            last = self.store.last_offset(job.config.query, topic, p)
+            last = markers[p]
             nxt = begins[p] if last is None else last + 1
             lags[p] = max(0, ends[p] - nxt)
             self.metrics.lag.labels(topic, str(p)).set(lags[p])

@@ -167,7 +167,7 @@ def parse_ranges(chunks: Iterable[RecordChunk], config: TaskConfig) -> list[Pars
     """Parse one source's chunks into one ParsedRange per partition (a source normally holds one partition)."""
     by_partition: dict[tuple[str, int], ParsedRange] = {}
     for chunk in chunks:
-        if not chunk.offsets and not chunk.lost:
+        if not chunk.offsets and not chunk.lost and chunk.end < 0:
             continue
         part = by_partition.get((chunk.topic, chunk.partition))
         if part is None:
@@ -176,11 +176,13 @@ def parse_ranges(chunks: Iterable[RecordChunk], config: TaskConfig) -> list[Pars
             part = by_partition[(chunk.topic, chunk.partition)] = ParsedRange(stats)
         stats = part.stats
         part.lost += chunk.lost
+        if chunk.end >= 0:  # the reader's position: past any trailing transaction markers and aborted records
+            stats.end_offset = max(stats.end_offset, chunk.end - 1)
         if not chunk.offsets:
             continue
         if stats.start_offset < 0:
             stats.start_offset = chunk.offsets[0]
-        stats.end_offset = chunk.offsets[-1]  # a partition's offsets only grow
+        stats.end_offset = max(stats.end_offset, chunk.offsets[-1])  # a partition's offsets only grow
         stats.records += len(chunk.offsets)
         for key, value, offset, ts_ms in zip(chunk.keys, chunk.values, chunk.offsets, chunk.stamps_ms, strict=True):
             source = f"{chunk.topic}:{chunk.partition}:{offset}"

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streaming.job import checkpoint_has_offsets
@@ -122,3 +122,50 @@ def test_offsets_deleted_before_they_were_read(spark, isolated, tmp_path, fail):
     }
     survivors = [e for e in evs if e.id in kept]
     assert redis_counts(s, {e.user_id for e in evs}) == expected_counts(survivors)
+
+
+@pytest.mark.parametrize("checkpoint_kept", [True, False])
+def test_a_recreated_topic_stops_the_query_whatever_the_data_loss_setting(spark, isolated, tmp_path, checkpoint_kept):
+    """Its new records sit at offsets Redis counted already: going on from the new end would skip them silently."""
+    from tone.kafka.admin import create_topics, delete_topics
+    from tone.kafka.config import KafkaConnection
+
+    s = isolated.model_copy(update={"fail_on_data_loss": False})
+    produce(s, events(0, 200))
+    checkpoint = tmp_path / "ckpt"
+    run(spark, s, checkpoint)
+    conn = KafkaConnection.from_settings(s)
+    delete_topics(conn, [s.kafka_topic_tweets])
+    create_topics(conn, {s.kafka_topic_tweets: 4})
+    produce(s, events(1000, 40))  # offsets 0-9 of each partition: below the markers
+    if not checkpoint_kept:
+        shutil.rmtree(checkpoint)
+    with pytest.raises(Exception, match="went back behind what this query has read or counted") as err:
+        run(spark, s, checkpoint)
+    assert "tone stream --query NEW" in str(err.value)
+
+
+def test_nothing_is_left_to_count_behind_a_transactional_upstream(spark, isolated, tmp_path):
+    """The marker and the group's committed offset reach the partition's end, past the last commit marker: the lag
+    reads 0 when every committed record was counted (it stayed 1 short, for ever)."""
+    from tone.kafka.config import KafkaConnection
+    from tone.kafka.readers import open_reader
+
+    s = isolated
+    transactional_produce(s, [(events(0, 60), True), (events(60, 20), False)])  # ends in an abort and its marker
+    run(spark, s, tmp_path / "ckpt")
+    reader = open_reader(KafkaConnection.from_settings(s))
+    try:
+        partitions = reader.partitions(s.kafka_topic_tweets)
+        ends = reader.end_offsets(s.kafka_topic_tweets, partitions)
+    finally:
+        reader.close()
+    store = open_store(s)
+    markers = {p: store.last_offset("q", s.kafka_topic_tweets, p) for p in partitions}
+    assert {p: ends[p] - (m + 1) for p, m in markers.items()} == dict.fromkeys(partitions, 0)  # lag per partition
+    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap_servers, "group.id": f"{s.kafka_group_prefix}q"})
+    try:
+        committed = consumer.committed([TopicPartition(s.kafka_topic_tweets, p) for p in partitions], 30)
+    finally:
+        consumer.close()
+    assert {c.partition: c.offset for c in committed} == ends

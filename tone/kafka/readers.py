@@ -16,7 +16,7 @@ next chunk (:attr:`RecordChunk.lost`, the offset ranges), as Spark's Kafka sourc
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -77,6 +77,9 @@ class RecordChunk:
     values: list[bytes | None] = field(default_factory=list)
     # Offset ranges [start, end) deleted before they were read, just before this chunk (fail_on_data_loss=False).
     lost: list[tuple[int, int]] = field(default_factory=list)
+    # The reader's position after this chunk when it is a range's last: every offset before it was read (records,
+    # transaction markers, aborted records alike); -1 when not known (records handed over by Spark).
+    end: int = -1
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -90,8 +93,10 @@ class RecordChunk:
 
     def take(self) -> RecordChunk:
         """The records gathered so far as a chunk of their own; this one starts empty again."""
-        out = RecordChunk(self.topic, self.partition, self.offsets, self.stamps_ms, self.keys, self.values, self.lost)
-        self.offsets, self.stamps_ms, self.keys, self.values, self.lost = [], [], [], [], []
+        out = RecordChunk(
+            self.topic, self.partition, self.offsets, self.stamps_ms, self.keys, self.values, self.lost, self.end
+        )
+        self.offsets, self.stamps_ms, self.keys, self.values, self.lost, self.end = [], [], [], [], [], -1
         return out
 
 
@@ -123,8 +128,10 @@ def _chunks(offsets: OffsetRange, records: Iterator[_Record | _Lost]) -> Iterato
         pending.add(*record)
         if len(pending) >= CHUNK_ROWS:
             yield pending.take()
-    if len(pending) or pending.lost:
-        yield pending.take()
+    # The last chunk carries the reader's position, even with no record in it: a range may end in (or hold only)
+    # transaction markers and aborted records, and counting stops there, not at its last record.
+    pending.end = offsets.end
+    yield pending.take()
 
 
 def _check_stall(offsets: OffsetRange, position: int, last_progress: float) -> None:
@@ -133,6 +140,30 @@ def _check_stall(offsets: OffsetRange, position: int, last_progress: float) -> N
             f"reading {offsets.topic}[{offsets.partition}] stalled at offset {position} (expected up to {offsets.end})"
         )
         raise TimeoutError(msg)
+
+
+def behind_message(topic: str, detail: str) -> str:
+    """What to say when ``topic``'s offsets went backwards (``detail``: where): it was recreated or its data lost.
+
+    Whatever TONE_FAIL_ON_DATA_LOSS says: the offsets the stream counted (in Redis) or read (in its checkpoint) are
+    above the topic's end, so new records at or below them would count as already counted, silently.
+    """
+    return (
+        f"topic {topic!r} went back behind what this query has read or counted ({detail}): it was recreated or "
+        "its data was lost. Its new records would look counted already. Start a new query (tone stream --query NEW: "
+        "a new checkpoint and fresh offset bookkeeping in Redis), whatever TONE_FAIL_ON_DATA_LOSS says"
+    )
+
+
+def offsets_behind(ends: Mapping[int, int], markers: Mapping[int, int | None]) -> dict[int, tuple[int, int]]:
+    """Partitions whose end offset is below what the store counted: partition -> (marker, end).
+
+    A partition's end never moves back, and the store's marker never passes it; where it has, the topic was
+    recreated.
+    """
+    return {
+        p: (marker, ends[p]) for p, marker in markers.items() if marker is not None and p in ends and ends[p] <= marker
+    }
 
 
 def data_loss_message(topic: str, detail: str) -> str:

@@ -135,3 +135,20 @@ def test_a_task_that_dies_between_its_outputs_and_its_count_doubles_outputs_only
     offsets = [o.source_offset for o in outputs.written or []]
     sent = len(producer.sent) if guarantee == "at_least_once" else len(offsets)
     assert sent == (100 if guarantee == "at_least_once" else 50)
+
+
+def test_a_range_that_ends_in_transaction_markers_is_counted_and_committed_to_its_end():
+    """A transactional upstream's commit marker follows its last record: the range's end is the reader's position,
+    not its last record, or the marker, the group's offset and the lag stay one short forever."""
+    from tone.kafka.readers import RecordChunk
+
+    outputs, store = MemoryOutputs(), MemoryToneStore(StoreConfig(top_min_count=1))
+    chunk = RecordChunk("tweets", 0, end=6)  # offsets 0-5: records at 0 and 3, then commit markers at 4 and 5
+    chunk.add(0, KAFKA_MS, b"k", tweet(0, "alice"))
+    chunk.add(3, KAFKA_MS, b"k", tweet(3, "alice"))
+    only_markers = RecordChunk("tweets", 1, end=3)  # a range of an aborted transaction and its marker: no record
+    stats = run_task(EXACTLY, [[chunk], [only_markers]], lambda _r: VaderScorer(), ListProducer, lambda: store,
+                     outputs=lambda: outputs)  # fmt: skip
+    assert [(s.partition, s.end_offset, s.counted) for s in stats] == [(0, 5, 2), (1, 2, 0)]
+    assert (store.last_offset("q", "tweets", 0), store.last_offset("q", "tweets", 1)) == (5, 2)
+    assert outputs.committed == {("tweets", 0): 6, ("tweets", 1): 3}  # the group's offsets: nothing left to read

@@ -120,3 +120,30 @@ def test_a_failure_while_publishing_never_reaches_the_stream(caplog):
     )
     monitor.after_batch(job, BatchReport(0, records=1, valid=1, started=1, finished=2))
     assert "could not publish" in caplog.text
+
+
+def test_offsets_behind_finds_partitions_whose_end_is_below_what_was_counted():
+    from tone.kafka.readers import offsets_behind
+
+    assert offsets_behind({0: 10, 1: 3, 2: 7}, {0: 9, 1: 50, 2: None, 3: 4}) == {1: (50, 3)}
+    assert offsets_behind({0: 10}, {0: 10}) == {0: (10, 10)}  # counted offset 10, the end says there is none
+
+
+def test_a_topic_recreated_under_the_running_query_stops_it_after_the_batch(tmp_path):
+    """The monitor reads each partition's end and marker after every batch; an end below a marker stops the job."""
+    import pytest
+
+    from streaming.job import ToneStream
+    from tone.errors import DataLossError
+
+    store = MemoryToneStore()
+    store.apply_range("q", "tweets", 1, 0, 40, [])  # partition 1 counted up to offset 40 before the recreation
+    job = ToneStream(load_settings(), scorer="vader", checkpoint=tmp_path, query_name="q")
+    job.monitor = StreamMonitor(StreamMetrics(), store, Reader({0: 5, 1: 12}), None, training_mix=None, window_s=60)
+
+    class Empty:
+        sparkSession = None  # noqa: N815 - Spark's name
+
+    job.planned_tasks = lambda batch_id: []  # nothing to read: only the driver's bookkeeping runs
+    with pytest.raises(DataLossError, match=r"partition 1: counted up to offset 40, topic ends at 12.*--query NEW"):
+        job._foreach_batch(Empty(), 0)
