@@ -17,13 +17,14 @@ import re
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from streaming.kafka_source import SOURCE_NAME, KafkaRange, group_ranges, plan_ranges
+from streaming.pipeline import RangeStats
 from streaming.process import STATS_SCHEMA, JobConfig, Range, process_partition, process_ranges
 from streaming.refresh import ModelRefresher
 from tone.errors import ConfigError, DataLossError
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 
 REPORTS_KEPT = 100
+REPORT_LAGS = 2000  # produce->Redis lags a report keeps (an evenly spaced sample of its tasks')
 LOCAL_JVM_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CICompilerCount=1"
 
 # Spark writes two checkpoint files a micro-batch: the offset log before it runs, the commit log after. Its default
@@ -210,6 +212,40 @@ class BatchReport:
     sampled: int = 0  # tweets VADER scored too (drift)
     disagreed: int = 0
 
+    @classmethod
+    def of(cls, batch_id: int, rows: Sequence[RangeStats], started: float, finished: float) -> BatchReport:
+        """The batch's tasks' rows summed; the produce->Redis lags kept as a sample of at most REPORT_LAGS."""
+        report = cls(batch_id, started=started, finished=finished)
+        report.ranges = [(r.partition, r.start_offset, r.end_offset, r.records, r.applied) for r in rows]
+        for r in rows:
+            report.records += r.records
+            report.valid += r.valid
+            report.invalid += r.invalid
+            report.applied_ranges += int(r.applied)
+            report.skipped_ranges += int(not r.applied)
+            report.counted += r.counted
+            report.already += r.already
+            report.lost += r.lost
+            report.unscored += r.unscored
+            report.lang_ignored += r.lang_ignored
+            report.parse_s += r.parse_s
+            report.lang_s += r.lang_s
+            report.score_s += r.score_s
+            report.redis_s += r.redis_s
+            report.kafka_s += r.kafka_s
+            report.max_lag_s = max(report.max_lag_s, r.max_lag_s)
+            report.model_versions.update(v for v in r.model_version.split(",") if v)
+            report.refused.update(v for v in r.refused.split(",") if v)
+            report.languages.update(json.loads(r.langs))
+            report.lags.extend(json.loads(r.lags))
+            report.reasons.update(json.loads(r.reasons))
+            report.labels.update(json.loads(r.labels))
+            report.sampled += r.sampled
+            report.disagreed += r.disagreed
+        # Bounded: the driver keeps REPORTS_KEPT reports, and a batch of many ranges brought up to LAG_SAMPLE each.
+        report.lags = report.lags[:: -(-len(report.lags) // REPORT_LAGS)] if report.lags else []
+        return report
+
 
 class ToneStream:
     """Builds and runs the streaming query."""
@@ -299,33 +335,7 @@ class ToneStream:
             rows = job.mapPartitions(partial(process_ranges, self.config)).collect()
         else:
             rows = []  # offsets that moved back (failOnDataLoss=false): nothing to read
-        report = BatchReport(batch_id, started=started, finished=time.time())
-        report.ranges = [(r.partition, r.start_offset, r.end_offset, r.records, r.applied) for r in rows]
-        for r in rows:
-            report.records += r.records
-            report.valid += r.valid
-            report.invalid += r.invalid
-            report.applied_ranges += int(r.applied)
-            report.skipped_ranges += int(not r.applied)
-            report.counted += r.counted
-            report.already += r.already
-            report.lost += r.lost
-            report.unscored += r.unscored
-            report.lang_ignored += r.lang_ignored
-            report.parse_s += r.parse_s
-            report.lang_s += r.lang_s
-            report.score_s += r.score_s
-            report.redis_s += r.redis_s
-            report.kafka_s += r.kafka_s
-            report.max_lag_s = max(report.max_lag_s, r.max_lag_s)
-            report.model_versions.update(v for v in r.model_version.split(",") if v)
-            report.refused.update(v for v in r.refused.split(",") if v)
-            report.languages.update(json.loads(r.langs))
-            report.lags.extend(json.loads(r.lags))
-            report.reasons.update(json.loads(r.reasons))
-            report.labels.update(json.loads(r.labels))
-            report.sampled += r.sampled
-            report.disagreed += r.disagreed
+        report = BatchReport.of(batch_id, rows, started, time.time())
         self.reports.append(report)
         self.batches += 1
         self.planned_batches += tasks is not None

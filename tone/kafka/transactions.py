@@ -125,6 +125,7 @@ class KafkaOutputs:
         self._pool: ThreadPoolExecutor | None = None
         self._writers: ThreadPoolExecutor | None = None  # not the pool above: a write waits for a take queued there
         self.fenced = 0  # producers replaced after another one took their id (tests, logs)
+        self.evicted = 0  # producers let go because this process's next task did not need them
 
     def prepare(self, partitions: Sequence[tuple[str, int]]) -> None:
         """Take these partitions' ids with new producers, in background threads, while the task scores.
@@ -135,7 +136,18 @@ class KafkaOutputs:
         exist, hides that (about 20 ms: connect, find the coordinator, init_transactions) behind the scoring, and the
         write never meets a fenced producer. Taking it early is safe: the group's offset is still read after the
         producer holds the id, and an attempt that loses the id to another one fails its commit as before.
+
+        Producers kept for other partitions are let go here: this process takes a partition's id afresh whenever it
+        gets the partition again, so they would never write, and kept they add up to one librdkafka instance (threads,
+        connections) per partition in every worker.
         """
+        wanted = set(partitions)
+        for key in [k for k in self._producers if k not in wanted]:
+            del self._producers[key]  # librdkafka's instance is destroyed with the last reference
+            self.evicted += 1
+        for key in [k for k, taking in self._taking.items() if k not in wanted and taking.done()]:
+            del self._taking[key]  # taken for a task that failed before its write
+            self.evicted += 1
         for key in partitions:
             if (taking := self._taking.get(key)) is not None and not taking.done():
                 continue  # still being taken; one taken earlier and left unused (a failed task) may be fenced by now

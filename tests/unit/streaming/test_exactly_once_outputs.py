@@ -152,3 +152,20 @@ def test_a_range_that_ends_in_transaction_markers_is_counted_and_committed_to_it
     assert [(s.partition, s.end_offset, s.counted) for s in stats] == [(0, 5, 2), (1, 2, 0)]
     assert (store.last_offset("q", "tweets", 0), store.last_offset("q", "tweets", 1)) == (5, 2)
     assert outputs.committed == {("tweets", 0): 6, ("tweets", 1): 3}  # the group's offsets: nothing left to read
+
+
+def test_producers_of_partitions_other_tasks_took_are_let_go(monkeypatch):
+    """Each task takes its partitions' ids afresh (prepare), so a producer kept for another partition is fenced by the
+    time it could be used: kept, they added up to partitions x workers librdkafka instances per worker."""
+    from tone.kafka.config import KafkaConnection
+    from tone.kafka.transactions import KafkaOutputs
+
+    outputs = KafkaOutputs(KafkaConnection(("127.0.0.1:1",)), "g", "q")
+    monkeypatch.setattr(outputs, "_new_producer", lambda topic, partition: object())
+    outputs.prepare([("t", 0), ("t", 1)])
+    outputs._producer("t", 0), outputs._producer("t", 1)
+    outputs.prepare([("t", 2)])  # the next task of this worker: another partition
+    outputs._producer("t", 2)
+    assert sorted(outputs._producers) == [("t", 2)]
+    assert outputs.evicted == 2
+    outputs.close()

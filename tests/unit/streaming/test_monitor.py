@@ -147,3 +147,14 @@ def test_a_topic_recreated_under_the_running_query_stops_it_after_the_batch(tmp_
     job.planned_tasks = lambda batch_id: []  # nothing to read: only the driver's bookkeeping runs
     with pytest.raises(DataLossError, match=r"partition 1: counted up to offset 40, topic ends at 12.*--query NEW"):
         job._foreach_batch(Empty(), 0)
+
+
+def test_a_batch_report_keeps_a_bounded_sample_of_lags():
+    from streaming.job import REPORT_LAGS
+    from streaming.pipeline import RangeStats
+
+    rows = [RangeStats("t", p, lags=json.dumps([p + i / 10_000 for i in range(2000)])) for p in range(12)]
+    report = BatchReport.of(3, rows, 1.0, 2.0)
+    assert len(report.lags) <= REPORT_LAGS
+    assert {int(x) for x in report.lags} == set(range(12))  # every range still in the sample
+    assert len(BatchReport.of(4, rows[:1], 1.0, 2.0).lags) == 2000  # a small batch keeps them all
