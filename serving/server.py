@@ -19,7 +19,7 @@ from tone.settings import Settings
 def _listener(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto says TCP, and with it on,
-    # a keep-alive response waited ~40 ms for the client's delayed ACK (22 lookups/s on one connection).
+    # a keep-alive response waited for the client's delayed ACK (docs/benchmarks.md, "Figures behind code").
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:

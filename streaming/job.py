@@ -42,13 +42,13 @@ LOCAL_JVM_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CICompilerCoun
 
 # Spark writes two checkpoint files a micro-batch: the offset log before it runs, the commit log after. Its default
 # manager goes through Hadoop's FileContext, which, without Hadoop's native library (pip's pyspark has none), forks
-# a `readlink` for each path it resolves, eight a file (strace, docs/benchmarks.md): 56-250 ms a write on 2 cores.
+# a `readlink` for each path it resolves, eight a file (strace; the cost: docs/benchmarks.md, "Figures behind code").
 # The FileSystem manager resolves nothing; what Spark needs of it is an atomic rename, and on a local disk that is
 # rename(2). The job's checkpoint is a local path (a Path), so it uses that manager unless the session names one.
 CHECKPOINT_MANAGER_KEY = "spark.sql.streaming.checkpointFileManagerClass"
 LOCAL_CHECKPOINT_MANAGER = "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager"
 # That manager still creates each file and its .crc through Hadoop's local file system, which sets their mode by
-# forking `chmod`: two child processes a file, four a batch, 7-10 ms each on 2 cores (docs/benchmarks.md). This one
+# forking `chmod`: two child processes a file, four a batch (the cost: docs/benchmarks.md). This one
 # (make setup fetches it: tone.jars.local_filesystem) is Hadoop's LocalFileSystem with java.nio for modes and file
 # status: the same files and .crc, no child process. Only the driver writes checkpoints, so only its classpath gets
 # it (build_spark), and only the session's Hadoop configuration names it (use_local_checkpoint_manager).
@@ -119,13 +119,13 @@ def build_spark(  # noqa: PLR0913 - Spark's knobs this project sets
         .config("spark.ui.port", str(ui_port or 4040))
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.python.worker.reuse", "true")  # keeps each worker's model loaded across batches
-        # Over TCP loopback each hand-over between Spark and a Python worker waited ~40 ms for a delayed ACK: a
-        # trivial two-task Python job took 91 ms, 45 ms over Unix sockets (docs/benchmarks.md). Executors' Python
-        # workers always run beside them, so this holds on a cluster too.
+        # Over TCP loopback each hand-over between Spark and a Python worker waited for a delayed ACK
+        # (docs/benchmarks.md, "Figures behind code"). Executors' Python workers always run beside them, so this
+        # holds on a cluster too.
         .config("spark.python.unix.domain.socket.enabled", "true")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "4096")
         # A stream runs for weeks: the driver's status store keeps 1,000 jobs, stages and SQL executions by default,
-        # one or two more per micro-batch, and grew the JVM ~39 KB a batch until then (tone bench soak). Keep fewer.
+        # one or two more per micro-batch, and the JVM grew each batch until then (tone bench soak). Keep fewer.
         .config("spark.ui.retainedJobs", "100")
         .config("spark.ui.retainedStages", "100")
         .config("spark.ui.retainedTasks", "10000")
@@ -133,9 +133,9 @@ def build_spark(  # noqa: PLR0913 - Spark's knobs this project sets
     )
     if master.startswith("local"):
         # In local mode the driver JVM shares the machine's few cores with the Python workers, the broker and the
-        # producer. Measured on 2 cores (docs/benchmarks.md): the JVM used as much CPU as all Python work, mostly
-        # JIT compiler and parallel GC threads; the serial GC with C1 only halved it (24 -> 13 CPU s per replay
-        # bench), p95 latency at 1,000 tweets/s fell from 5.0-5.6 s to 3.8-4.7 s, flat out 2,314 -> 2,683/s.
+        # producer. Measured on 2 cores: the JVM used as much CPU as all Python work, mostly JIT compiler and
+        # parallel GC threads; the serial GC with C1 only halved it, and the latency and the rate gained
+        # (docs/benchmarks.md, "Figures behind code").
         builder = builder.config("spark.driver.extraJavaOptions", LOCAL_JVM_OPTIONS)
     for key, value in extra.items():
         builder = builder.config(key, value)

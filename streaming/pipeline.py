@@ -9,7 +9,7 @@ One task's work (see :func:`run_task`), in an order that keeps every guarantee:
 3. build each scored tweet; anything that raises while handling one record dead-letters that record with reason
    ``internal_error`` (the exception in ``detail``) and the rest of the batch goes on;
 4. send the dead letters and the scored tweets, and **flush**: a record the broker did not acknowledge fails the
-   task (Spark runs it again) before anything is counted;
+   task before anything is counted (the task's retry, or the query's restart in ``local[*]``, writes it again);
 5. count each range's records in the store, exactly once per record (:func:`tone.aggregates.store.count_records`:
    only offsets above the query's marker count, in bounded atomic steps).
 

@@ -218,8 +218,8 @@ class LibrdkafkaReader:
                 "enable.auto.offset.store": False,
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 "max.partition.fetch.bytes": 8 * 1024 * 1024,
-                # A reused consumer re-assigned to the next range otherwise waits out an in-flight long-poll fetch:
-                # measured 0.51 s per range with the default 500 ms, 0.02 s with 10 ms.
+                # A reused consumer re-assigned to the next range otherwise waits out an in-flight long-poll fetch
+                # (the default 500 ms; docs/benchmarks.md, "Figures behind code").
                 "fetch.wait.max.ms": 10,
             }
         )

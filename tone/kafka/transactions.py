@@ -83,7 +83,7 @@ def transactional_id(prefix: str, query: str, topic: str, partition: int) -> str
 
 
 class TransactionError(ToneError):
-    """A range's outputs could not be committed; the task fails and Spark runs it again."""
+    """A range's outputs could not be committed; the task fails, and its retry (or the query's restart) writes them."""
 
 
 class KafkaOutputs:
@@ -112,8 +112,8 @@ class KafkaOutputs:
         self._config["delivery.timeout.ms"] = min(int(self._config["delivery.timeout.ms"]), transaction_timeout_ms)
         # A producer is made each time an input partition's range comes to this process after another process
         # held its id. librdkafka holds back a new producer's connection to a learned broker by up to this backoff
-        # (100 ms by default): 10 ms took a new producer from 58-65 ms to 19-23 ms. Reconnects after an outage
-        # still back off exponentially up to reconnect.backoff.max.ms.
+        # (100 ms by default); 10 ms made a new producer ready about 3x sooner (docs/benchmarks.md, "Figures behind
+        # code"). Reconnects after an outage still back off exponentially up to reconnect.backoff.max.ms.
         self._config.setdefault("reconnect.backoff.ms", 10)
         # The group's committed offsets, read as read_committed readers see them: an offset committed by a
         # transaction still open is not returned until that transaction ends.
@@ -133,7 +133,7 @@ class KafkaOutputs:
         Spark gives a partition's next range to whichever Python worker is free, so a producer this process kept
         from an earlier range has most often been fenced since: in the paced bench the stream's 2 tasks ran in 4
         Python workers by turns, and 81 of 84 ranges needed a new producer. Taking the id here, before the outputs
-        exist, hides that (about 20 ms: connect, find the coordinator, init_transactions) behind the scoring, and the
+        exist, hides that (connect, find the coordinator, init_transactions) behind the scoring, and the
         write never meets a fenced producer. Taking it early is safe: the group's offset is still read after the
         producer holds the id, and an attempt that loses the id to another one fails its commit as before.
 
@@ -164,8 +164,8 @@ class KafkaOutputs:
         # Connected first. init_transactions looks for the transaction coordinator through a broker that is up,
         # and if none is, it tries again only on librdkafka's fixed 500 ms timer. The first metadata answer
         # comes over the bootstrap connection, which librdkafka then closes; the second waits for the
-        # connection to a broker it learned of. Measured in the stream (2 cores, one broker): half the new
-        # producers took 505-517 ms in init_transactions before, all took 3-11 ms after.
+        # connection to a broker it learned of: without this, half the new producers waited out that timer in
+        # init_transactions (docs/benchmarks.md, "Figures behind code").
         producer.list_topics(topic, timeout=self.timeout_s)
         producer.list_topics(topic, timeout=self.timeout_s)
         producer.init_transactions(self.timeout_s)  # fences an older holder of the id; aborts its open transaction
@@ -238,8 +238,8 @@ class KafkaOutputs:
         """See :meth:`Outputs.write_many`: the ranges' transactions run at the same time.
 
         Each range has its own producer and transactional id, so nothing orders them, and a transaction is mostly
-        waiting on the coordinator (offsets, commit): a task of two ranges waited 20-30 ms for the second one's
-        turn in the paced bench (docs/benchmarks.md). All are waited for before a failure is raised, so none is
+        waiting on the coordinator (offsets, commit): one after the other, a task of two ranges waited for the
+        second one's turn (docs/benchmarks.md). All are waited for before a failure is raised, so none is
         still committing when the task fails and its retry starts.
         """
         if len(ranges) < 2:  # noqa: PLR2004 - nothing to overlap
