@@ -46,11 +46,11 @@ def hourly_tone(store: ToneStore, user_id: str, hours: int, end: float) -> list[
     """Label counts per UTC hour for the ``hours`` hours up to ``end`` (epoch s), oldest first; empty hours included."""
     from tone.aggregates.deltas import hour_bucket
 
-    out = []
-    for back in range(hours - 1, -1, -1):
-        hour = hour_bucket(end - back * 3600)
-        out.append({"hour": hour, "counts": store.hourly(user_id, hour)})
-    return out
+    wanted = [hour_bucket(end - back * 3600) for back in range(hours - 1, -1, -1)]
+    return [
+        {"hour": hour, "counts": counts}
+        for hour, counts in zip(wanted, store.hourly_many(user_id, wanted), strict=True)
+    ]
 
 
 def stream_health(store: ToneStore, query: str, now: float) -> dict[str, Any] | None:

@@ -201,11 +201,11 @@ def test_idle_users_expire_with_their_top_entries_and_markers_stay(settings, req
         assert client.ttl(f"{prefix}applied:q:tweets:0") == -1  # no TTL: never evicted by volatile-* policies
         client.delete(store.user_key("a"), store.recent_key("a"))  # as if a's keys expired
         assert [u for u, _ in store.top("negative")] == ["b"]
-        assert client.zscore(f"{prefix}top:negative", "a") is None  # removed when read
+        assert client.zscore(f"{prefix}top:negative", "a") is not None  # reads write nothing: left for the sweep
         store.apply_range("q", "tweets", 0, 2, 2, batch_deltas([tw("c", 3, POS)], 3600, 3))
         client.delete(store.user_key("c"))
-        # The sweep after each batch removes the rest: a's positive entry, c's two.
-        assert store.prune_top({}) == 3
+        # The sweep after each batch removes them: a's two entries, c's two.
+        assert store.prune_top({}) == 4
         for label in ("negative", "positive"):
             assert client.zrange(f"{prefix}top:{label}", 0, -1) == [b"b"]
         assert store.eviction_warning() is None  # the stack's Redis: noeviction
@@ -311,3 +311,60 @@ def test_a_corrupted_field_of_any_kind_refuses_the_step_before_anything_is_writt
     assert store.hourly("first", "1970010100") == hourly
     assert store.client.hgetall(store.user_key("second")) == corrupted
     assert store.last_offset("q", "tweets", 0) == 1
+
+
+@pytest.fixture
+def replica(settings, tmp_path):
+    """A read-only replica of the stack's Redis (Debian's redis-server), synced."""
+    import subprocess
+    import time
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    primary = settings.redis_url.rsplit(":", 1)[1].split("/")[0]
+    proc = subprocess.Popen(  # noqa: S603
+        ["redis-server", "--port", str(port), "--replicaof", "127.0.0.1", primary, "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if client.info("replication").get("master_link_status") == "up":
+                    break
+            except redis.ConnectionError:
+                pass
+            time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_lookups_and_top_run_on_a_read_replica(redis_store, replica):
+    """The read side writes nothing: top-N leaves expired users out without removing them (the stream's sweep
+    does), and a user's hourly buckets come in one pipeline."""
+    import time
+
+    store = redis_store
+    store.config = StoreConfig(**{**store.config.__dict__, "user_ttl_s": 100, "top_min_count": 1})
+    users = [tw(f"u{i}", 3600 * (i % 3), NEG if i % 2 else POS) for i in range(12)]
+    store.apply_range("q", "tweets", 0, 0, 11, batch_deltas(users, 3600, 3))
+    store.client.delete(store.user_key("u1"))  # expired
+    read = RedisToneStore(replica, store.config)
+    deadline = time.monotonic() + 10
+    while replica.exists(store.user_key("u1")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    top = read.top("negative", 3)
+    assert [u for u, _ in top] == [u for u, _ in store.top("negative", 3)] and "u1" not in dict(top)
+    hours = ["1970010100", "1970010101", "1970010102", "1970010103"]
+    calls = []
+    read.client.hgetall = lambda *a: calls.append(a)  # one pipeline, not a call per hour
+    assert read.hourly_many("u4", hours) == [{}, {"positive": 1}, {}, {}]
+    assert calls == []
+    with pytest.raises(redis.ReadOnlyError):
+        replica.set("x", 1)  # it is a replica: any write above would have failed

@@ -148,6 +148,10 @@ class MemoryToneStore:
         """Label counts of one UTC hour bucket (``YYYYMMDDHH``)."""
         return dict(self.buckets.get((user_id, hour), {}))
 
+    def hourly_many(self, user_id: str, hours: Sequence[str]) -> list[dict[str, int]]:
+        """:meth:`hourly` for each hour."""
+        return [self.hourly(user_id, hour) for hour in hours]
+
     def write_health(self, query: str, fields: Mapping[str, str]) -> None:
         """Replace the stream's health record."""
         self.streams[query] = dict(fields)

@@ -15,10 +15,11 @@ a part already applied is refused by its marker.
 
 Top-N is derived, not counted: the top sets are single keys, so they cannot be written in the slot scripts. Each
 applied part returns its users' new count and probability sums, and the store then writes their scores to the top
-sets. A reader (:meth:`RedisClusterToneStore.top`) checks the rows it returns against the users' hashes and
-corrects those that are stale (a task killed between its apply and the top write, or two attempts' writes landing
-out of order), so every score shown is the user's current mean. What can lag is a user missing from a top set
-(a kill between the apply and the top write) until their next counted tweet.
+sets. A reader (:meth:`RedisClusterToneStore.top`) checks the rows it reads against the users' hashes and shows
+their current means (a task killed between its apply and the top write, or two attempts' writes landing out of
+order, leave a score stale), without writing: the stream's sweep after each batch (``prune_top``) repairs the sets.
+What can lag is a user missing from a top set (a kill between the apply and the top write) until their next
+counted tweet.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SLOTS: Final = 16384
-TOP_CHECK_ROUNDS: Final = 8  # a top read corrects stale rows and reads again, at most this often
 
 ADVANCE: Final = r"""
 local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
@@ -296,29 +296,53 @@ class RedisClusterToneStore(RedisToneStore):
                     pipe.zrem(zkey, user_id)
         pipe.execute()
 
+    def _checked(self, by: str, rows: Sequence[tuple[str, float]]) -> tuple[dict[str, float], list[str]]:
+        """Each row against its user's hash: the users' current means, and the users gone.
+
+        Gone: expired, or below the minimum count of scored tweets.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for user_id, _ in rows:
+            pipe.hmget(self.user_key(user_id), "n", "scored", f"prob_sum:{by}")
+        means, gone = {}, []
+        for (user_id, _), (total, scored, prob_sum) in zip(rows, pipe.execute(), strict=True):
+            count = int(scored if scored is not None else total or 0)  # no 'scored': all of n were scored
+            if count < self.config.top_min_count or not count:
+                gone.append(user_id)
+            else:
+                means[user_id] = float(prob_sum or 0) / count
+        return means, gone
+
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
-        """The ``n`` users with the highest mean p(``by``), each row checked against the user's hash."""
+        """The ``n`` users with the highest mean p(``by``), each score checked against the user's hash.
+
+        Reads only (the API may run on a read replica): a page larger than ``n`` is read, stale scores replaced by
+        the users' current means and the page ranked again; the stream's sweep (:meth:`prune_top`) repairs the set.
+        """
         check_ranked(by)
         zkey = f"{self.config.prefix}top:{by}"
-        rows: list[tuple[str, float]] = []
-        for _ in range(TOP_CHECK_ROUNDS):
-            rows = [(m.decode(), float(s)) for m, s in self.client.zrevrange(zkey, 0, n - 1, withscores=True)]
-            pipe = self.client.pipeline(transaction=False)
-            for user_id, _ in rows:
-                pipe.hmget(self.user_key(user_id), "n", "scored", f"prob_sum:{by}")
-            gone, fix = [], {}
-            for (user_id, score), (total, scored, prob_sum) in zip(rows, pipe.execute(), strict=True):
-                count = scored if scored is not None else total  # no 'scored': counted when every tweet was scored
-                if count is None or int(count) < self.config.top_min_count or not int(count):
-                    gone.append(user_id)
-                    continue
-                mean = float(prob_sum or 0) / int(count)
-                if not math.isclose(mean, score, rel_tol=1e-9, abs_tol=1e-12):
-                    fix[user_id] = mean
-            if not gone and not fix:
-                break
+        rows = [(m.decode(), float(s)) for m, s in self.client.zrevrange(zkey, 0, 2 * n + 15, withscores=True)]
+        means, _ = self._checked(by, rows)
+        ranked = sorted(means.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+        return finite_top(ranked[:n])
+
+    def prune_top(self, cursors: dict[str, int], count: int = 500) -> int:
+        """Repair up to about ``count`` entries per top set (resuming each set's ZSCAN at ``cursors[label]``).
+
+        Entries of users gone are removed and scores that lag their users' hashes (a task killed between its apply
+        and its top write, two attempts' writes landing out of order) rewritten. Returns how many were repaired.
+        """
+        repaired = 0
+        for label in RANKED_LABELS:
+            zkey = f"{self.config.prefix}top:{label}"
+            cursor, raw = self.client.zscan(zkey, cursors.get(label, 0), count=count)
+            cursors[label] = int(cursor)
+            rows = [(m.decode(), float(s)) for m, s in raw]
+            means, gone = self._checked(label, rows)
+            stale = {u: means[u] for u, s in rows if u in means and not math.isclose(means[u], s, rel_tol=1e-9)}
             if gone:
-                self.client.zrem(zkey, *gone)
-            if fix:
-                self.client.zadd(zkey, fix)
-        return finite_top(rows)
+                repaired += int(self.client.zrem(zkey, *gone))
+            if stale:
+                self.client.zadd(zkey, stale)
+                repaired += len(stale)
+        return repaired

@@ -15,7 +15,7 @@ Key layout (prefix ``tone:`` by default; ``{k}`` is the user id through ``store.
 - ``tone:applied:{query}:{topic}:{partition}`` (string): the last Kafka offset whose tweets are counted; no TTL.
 
 A user's hash and recent list expire ``TONE_USER_TTL_S`` after their last counted tweet; their top-N entries are
-removed when read (``top``) or swept after each batch (``prune_top``). The braces keep one user's keys together:
+left out when read (``top`` reads only) and removed by the sweep after each batch (``prune_top``). The braces keep one user's keys together:
 they are Redis Cluster hash tags, and the cluster store (:mod:`tone.aggregates.redis_cluster`) runs this script once
 per slot's part of a step.
 
@@ -386,6 +386,13 @@ class RedisToneStore:
         """Label counts of one UTC hour bucket (``YYYYMMDDHH``)."""
         return {k.decode(): int(v) for k, v in self.client.hgetall(self.hour_key(user_id, hour)).items()}
 
+    def hourly_many(self, user_id: str, hours: Sequence[str]) -> list[dict[str, int]]:
+        """:meth:`hourly` for each hour in one pipeline (one round trip: the buckets share the user's slot)."""
+        pipe = self.client.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(self.hour_key(user_id, hour))
+        return [{k.decode(): int(v) for k, v in raw.items()} for raw in pipe.execute()]
+
     def _health_key(self, query: str) -> str:
         return f"{self.config.prefix}stream:{query}"
 
@@ -402,15 +409,25 @@ class RedisToneStore:
         return {k.decode(): v.decode() for k, v in raw.items()} or None
 
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
-        """The ``n`` users with the highest mean p(``by``); users whose keys expired are left out (and removed)."""
+        """The ``n`` users with the highest mean p(``by``); users whose keys expired are left out.
+
+        Reads only, so the API can run on a read replica: the stream's sweep after each batch (:meth:`prune_top`)
+        removes the expired users' entries. Until it has, they are skipped here, a page at a time.
+        """
         check_ranked(by)
         zkey = f"{self.config.prefix}top:{by}"
-        while True:
-            rows = self.client.zrevrange(zkey, 0, n - 1, withscores=True)
-            gone = self._expired([member.decode() for member, _ in rows])
-            if not gone:
-                return finite_top([(member.decode(), float(score)) for member, score in rows])
-            self.client.zrem(zkey, *gone)
+        out: list[tuple[str, float]] = []
+        start, page = 0, max(n, 16)
+        while len(out) < n:
+            rows = [
+                (m.decode(), float(s)) for m, s in self.client.zrevrange(zkey, start, start + page - 1, withscores=True)
+            ]
+            if not rows:
+                break
+            gone = set(self._expired([u for u, _ in rows]))
+            out += [(u, s) for u, s in rows if u not in gone]
+            start += page
+        return finite_top(out[:n])
 
     def _expired(self, user_ids: Sequence[str]) -> list[str]:
         """Those of ``user_ids`` whose aggregates expired (TONE_USER_TTL_S): their top-N entries are stale."""

@@ -110,11 +110,21 @@ class ToneStore(Protocol):
     def hourly(self, user_id: str, hour: str) -> dict[str, int]:
         """Label counts of one UTC hour bucket (``YYYYMMDDHH``)."""
 
+    def hourly_many(self, user_id: str, hours: Sequence[str]) -> list[dict[str, int]]:
+        """:meth:`hourly` for each hour, in one round trip."""
+
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
-        """The ``n`` users with the highest mean p(``by``), ``by`` being one of RANKED_LABELS."""
+        """The ``n`` users with the highest mean p(``by``), ``by`` being one of RANKED_LABELS.
+
+        Reads only (the API may run on a read replica): stale entries are left out here and repaired by
+        :meth:`prune_top`, which the stream runs after each batch.
+        """
 
     def prune_top(self, cursors: dict[str, int], count: int = 500) -> int:
-        """Remove a bounded number of top-N entries of expired users (resuming at ``cursors``); how many."""
+        """Repair a bounded number of top-N entries (resuming at ``cursors``); how many.
+
+        Entries of expired users go; a sharded store also rewrites scores that lag their users' hashes.
+        """
 
     def write_health(self, query: str, fields: Mapping[str, str]) -> None:
         """Replace the stream ``query``'s health record (written by the driver after each batch)."""
