@@ -12,6 +12,7 @@ project's topics. State lives under one directory, so topics, messages, counts a
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -274,7 +275,41 @@ class LocalStack:
         created = self.create_topics()
         if created:
             log(f"created topics: {', '.join(created)}")
+        self.await_producer_ids(log)
         return pids
+
+    def await_producer_ids(self, log: Callable[[str], None] = lambda _m: None, timeout: float = 120.0) -> None:
+        """Wait until the brokers hand out producer ids, to idempotent and transactional producers alike.
+
+        A new broker gets its first block of ids from the controller, and a transaction coordinator loads its state,
+        a while after it takes connections; until then every producer logs "Failed to acquire idempotence PID ...:
+        Coordinator load in progress: retrying" (57 lines in the demo's first minute). Here those are waited out once,
+        with librdkafka's log kept quiet, so the stack is ready when `tone stack up` returns.
+        """
+        from confluent_kafka import KafkaException, Producer
+
+        quiet = logging.getLogger("tone.stack.librdkafka")
+        quiet.propagate = False
+        quiet.addHandler(logging.NullHandler())
+        base = {**self.kafka_connection().librdkafka(), "logger": quiet}
+        t0 = time.monotonic()
+        create_topics(self.kafka_connection(), {CHECK_TOPIC: 1})
+        try:
+            for node in self.kafka:  # each broker draws producer ids from a block of its own
+                producer = Producer({**base, "bootstrap.servers": node.address, "enable.idempotence": True})
+                producer.produce(CHECK_TOPIC, value=b"ready")
+                if producer.flush(timeout):
+                    msg = f"{node.name} handed out no producer id within {timeout:.0f} s"
+                    raise StackError(msg)
+            for i in range(3 * len(self.kafka)):  # ids whose coordinators sit on different brokers
+                Producer({**base, "transactional.id": f"tone-stack-ready-{i}"}).init_transactions(timeout)
+        except KafkaException as exc:
+            msg = (
+                f"the brokers hand out no producer ids: {exc}. Check the broker logs in {self.dir} "
+                "(tone stack status)"
+            )
+            raise StackError(msg) from exc
+        log(f"producer ids and transactions ready in {time.monotonic() - t0:.1f} s")
 
     def _stop(self, name: str, timeout: float = 10.0) -> bool:
         return self.processes.stop(name, timeout)

@@ -15,9 +15,9 @@ Key layout (prefix ``tone:`` by default; ``{k}`` is the user id through ``store.
 - ``tone:applied:{query}:{topic}:{partition}`` (string): the last Kafka offset whose tweets are counted; no TTL.
 
 A user's hash and recent list expire ``TONE_USER_TTL_S`` after their last counted tweet; their top-N entries are
-left out when read (``top`` reads only) and removed by the sweep after each batch (``prune_top``). The braces keep one user's keys together:
-they are Redis Cluster hash tags, and the cluster store (:mod:`tone.aggregates.redis_cluster`) runs this script once
-per slot's part of a step.
+left out when read (``top`` reads only) and removed by the sweep after each batch (``prune_top``). The braces keep
+one user's keys together: they are Redis Cluster hash tags, and the cluster store
+(:mod:`tone.aggregates.redis_cluster`) runs this script once per slot's part of a step.
 
 Exactly once (see :mod:`tone.aggregates.store`): the Lua script applies one step only if its first offset is past
 the stored marker, and stores the step's end in the same atomic step; :func:`~tone.aggregates.store.count_records`
