@@ -305,8 +305,7 @@ class LocalStack:
                 Producer({**base, "transactional.id": f"tone-stack-ready-{i}"}).init_transactions(timeout)
         except KafkaException as exc:
             msg = (
-                f"the brokers hand out no producer ids: {exc}. Check the broker logs in {self.dir} "
-                "(tone stack status)"
+                f"the brokers hand out no producer ids: {exc}. Check the broker logs in {self.dir} (tone stack status)"
             )
             raise StackError(msg) from exc
         log(f"producer ids and transactions ready in {time.monotonic() - t0:.1f} s")
