@@ -1,7 +1,9 @@
 """Redis for the local stack: Debian's ``redis-server``, one node or a Redis Cluster of masters and replicas.
 
-One node (the default) listens on ``TONE_STACK_REDIS_PORT``. ``TONE_STACK_REDIS_CLUSTER=1`` runs 3 masters and 3
-replicas on that port and the 5 after it (each node's cluster bus on its port + 10000), all on loopback; the first
+One node (the default) listens on ``TONE_STACK_REDIS_PORT``. ``TONE_STACK_REDIS_CLUSTER=1`` runs 3 masters with 2
+replicas each on that port and the 8 after it (each node's cluster bus on its port + 10000), all on loopback: one
+node's loss leaves its shard a master with a replica, so ``TONE_REDIS_WAIT_REPLICAS=1`` holds with nobody at the
+keyboard (with one replica each, the promoted master had none and its shard stalled). The first
 ``up`` creates the cluster (``redis-cli --cluster create``), later ones find it formed from each node's
 ``nodes.conf``. Every node keeps an append-only file, so counts survive a restart as on a production server.
 """
@@ -24,6 +26,7 @@ from tone.errors import StackError
 from tone.settings import Settings, env_name
 
 CLUSTER_MASTERS: Final = 3
+CLUSTER_REPLICAS: Final = 2  # per master: see the module docstring
 CLUSTER_NODE_TIMEOUT_MS: Final = 2000  # a master missing this long is failed over (seconds of unavailability)
 
 
@@ -130,7 +133,7 @@ class RedisNode(Node):
 
 
 class RedisService:
-    """The stack's Redis: one node, or a cluster of 3 masters with a replica each (TONE_STACK_REDIS_CLUSTER)."""
+    """The stack's Redis: one node, or a cluster of 3 masters with 2 replicas each (TONE_STACK_REDIS_CLUSTER)."""
 
     name = "redis"
 
@@ -145,13 +148,16 @@ class RedisService:
             raise StackError(msg)
         self.nodes = [
             RedisNode(f"redis-{i + 1}", settings.stack_redis_port + i, directory / f"redis-{i + 1}", cluster=True)
-            for i in range(2 * CLUSTER_MASTERS)
+            for i in range(CLUSTER_MASTERS * (1 + CLUSTER_REPLICAS))
         ]
 
     @property
     def url(self) -> str:
-        """What clients use: the node (with a cluster, the first node: the client finds the others)."""
-        return self.nodes[0].url
+        """What clients use: the node, or every node of a cluster as seed nodes.
+
+        A cluster client starts from the first seed that answers, so a node's loss does not stop clients starting.
+        """
+        return ",".join(node.url for node in self.nodes)
 
     def client_env(self) -> dict[str, str]:
         """Settings a client of this Redis needs besides the URL."""
@@ -168,12 +174,12 @@ class RedisService:
             first.close()
         if not formed:
             cmd = [redis_binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes)]
-            cmd += ["--cluster-replicas", "1", "--cluster-yes"]
+            cmd += ["--cluster-replicas", str(CLUSTER_REPLICAS), "--cluster-yes"]
             out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603
             if out.returncode != 0:
                 msg = f"redis-cli --cluster create failed: {(out.stdout + out.stderr)[-1500:]}"
                 raise StackError(msg)
-            log(f"created a Redis Cluster of {CLUSTER_MASTERS} masters and {CLUSTER_MASTERS} replicas")
+            log(f"created a Redis Cluster of {CLUSTER_MASTERS} masters with {CLUSTER_REPLICAS} replicas each")
         wait_for(self.cluster_ok, "the Redis Cluster", 60.0, self.nodes[0].data / "nodes.conf")
         self.refresh_roles()
 

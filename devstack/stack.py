@@ -2,7 +2,7 @@
 
 One module per service gives its nodes (:class:`devstack.process.Node`): :mod:`devstack.kafka_broker` (KRaft,
 one node or ``TONE_STACK_KAFKA_BROKERS``), :mod:`devstack.redis_server` (one node or a Redis Cluster of 3 masters
-and 3 replicas, ``TONE_STACK_REDIS_CLUSTER``), :mod:`devstack.moto_server` (S3 and SageMaker's control plane) and
+with 2 replicas each, ``TONE_STACK_REDIS_CLUSTER``), :mod:`devstack.moto_server` (S3 and SageMaker's control plane) and
 :mod:`devstack.spark_cluster` (a standalone master and ``TONE_STACK_SPARK_WORKERS`` workers). This module starts a
 service's nodes together (a KRaft quorum needs a majority of its controllers before any is ready), waits until
 each is healthy, lets the service finish forming (a Redis Cluster is created on its first start), and creates the

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on embedded defaults, on a fresh local stack.
 #   stack up -> default RNN (trained on first use) -> replay the 4,200 rated tweets with synthetic users
-#   (+ a few invalid ones) -> Spark stream until caught up -> per-user tone and top users -> the HTTP API -> stop.
+#   (+ a few invalid ones, + tweets in 13 languages) -> Spark stream until caught up -> per-user tone and top users
+#   -> the HTTP API -> stop.
 # KEEP=1 leaves the stack running afterwards.
 set -euo pipefail
 tone=.venv/bin/tone
@@ -23,9 +24,11 @@ rm -rf "$stack_dir"   # a fresh broker, Redis and checkpoint every run
 eval "$("$tone" stack env)"
 export TONE_CHECKPOINT_DIR="$stack_dir/checkpoints" TONE_TOP_MIN_COUNT=5
 
-echo; echo "== replaying the 4,200 VADER-rated tweets as 200 synthetic users, plus examples/tweets.jsonl"
+echo; echo "== replaying the 4,200 VADER-rated tweets as 200 synthetic users, plus examples/tweets.jsonl and"
+echo "   examples/multilingual.jsonl (13 languages: English scored, the others counted by language, docs/languages.md)"
 "$tone" produce --dataset vader-tweets --users 200
 "$tone" produce examples/tweets.jsonl --send-invalid
+"$tone" produce examples/multilingual.jsonl
 
 echo; echo "== streaming (Spark Structured Streaming, scorer: ${TONE_SCORER:-rnn}) until the topic is idle"
 "$tone" stream --until-idle 6
@@ -33,6 +36,7 @@ echo; echo "== streaming (Spark Structured Streaming, scorer: ${TONE_SCORER:-rnn
 echo; echo "== per-user tone"
 "$tone" lookup user00001
 "$tone" lookup demo_alice
+"$tone" lookup demo_mixes    # English, Spanish and German tweets: the English ones make the tone
 "$tone" top --by negative --n 5
 "$tone" top --by positive --n 5
 

@@ -30,7 +30,7 @@ from streaming.refresh import ModelRefresher
 from tone.errors import ConfigError, DataLossError
 from tone.kafka.config import KafkaConnection
 from tone.language import DEFAULT_SCORER, Routes
-from tone.retry import backoff_delays
+from tone.retry import backoff
 from tone.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -395,6 +395,9 @@ class ToneStream:
         """Start the query; returns Spark's StreamingQuery."""
         fmt = "kafka" if self.source == "native" else SOURCE_NAME
         options = self.source_options()
+        from tone.aggregates.factory import open_store
+
+        open_store(self.settings).check_replicas()  # before anything is written (TONE_REDIS_WAIT_REPLICAS)
         resume = resume_offsets(self.settings, self.config.query, self.checkpoint, self.starting_offsets)
         if resume is not None:
             options["startingOffsets"] = resume
@@ -430,12 +433,13 @@ class ToneStream:
         """Run the query until it ends, or (``until_idle``) no record came for that many seconds.
 
         Self-healing: a query that fails (Redis or the broker away longer than the sinks retry, a worker killed)
-        is restarted from its checkpoint after a capped exponential backoff (1, 2, 4 ... 30 s), with one log line
+        is restarted from its checkpoint after a capped exponential backoff with jitter (0.5-1, 1-2, 2-4 ... 15-30 s:
+        :func:`tone.retry.backoff`), with one log line
         per restart. The checkpoint and the store's offset bookkeeping keep the counts exactly once across restarts.
         After ``max_restarts`` failures in a row with no batch completed in between, the last error is raised.
         """
         max_restarts = self.settings.max_restarts if max_restarts is None else max_restarts
-        delay = backoff_delays(1.0, 30.0)
+        delay = backoff(1.0, 30.0)
         failures = 0
         while True:
             batches_before = self.batches
@@ -448,6 +452,8 @@ class ToneStream:
                 return
             except Exception as exc:  # noqa: BLE001 - any failure of the query (StreamingQueryException, Py4J)
                 failures = 1 if self.batches > batches_before else failures + 1
+                if isinstance(exc, ConfigError | DataLossError):
+                    raise  # found before the query started (settings, a recreated topic): a restart finds it again
                 if is_data_loss(exc):
                     # Restarting cannot bring deleted offsets back: say what was lost and what to do, once.
                     raise DataLossError(_first_line(exc).split(": ", 1)[-1]) from None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from annotated_types import Ge, Gt, Le
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -136,8 +136,9 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field("tone:", min_length=1, max_length=64, validation_alias=env.REDIS_KEY_PREFIX)
     # Tweets per atomic Redis step: a lookup waits behind at most one step, whatever the backlog (docs/benchmarks.md).
     redis_step_tweets: int = Field(500, ge=1, le=100_000, validation_alias=env.REDIS_STEP_TWEETS)
-    # TONE_REDIS_URL names any node of a Redis Cluster: per-user keys spread over its hash slots, an offset marker
-    # per slot (docs/scaling.md).
+    # TONE_REDIS_URL names a node of a Redis Cluster, or several (comma-separated: the client starts from the first
+    # that answers, so a seed node's loss does not stop it): per-user keys spread over its hash slots, an offset
+    # marker per slot (docs/scaling.md).
     redis_cluster: bool = Field(False, validation_alias=env.REDIS_CLUSTER)
     # After each apply, wait until this many replicas have the writes (Redis WAIT), so a count the stream went on
     # from survives the master's loss; fewer within the timeout fails the task and Spark retries it (nothing counts
@@ -275,8 +276,21 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
-        if not value.startswith(_REDIS_SCHEMES):
-            msg = f"expected a URL starting with one of {', '.join(_REDIS_SCHEMES)}"
+        urls = [u.strip() for u in value.split(",") if u.strip()]
+        if not urls or any(not u.startswith(_REDIS_SCHEMES) for u in urls):
+            msg = f"expected a URL starting with one of {', '.join(_REDIS_SCHEMES)} (several, comma-separated, for "
+            msg += "a Redis Cluster's seed nodes)"
+            raise ValueError(msg)
+        return ",".join(urls)
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _check_seed_nodes(cls, value: bool, info: ValidationInfo) -> bool:  # noqa: FBT001 - pydantic's shape
+        if not value and "," in info.data.get("redis_url", ""):
+            msg = (
+                f"{env.REDIS_URL} lists several nodes, which only a Redis Cluster has (its seed nodes): set it to "
+                "true, or give TONE_REDIS_URL one URL"
+            )
             raise ValueError(msg)
         return value
 
@@ -359,7 +373,10 @@ def env_name(field: str) -> str:
 # What the settings with a format of their own accept, in words.
 _ALLOWED: Final = {
     "kafka_bootstrap_servers": "host:port[,host:port...]",
-    "redis_url": "redis://[:password@]host:port/db, rediss://... or unix://path",
+    "redis_url": (
+        "redis://[:password@]host:port/db, rediss://... or unix://path; with TONE_REDIS_CLUSTER, several "
+        "comma-separated (seed nodes)"
+    ),
     "scorer": (
         "rnn, transformer, vader, registry (the approved version, hot-reloaded), registry:VERSION, "
         "or the path of a model artifact"

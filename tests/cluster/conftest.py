@@ -1,6 +1,6 @@
 """The cluster suite (`make test-cluster`): one cluster stack on loopback per session.
 
-3 KRaft brokers, a Redis Cluster of 3 masters and 3 replicas, a Spark standalone master with 2 workers and moto,
+3 KRaft brokers, a Redis Cluster of 3 masters with 2 replicas each, a Spark standalone master with 2 workers and moto,
 each JVM's heap capped. Ports come in one block that is free, so the interleaved broker/controller ports and the
 Redis Cluster bus ports (+ 10000) are free too.
 """
@@ -17,14 +17,14 @@ from devstack.stack import LocalStack
 from tests.conftest import fresh_topics
 from tone.settings import Settings, load_settings
 
-BLOCK = 40  # kafka +0..+5, redis +10..+15 (bus +10010..), moto +20, spark +30..+33
+BLOCK = 40  # kafka +0..+5, redis +10..+18 (bus +10010..), moto +20, spark +30..+33
 
 
 def free_block(rng: random.Random) -> int:
     """A port base where every port of the block (and the Redis buses) is free."""
     for _ in range(200):
         base = rng.randrange(20000, 50000, BLOCK)
-        ports = [base + i for i in range(BLOCK)] + [base + 10010 + i for i in range(6)]
+        ports = [base + i for i in range(BLOCK)] + [base + 10010 + i for i in range(9)]
         if not any(port_open(p) for p in ports):
             return base
     raise RuntimeError("no free block of ports for the cluster stack")

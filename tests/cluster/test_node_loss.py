@@ -33,6 +33,7 @@ from tests.faults.test_faults import (
     wait_until,
 )
 from tone import envvars
+from tone.aggregates.factory import open_store
 from tone.kafka.admin import admin_client
 from tone.kafka.config import KafkaConnection
 
@@ -117,14 +118,41 @@ def test_kill_9_of_a_redis_master(cluster, on_cluster, tmp_path):
         os.kill(cluster.running_pid(victim.name), signal.SIGKILL)
         cluster.redis.wait_failover(timeout=60)
         took = time.monotonic() - t0
-        # The promoted replica has no replica of its own until the old master is back: with
-        # TONE_REDIS_WAIT_REPLICAS=1 the stream's tasks fail and retry meanwhile (nothing is acknowledged that one
-        # more loss could take). The node is started again, as an operator would.
+        # With two replicas a master, the promoted replica keeps one to WAIT for (TONE_REDIS_WAIT_REPLICAS=1). The
+        # node is started again here, as an operator would; the next test leaves one dead.
         time.sleep(10)
         cluster.up()
         return f"{victim.name} (a master; its replica served every slot again after {took:.1f} s)"
 
     figures = run_with_a_kill(cluster, s, tmp_path, "redis master kill -9", kill)
+    assert (figures["lost"], figures["doubled"]) == (0, 0)
+
+
+def test_a_broker_and_the_seed_redis_master_killed_and_left_dead(cluster, on_cluster, tmp_path):
+    """Nobody at the keyboard: a broker and the Redis master TONE_REDIS_URL names first die and stay dead while tweets
+    flow. The query's restarts start their clients from the next seed node, and the dead master's shard keeps a
+    replica to WAIT for (two replicas a master), so the counts come out exact with no restart by hand."""
+    s = on_cluster
+    first_seed = int(s.redis_url.split(",")[0].rsplit(":", 1)[1].split("/")[0])
+
+    def kill() -> str:
+        metadata = admin_client(KafkaConnection.from_settings(s)).list_topics(s.kafka_topic_tweets, timeout=10)
+        broker = f"kafka-{metadata.topics[s.kafka_topic_tweets].partitions[0].leader}"
+        cluster.redis.refresh_roles()
+        masters = [n for n in cluster.redis.nodes if n.role == "master"]
+        seed = next((n for n in masters if n.port == first_seed), masters[0])
+        t0 = time.monotonic()
+        os.kill(cluster.running_pid(broker), signal.SIGKILL)
+        os.kill(cluster.running_pid(seed.name), signal.SIGKILL)
+        cluster.redis.wait_failover(timeout=60)
+        took = time.monotonic() - t0
+        return f"{broker} and {seed.name} (a master; left dead, every slot served again after {took:.1f} s)"
+
+    try:
+        figures = run_with_a_kill(cluster, s, tmp_path, "broker and seed redis master kill -9, left dead", kill)
+        assert open_store(s).user("nobody") is None  # a new client still starts, from the next seed node
+    finally:
+        cluster.up()  # back for the next test only
     assert (figures["lost"], figures["doubled"]) == (0, 0)
 
 

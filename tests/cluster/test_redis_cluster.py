@@ -1,4 +1,4 @@
-"""The Redis Cluster store on a real cluster of 3 masters and 3 replicas: the one-node rules hold, and each record
+"""The Redis Cluster store on a real cluster of 3 masters with 2 replicas each: the one-node rules hold, and each record
 counts once through a counting process killed at random moments, a resharding under load and a master's loss."""
 
 from __future__ import annotations

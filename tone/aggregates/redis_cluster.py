@@ -29,7 +29,6 @@ import functools
 import json
 import logging
 import math
-import time
 from binascii import crc_hqx
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -38,7 +37,7 @@ from tone.aggregates.redis_store import APPLY_BATCH, RedisToneStore
 from tone.aggregates.store import Step, check_range, check_ranked, finite_top
 from tone.errors import ServiceError
 from tone.labels import RANKED_LABELS
-from tone.retry import with_retries
+from tone.retry import policy, with_retries
 
 if TYPE_CHECKING:
     from redis.cluster import ClusterNode
@@ -84,6 +83,14 @@ def slot_tags() -> tuple[str, ...]:
     return tuple(t for t in tags if t is not None)
 
 
+class _PartsLeft(Exception):  # noqa: N818 - a retry signal inside apply_steps, not an error a caller sees
+    """Slot parts of a step to send again (their indexes) and the last reply or error that sent them back."""
+
+    def __init__(self, parts: list[int], last: BaseException | None) -> None:
+        super().__init__(f"{len(parts)} slot parts to retry ({type(last).__name__}: {str(last)[:200]})")
+        self.parts, self.last = parts, last
+
+
 def _retriable(reply: BaseException) -> bool:
     import redis
 
@@ -107,6 +114,13 @@ class RedisClusterToneStore(RedisToneStore):
         self._sha: str | None = None
         self._loaded: set[str] = set()  # masters known to have the apply script
         self.redirects = 0  # slot parts sent again (MOVED, ASK, TRYAGAIN, a lost master): for tests and logs
+
+    def replicas(self) -> dict[str, int]:
+        """Each master's connected replicas, by address."""
+        return {
+            node.name: int(self.client.get_redis_connection(node).info("replication").get("connected_slaves", 0))
+            for node in self.client.get_primaries()
+        }
 
     def shard_of(self, user_id: str) -> int:
         """The hash slot of the user's keys."""
@@ -180,38 +194,27 @@ class RedisClusterToneStore(RedisToneStore):
         tops: list[list[Any]] = []
         pending = list(range(len(steps)))
         asking: dict[int, tuple[str, int]] = {}
-        deadline = time.monotonic() + max(self.retry_s, 1.0)
-        attempt = 0
-        while pending:
-            groups: dict[str, tuple[ClusterNode, bool, list[int]]] = {}
-            for i in pending:
-                node, ask = self._node_for(steps[i].shard, asking.pop(i, None))
-                groups.setdefault(f"{node.name}/{ask}", (node, ask, []))[2].append(i)
-            retry: list[int] = []
-            last: BaseException | None = None
-            for node, ask, idxs in groups.values():
-                try:
-                    replies = self._send(node, ask, [keys[i] for i in idxs], [args[i] for i in idxs])
-                except Exception as exc:
-                    if not _retriable(exc):
-                        raise
-                    retry += idxs
-                    last = exc
-                    continue
-                for i, reply in zip(idxs, replies, strict=True):
-                    if isinstance(reply, BaseException):
-                        self._redirected(node, reply, i, asking)
-                        retry.append(i)
-                        last = reply
-                        continue
-                    results[i] = reply != 0
-                    if reply != 0:
-                        tops += json.loads(reply) or []  # cjson writes an empty array as {}
-            pending = retry
-            self.redirects += len(retry)
-            if pending:
-                attempt += 1
-                self._before_retry(attempt, deadline, last, len(pending))
+        retrying = policy(
+            transient=(_PartsLeft,),
+            what=f"Redis Cluster apply of {topic}[{partition}]",
+            give_up_after_s=max(self.retry_s, 1.0),
+            base_s=0.1,
+            cap_s=2.0,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        self._read_slot_map()
+                    pending, last = self._send_parts(steps, keys, args, pending, asking, results, tops)
+                    if pending:
+                        raise _PartsLeft(pending, last)
+        except _PartsLeft as exc:
+            msg = (
+                f"Redis Cluster at {self.where}: {exc}, after {retrying.statistics.get('attempt_number')} tries. Is "
+                "every slot served (redis-cli --cluster check)? TONE_SINK_RETRY_S sets how long the stream waits"
+            )
+            raise ServiceError(msg) from exc.last
         try:
             self._write_tops(tops)
         except Exception as exc:  # noqa: BLE001 - the counts are in; top() corrects what it shows
@@ -264,18 +267,46 @@ class RedisClusterToneStore(RedisToneStore):
                 self.check_acked(int(acked), node.name)
         return replies
 
-    def _before_retry(self, attempt: int, deadline: float, last: BaseException | None, n: int) -> None:
-        """Back off, read the slot map again, or give up once the retry time is spent."""
-        wait = min(0.1 * 2 ** (attempt - 1), 2.0, deadline - time.monotonic())
-        if wait <= 0:
-            msg = (
-                f"Redis Cluster at {self.where}: {n} slot parts still not applied after {attempt} tries "
-                f"({type(last).__name__}: {last}). Is every slot served (redis-cli --cluster check)? "
-                "TONE_SINK_RETRY_S sets how long the stream waits"
-            )
-            raise ServiceError(msg) from last
-        log.warning("Redis Cluster apply: %d slot parts to retry (%s: %s)", n, type(last).__name__, str(last)[:200])
-        time.sleep(wait)
+    def _send_parts(  # noqa: PLR0913 - one try of apply_steps, over its state
+        self,
+        steps: Sequence[Step],
+        keys: list[str],
+        args: list[list[Any]],
+        pending: list[int],
+        asking: dict[int, tuple[str, int]],
+        results: dict[int, bool],
+        tops: list[list[Any]],
+    ) -> tuple[list[int], BaseException | None]:
+        """Send the pending steps, each master's in one round trip; those to send again, and why."""
+        groups: dict[str, tuple[ClusterNode, bool, list[int]]] = {}
+        for i in pending:
+            node, ask = self._node_for(steps[i].shard, asking.pop(i, None))
+            groups.setdefault(f"{node.name}/{ask}", (node, ask, []))[2].append(i)
+        retry: list[int] = []
+        last: BaseException | None = None
+        for node, ask, idxs in groups.values():
+            try:
+                replies = self._send(node, ask, [keys[i] for i in idxs], [args[i] for i in idxs])
+            except Exception as exc:
+                if not _retriable(exc):
+                    raise
+                retry += idxs
+                last = exc
+                continue
+            for i, reply in zip(idxs, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    self._redirected(node, reply, i, asking)
+                    retry.append(i)
+                    last = reply
+                    continue
+                results[i] = reply != 0
+                if reply != 0:
+                    tops += json.loads(reply) or []  # cjson writes an empty array as {}
+        self.redirects += len(retry)
+        return retry, last
+
+    def _read_slot_map(self) -> None:
+        """Before a retry: the slots may have moved (a failover, a resharding)."""
         try:
             self.client.nodes_manager.initialize()
         except Exception as exc:  # noqa: BLE001 - no node answers yet: the next try says so

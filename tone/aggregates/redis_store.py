@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from tone.aggregates.deltas import UserDelta
 from tone.aggregates.store import Step, StoreConfig, check_range, check_ranked, finite_top, key_part, user_view
-from tone.errors import ServiceError
+from tone.errors import ConfigError, ServiceError
 from tone.labels import RANKED_LABELS
 from tone.retry import with_retries
 
@@ -334,6 +334,31 @@ class RedisToneStore:
         )
         raise ServiceError(msg)
 
+    def replicas(self) -> dict[str, int]:
+        """Each master's connected replicas, by address (one node: itself)."""
+        info = self.client.info("replication")
+        return {self.where: int(info.get("connected_slaves", 0))}
+
+    def check_replicas(self) -> None:
+        """Refuse, before anything is written, a TONE_REDIS_WAIT_REPLICAS that some master cannot meet.
+
+        Every apply would write its counts and then fail WAIT, and the query would stop after its restarts with some
+        users counted and most not.
+        """
+        if not self.wait_replicas:
+            return
+        short = {where: n for where, n in self.replicas().items() if n < self.wait_replicas}
+        if short:
+            shown = ", ".join(f"{where} has {n}" for where, n in sorted(short.items()))
+            msg = (
+                f"TONE_REDIS_WAIT_REPLICAS={self.wait_replicas}, but not every Redis master has that many replicas "
+                f"connected ({shown}): each count would wait for a replica that is not there. Add replicas (redis-cli "
+                "--cluster add-node NEW_HOST:PORT EXISTING_HOST:PORT --cluster-slave), or set "
+                "TONE_REDIS_WAIT_REPLICAS=0 and accept that a master's loss can take counts it acknowledged "
+                "(docs/scaling.md)"
+            )
+            raise ConfigError(msg)
+
     def shard_offsets(self, query: str, topic: str, partition: int, shards: Sequence[int]) -> list[int | None]:
         """One node: the partition's marker is the only one."""
         return [self.last_offset(query, topic, partition)] * len(shards)
@@ -345,8 +370,16 @@ class RedisToneStore:
         return f"{self.config.prefix}applied:{query}:{topic}:{partition}"
 
     def last_offset(self, query: str, topic: str, partition: int) -> int | None:
-        """Last Kafka offset of ``topic``/``partition`` whose tweets ``query`` has counted."""
-        value = self.client.get(self._applied_key(query, topic, partition))
+        """Last Kafka offset of ``topic``/``partition`` whose tweets ``query`` has counted (retried like an apply)."""
+        import redis
+
+        key = self._applied_key(query, topic, partition)
+        value = with_retries(
+            lambda: self.client.get(key),
+            transient=(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError),
+            what=f"Redis marker read of {topic}[{partition}]",
+            give_up_after_s=self.retry_s,
+        )
         return int(value) if value is not None else None
 
     def user_key(self, user_id: str) -> str:
@@ -480,7 +513,9 @@ def _text(value: str | bytes) -> str:
 
 
 def redact_url(url: str) -> str:
-    """A URL with any password in it replaced by ``***`` (for messages and logs)."""
+    """A URL (or comma-separated URLs) with any password in it replaced by ``***`` (for messages and logs)."""
+    if "," in url:
+        return ",".join(redact_url(u) for u in url.split(","))
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest.split("/", 1)[0]:
         return url
@@ -494,13 +529,23 @@ def redis_client(
 ) -> Any:
     """A redis-py client; timeouts set (a Redis that stops answering is an error, not a hang); TLS for rediss://.
 
-    ``cluster``: a :class:`redis.cluster.RedisCluster` that finds the other nodes from the one in ``url``.
-    ``asyncio``: the same from ``redis.asyncio``, for an event loop (the HTTP API's lookups).
+    ``cluster``: a :class:`redis.cluster.RedisCluster` that finds the other nodes from the one in ``url``, or from
+    the first that answers of several (comma-separated URLs: seed nodes, so the loss of one does not stop a client
+    from starting). ``asyncio``: the same from ``redis.asyncio``, for an event loop (the HTTP API's lookups).
     """
+    import urllib.parse
+
     import redis
     import redis.cluster
 
     kwargs: dict[str, Any] = {"password": password, "socket_timeout": 10, "socket_connect_timeout": 5}
+    if not cluster and not asyncio:
+        # No retry of redis-py's own under the project's (tone.retry): TONE_SINK_RETRY_S is then the bound. A cluster
+        # client keeps redis-py's, which is how it follows MOVED and ASK; the API's (asyncio) lookups keep theirs.
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        kwargs["retry"] = Retry(NoBackoff(), 0)
     if url.startswith("rediss://") and ca_file:
         kwargs["ssl_ca_certs"] = ca_file
     kinds: tuple[Any, Any] = (redis.Redis, redis.cluster.RedisCluster)
@@ -511,8 +556,13 @@ def redis_client(
         kinds = (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
     if not cluster:
         return kinds[0].from_url(url, **kwargs)
+    first, *seeds = url.split(",")
+    if seeds:
+        node = redis.asyncio.cluster.ClusterNode if asyncio else redis.cluster.ClusterNode
+        parts = [urllib.parse.urlsplit(seed) for seed in seeds]
+        kwargs["startup_nodes"] = [node(p.hostname or "127.0.0.1", p.port or 6379) for p in parts]
     try:
-        return kinds[1].from_url(url, **kwargs)
+        return kinds[1].from_url(first, **kwargs)
     except (redis.exceptions.RedisClusterException, redis.ConnectionError) as exc:
         msg = (
             f"cannot use the Redis Cluster at {redact_url(url)}: {exc}. Is it running and is every slot served "

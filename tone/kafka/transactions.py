@@ -29,10 +29,12 @@ from typing import Any, Final, Protocol
 from tone.errors import ToneError
 from tone.kafka.clients import Headers
 from tone.kafka.config import PRODUCER_DEFAULTS, KafkaConnection
+from tone.retry import backoff, with_retries
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS: Final = 5  # a fenced or aborted transaction is redone this many times before the task fails
+_REDO_DELAY: Final = backoff(0.1, 2.0)
 EXACTLY_ONCE: Final = "exactly_once"
 AT_LEAST_ONCE: Final = "at_least_once"
 
@@ -191,21 +193,19 @@ class KafkaOutputs:
         """
         from confluent_kafka import KafkaException, TopicPartition
 
-        deadline = time.monotonic() + self.timeout_s
-        wait = 0.1
-        while True:
-            try:
-                (tp,) = self._consumer.committed([TopicPartition(topic, partition)], timeout=self.timeout_s)
-                if tp.error is None:
-                    return max(0, tp.offset)
-                problem: object = tp.error
-            except KafkaException as exc:
-                problem = exc.args[0]
-            if time.monotonic() + wait > deadline:
-                msg = f"reading group {self.group}'s offset of {topic}[{partition}] failed: {problem}"
-                raise TransactionError(msg)
-            time.sleep(wait)
-            wait = min(2.0, wait * 2)
+        def read() -> int:
+            (tp,) = self._consumer.committed([TopicPartition(topic, partition)], timeout=self.timeout_s)
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+            return max(0, int(tp.offset))
+
+        what = f"reading group {self.group}'s offset of {topic}[{partition}]"
+        try:
+            return with_retries(read, transient=(KafkaException,), what=what, give_up_after_s=self.timeout_s,
+                                base_s=0.1, cap_s=2.0)  # fmt: skip
+        except KafkaException as exc:
+            msg = f"{what} failed: {exc.args[0]}"
+            raise TransactionError(msg) from exc
 
     def write(self, topic: str, partition: int, end: int, outputs: Sequence[Output]) -> int:
         """See :meth:`Outputs.write`; redone after a fenced or aborted attempt, reading the group's offset again."""
@@ -272,7 +272,7 @@ class KafkaOutputs:
         except Exception as exc:  # noqa: BLE001 - an abort that fails leaves a producer we cannot trust: replace it
             log.warning("aborting the transaction of %s[%d] failed (%s): replacing its producer", topic, partition, exc)
             self._producers.pop((topic, partition), None)
-        time.sleep(min(2.0, 0.1 * 2**attempt))
+        time.sleep(_REDO_DELAY(attempt + 1))  # the project's backoff, jittered: tasks redo apart
 
     def close(self) -> None:
         """Drop the producers and the offsets consumer.

@@ -148,7 +148,7 @@ def test_the_cluster_profile_has_the_shape_of_the_cluster_stack():
     kafka = sorted(n for n in cluster if n.startswith("kafka-") and n[-1].isdigit())
     redis = sorted(n for n in cluster if n.startswith("redis-") and n[-1].isdigit())
     workers = sorted(n for n in cluster if n.startswith("spark-worker-"))
-    assert (len(kafka), len(redis), len(workers)) == (3, 6, 2)
+    assert (len(kafka), len(redis), len(workers)) == (3, 9, 2)
     # One KRaft quorum of the three nodes, each with its own id and address, one valid cluster id.
     envs = [services[n]["environment"] for n in kafka]
     assert sorted(e["KAFKA_NODE_ID"] for e in envs) == [1, 2, 3]
@@ -160,16 +160,16 @@ def test_the_cluster_profile_has_the_shape_of_the_cluster_stack():
     assert all(e["KAFKA_MIN_INSYNC_REPLICAS"] == 2 and e["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3 for e in envs)
     topics = services["kafka-cluster-init"]["command"][0]
     assert "--replication-factor 3 --config min.insync.replicas=2" in topics
-    # Six Redis nodes in cluster mode, made one cluster of 3 masters with a replica each.
+    # Nine Redis nodes in cluster mode, made one cluster of 3 masters with 2 replicas each.
     assert all("--cluster-enabled" in services[n]["command"] for n in redis)
     init = services["redis-cluster-init"]["command"][0]
-    assert "--cluster-replicas 1" in init and "for n in 1 2 3 4 5 6" in init
+    assert "--cluster-replicas 2" in init and "for n in 1 2 3 4 5 6 7 8 9" in init
     # The stream on all of it, with settings the code accepts.
     env = {k: str(v) for k, v in _env_vars(services["stream-cluster"]).items()}
     by_field = {f: env[i.validation_alias] for f, i in Settings.model_fields.items() if i.validation_alias in env}
     s = load_settings(**by_field)
     assert sorted(s.bootstrap_list) == [f"{n}:19092" for n in kafka]
-    assert s.redis_cluster and urlparse(s.redis_url).hostname in redis
+    assert s.redis_cluster and all(urlparse(u).hostname in redis for u in s.redis_url.split(","))
     master = services["spark-master"]["command"][0]
     assert s.spark_master == "spark://spark-master:7077" and "--port 7077" in master
     assert all(s.spark_master in services[w]["command"][0] for w in workers)

@@ -60,18 +60,19 @@ def test_broker_and_controller_ports_that_collide_are_refused_naming_both_settin
         LocalStack(settings)
 
 
-def test_a_redis_cluster_stack_has_six_nodes_and_tells_clients(tmp_path):
+def test_a_redis_cluster_stack_has_nine_nodes_and_tells_clients_all_of_them(tmp_path):
     import pytest
 
     from tone.errors import StackError
 
     stack = LocalStack(load_settings(stack_dir=tmp_path / "r", stack_redis_port=17000, stack_redis_cluster=True))
-    assert [n.port for n in stack.redis.nodes] == list(range(17000, 17006))
+    assert [n.port for n in stack.redis.nodes] == list(range(17000, 17009))
     assert all(n.other_ports() == (n.port + 10000,) for n in stack.redis.nodes)
     cmd, _ = stack.redis.nodes[1].command()
     assert cmd[cmd.index("--cluster-enabled") + 1] == "yes"
     env = stack.client_env()
-    assert env["TONE_REDIS_CLUSTER"] == "1" and env["TONE_REDIS_URL"] == "redis://127.0.0.1:17000/0"
+    seeds = ",".join(f"redis://127.0.0.1:{p}/0" for p in range(17000, 17009))
+    assert env["TONE_REDIS_CLUSTER"] == "1" and env["TONE_REDIS_URL"] == seeds
     assert stack.client_settings().redis_cluster
     with pytest.raises(StackError, match="TONE_STACK_SECURE"):
         LocalStack(load_settings(stack_dir=tmp_path / "s", stack_redis_cluster=True, stack_secure=True))

@@ -3,7 +3,7 @@
 import pytest
 
 from streaming.job import BatchReport, ToneStream, is_data_loss
-from tone.errors import DataLossError
+from tone.errors import ConfigError, DataLossError
 from tone.settings import load_settings
 
 
@@ -44,7 +44,8 @@ def test_a_failed_query_is_restarted_with_backoff_until_it_ends(tmp_path):
     job, started = job_with([(0, True), (0, True), (2, True), (0, True), (1, False)], tmp_path)
     sleeps = []
     job.run(None, sleep=sleeps.append, max_restarts=3)
-    assert sleeps == [1.0, 2.0, 1.0, 2.0]  # progress (2 batches) after the second restart resets the backoff
+    # progress (2 batches) after the second restart resets the backoff; each wait is jittered down to half
+    assert [(full / 2 <= s <= full) for s, full in zip(sleeps, [1.0, 2.0, 1.0, 2.0], strict=True)] == [True] * 4
     assert job.restarts == 4
     assert all(q.stopped for q in started)
 
@@ -54,7 +55,7 @@ def test_it_gives_up_after_max_restarts_in_a_row(tmp_path):
     sleeps = []
     with pytest.raises(RuntimeError, match="Connection refused"):
         job.run(None, sleep=sleeps.append, max_restarts=2)
-    assert sleeps == [1.0, 2.0]
+    assert [(full / 2 <= s <= full) for s, full in zip(sleeps, [1.0, 2.0], strict=True)] == [True] * 2
 
 
 def test_the_log_line_names_the_workers_python_error():
@@ -111,3 +112,23 @@ def test_a_start_that_fails_is_retried_like_a_failed_query(tmp_path):
     job.start = start
     job.run(None, max_restarts=5, sleep=lambda _: None)
     assert (len(attempts), job.restarts) == (3, 2)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ConfigError("TONE_REDIS_WAIT_REPLICAS=1, but not every Redis master has that many replicas"),
+     DataLossError("topic 'tweets' went back behind what this query has read or counted")],  # fmt: skip
+)
+def test_what_a_start_finds_wrong_is_raised_at_once_not_restarted(tmp_path, error):
+    job = ToneStream(load_settings(), scorer="vader", checkpoint=tmp_path / "ckpt")
+    starts = []
+
+    def start(_spark):
+        starts.append(1)
+        raise error
+
+    job.start = start
+    sleeps = []
+    with pytest.raises(type(error)):
+        job.run(None, sleep=sleeps.append, max_restarts=5)
+    assert (len(starts), sleeps) == (1, [])
