@@ -257,3 +257,41 @@ def test_the_api_and_the_cli_read_the_cluster(on_cluster):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["tweets"] == want[hostile[0]]
+
+
+def test_a_cluster_without_replicas_is_refused_before_anything_is_written(tmp_path):
+    """Measured before: with the cluster's default TONE_REDIS_WAIT_REPLICAS (1), every task applied its counts and
+    then failed WAIT, and the query stopped after its restarts with some users counted and most not."""
+    from devstack.redis_server import redis_binary
+    from streaming.job import ToneStream
+    from tests.conftest import free_ports
+    from tone.errors import ConfigError
+    from tone.settings import load_settings
+
+    ports = free_ports(3)
+    procs = [
+        subprocess.Popen(  # noqa: S603
+            [redis_binary(), "--port", str(p), "--cluster-enabled", "yes", "--cluster-config-file", f"n{p}.conf",
+             "--dir", str(tmp_path), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        for p in ports
+    ]  # fmt: skip
+    try:
+        time.sleep(1)
+        create = [redis_binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
+        subprocess.run([*create, "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True)  # noqa: S603
+        time.sleep(2)
+        seeds = ",".join(f"redis://127.0.0.1:{p}/0" for p in ports)
+        s = load_settings(redis_url=seeds, redis_cluster=True, redis_key_prefix="bare:")
+        job = ToneStream(s, scorer="vader", checkpoint=tmp_path / "ckpt", query_name="q")
+        with pytest.raises(ConfigError, match=r"TONE_REDIS_WAIT_REPLICAS=1.*has 0.*TONE_REDIS_WAIT_REPLICAS=0"):
+            job.start(None)  # refused before Spark or Kafka is touched
+        store = open_store(s)
+        assert store.replicas() == dict.fromkeys(store.replicas(), 0) and len(store.replicas()) == 3
+        assert not any(store.client.scan_iter("bare:*"))  # nothing written
+        open_store(s.model_copy(update={"redis_wait_replicas": 0})).check_replicas()  # the stated trade: accepted
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
