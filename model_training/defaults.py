@@ -14,7 +14,7 @@ from typing import Any
 from model_training.hparams import HParams
 from tone.errors import ArtifactError, ConfigError
 from tone.scoring import artifacts
-from tone.scoring.loader import default_model_path
+from tone.scoring.loader import default_model_path, unusable_default_rnn
 from tone.settings import Settings
 
 
@@ -58,13 +58,18 @@ def recipe_hparams(model: str, given: Mapping[str, Any], *, quick: bool = False)
 
 
 def ensure_default_rnn(settings: Settings, say: Callable[[str], None] = print) -> Path:
-    """Train and cache the default RNN unless a valid one is cached already; returns its path."""
+    """Train and cache the default RNN when it is missing (first use, said so); returns its path.
+
+    One that is there but does not verify (tampered, corrupt) is refused with what to do, never trained over: its
+    files changed behind the stream's back, and a person should know.
+    """
     path = default_model_path(settings, "rnn")
-    try:
-        artifacts.verify(path)
+    if (path / artifacts.MANIFEST).is_file():
+        try:
+            artifacts.verify(path)
+        except ArtifactError as exc:
+            raise unusable_default_rnn(path, exc) from None
         return path
-    except ArtifactError:
-        pass
     from model_training.workflow import train_and_save
 
     recipe = RECIPES["rnn"]

@@ -4,7 +4,8 @@ The driver checks the registry at most every ``model_refresh_s``. A new approved
 verified and a few tweets smoke-scored *on the driver* before the job's scorer spec becomes ``registry:<version>``;
 each Spark task then loads that pinned version (fetching and verifying it again on its own machine) on its next
 batch. A version that fails any check is refused with an error line and remembered, and the old model keeps
-scoring; it is tried again only once the registry approves something else.
+scoring; it is tried again only once the registry approves something else. At start there is no old model: nothing
+approved, or an approved version that fails, stops the stream with what to do (no other model is substituted).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tone.errors import ArtifactError
 from tone.scoring.kinds import REGISTRY_PREFIX
 from tone.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FALLBACK = "rnn"
 
 
 @dataclass
@@ -54,15 +55,27 @@ class ModelRefresher:
             self.registry = Registry.from_settings(self.settings)
 
     def initial(self) -> str:
-        """The spec to start with: the approved version if it verifies, else the default RNN."""
+        """The spec to start with: the approved version, verified.
+
+        Fail closed: nothing approved is a ConfigError, an approved version that does not verify, load or smoke-score
+        an ArtifactError, each saying what to do; no other model is started instead.
+        """
+        from tone.scoring.loader import nothing_approved
+
         self._last_check = self.clock()
-        spec = self._try(self._approved(), current=None)
-        if spec is None:
-            log.warning("no usable approved model in %s: starting with %s", self.settings.registry_uri, FALLBACK)
-            self.events.append(RefreshEvent(time.time(), "start", None, FALLBACK))
-            return FALLBACK
-        self.events.append(RefreshEvent(time.time(), "start", spec.removeprefix(REGISTRY_PREFIX)))
-        return spec
+        version = self.registry.approved_version()
+        if version is None:
+            raise nothing_approved(self.settings)
+        try:
+            self.verify(version)
+        except Exception as exc:
+            msg = (
+                f"the approved version {version} in the registry at {self.settings.registry_uri} cannot be used "
+                f"({exc}): roll back (tone models rollback) or approve another; no other model is used instead"
+            )
+            raise ArtifactError(msg) from None
+        self.events.append(RefreshEvent(time.time(), "start", version))
+        return f"{REGISTRY_PREFIX}{version}"
 
     def check(self, current: str) -> str | None:
         """Between batches: a new spec to switch to, or None to keep ``current``."""
@@ -83,9 +96,9 @@ class ModelRefresher:
             return None
         return version
 
-    def _try(self, version: str | None, *, current: str | None) -> str | None:
+    def _try(self, version: str | None, *, current: str) -> str | None:
         if version is None or version in self.refused:
-            return None
+            return None  # nothing approved any more (the index was edited), or refused before: keep the one running
         spec = f"{REGISTRY_PREFIX}{version}"
         if spec == current:
             return None
@@ -93,13 +106,11 @@ class ModelRefresher:
             self.verify(version)
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with a version, the old model keeps scoring
             self.refused.add(version)
-            keep = current or FALLBACK
-            log.error("model refresh: REFUSED version %s: %s; still scoring with %s", version, exc, keep)
+            log.error("model refresh: REFUSED version %s: %s; still scoring with %s", version, exc, current)
             self.events.append(RefreshEvent(time.time(), "refuse", version, str(exc)))
             return None
-        if current is not None:
-            log.info("model refresh: %s -> %s", current, spec)
-            self.events.append(RefreshEvent(time.time(), "swap", version, f"from {current}"))
+        log.info("model refresh: %s -> %s", current, spec)
+        self.events.append(RefreshEvent(time.time(), "swap", version, f"from {current}"))
         return spec
 
     def verify(self, version: str) -> None:

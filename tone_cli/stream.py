@@ -55,8 +55,9 @@ def stream(
     settings = cli_settings()
     where = checkpoint_path(checkpoint, "--checkpoint") if checkpoint else settings.checkpoint_dir / query
     spec = scorer or settings.scorer
-    if spec in ("rnn", "registry"):  # "registry" starts on the default RNN until a version is approved
-        ensure_default_rnn(settings, say=err_console.print)  # train once, before the workers need it
+    if "rnn" in settings.route_table(spec).specs():
+        # Trained once when missing (and said so), before the workers need it; a tampered one is refused.
+        ensure_default_rnn(settings, say=err_console.print)
 
     def report(r: BatchReport) -> None:
         err_console.print(

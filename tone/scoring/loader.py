@@ -1,13 +1,16 @@
 """Turn the ``scorer`` setting into a loaded scorer: one place for training, streaming and benchmarks.
 
 - ``vader``: the lexicon scorer;
-- ``rnn``: the project's default RNN in ``<model_dir>/default-rnn``, else VADER with a warning (training it is
-  the caller's decision: ``model_training.defaults.ensure_default_rnn``, which `tone stream` and the benchmarks
-  call; the kernel never trains);
+- ``rnn``: the project's default RNN in ``<model_dir>/default-rnn`` (training it when missing is the caller's
+  decision: ``model_training.defaults.ensure_default_rnn``, which `tone stream` and the benchmarks call; the kernel
+  never trains);
 - ``transformer``: ``transformer_model`` when set (hub id, HF directory or artifact), else the fine-tuned MiniLM in
   ``<model_dir>/default-transformer`` (made by ``tone train --model transformer``);
 - ``registry``: the registry's approved version (``registry:VERSION`` pins one), fetched and checksum-verified;
 - a path: a model artifact (directory or ``model.tar.gz``), checksum-verified.
+
+Fail closed: a model that cannot load as configured (corrupt, tampered or mismatched, an unknown registry version,
+nothing approved) raises with what to do; nothing is substituted for it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tone.errors import ArtifactError
+from tone.errors import ArtifactError, ConfigError
 from tone.scoring.base import Scorer
 from tone.scoring.kinds import REGISTRY_PREFIX
 from tone.settings import Settings
@@ -68,20 +71,14 @@ def load_scorer(spec: str, settings: Settings) -> Scorer:
         registry = Registry.from_settings(settings)
         version = spec.removeprefix(REGISTRY_PREFIX) if spec != "registry" else registry.approved_version()
         if version is None:
-            log.warning(
-                "no approved model in the registry at %s yet: scoring with the default RNN", settings.registry_uri
-            )
-            return load_scorer("rnn", settings)
+            raise nothing_approved(settings)
         return load_registered(registry, version, settings)
     if spec == "rnn":
         path = default_model_path(settings, "rnn")
         try:
             return artifacts.load(path, **model_options(settings))
         except ArtifactError as exc:
-            from tone.scoring.vader import VaderScorer
-
-            log.warning("no usable default RNN (%s); scoring with VADER. Train it with: tone train --model rnn", exc)
-            return VaderScorer()
+            raise unusable_default_rnn(path, exc) from None
     if spec == "transformer":
         name = settings.transformer_model
         if name is None:
@@ -106,6 +103,24 @@ def load_scorer(spec: str, settings: Settings) -> Scorer:
     return TransformerScorer.from_pretrained(spec, token_budget=token_budget, **torch_options(settings))
 
 
+def nothing_approved(settings: Settings) -> ConfigError:
+    """The error for TONE_SCORER=registry on a registry with no approved version."""
+    msg = (
+        f"TONE_SCORER=registry, but the registry at {settings.registry_uri} has no approved version: approve one "
+        "(tone models list, then tone models approve VERSION), or set TONE_SCORER=rnn; no other model is used instead"
+    )
+    return ConfigError(msg)
+
+
+def unusable_default_rnn(path: Path, exc: BaseException) -> ArtifactError:
+    """The error for a default RNN that is there but does not verify or load (tampered, corrupt, half-written)."""
+    msg = (
+        f"the default RNN in {path} cannot be used: {exc}. It is not retrained over: remove that directory to have "
+        "`tone stream` train it again, or run `tone train --model rnn`"
+    )
+    return ArtifactError(msg)
+
+
 def load_registered(registry: Registry, version: str, settings: Settings) -> Scorer:
     """A registry version, fetched and checksum-verified, loaded with this machine's torch options."""
     from tone.scoring import artifacts
@@ -125,15 +140,18 @@ def _artifact_path(spec: str, settings: Settings) -> Path | None:
 
         registry = Registry.from_settings(settings)
         version = spec.removeprefix(REGISTRY_PREFIX) if spec != "registry" else registry.approved_version()
-        return registry.fetch(version) if version else default_model_path(settings, "rnn")
+        if version is None:
+            raise nothing_approved(settings)
+        return registry.fetch(version)
     return None if spec == "vader" else Path(spec).expanduser()
 
 
 def scorer_languages(spec: str, settings: Settings) -> tuple[str, ...] | None:
-    """The languages the model behind ``spec`` reads (its manifest), without loading it; None: unknown.
+    """The languages the model behind ``spec`` reads (its verified manifest), without loading it; None: unknown.
 
     VADER reads English; an artifact its manifest's ``languages`` (English for one from before they were recorded);
     a default model not trained yet is the English one `tone stream` trains; a plain Hugging Face model is unknown.
+    The artifact is checksum-verified here, so a stream refuses a tampered or corrupt model at start (ArtifactError).
     """
     from tone.scoring import artifacts
 
@@ -145,7 +163,13 @@ def scorer_languages(spec: str, settings: Settings) -> tuple[str, ...] | None:
     if not (path / artifacts.MANIFEST).is_file():
         ours = spec == "rnn" or (spec == "transformer" and not settings.transformer_model)
         return artifacts.DEFAULT_LANGUAGES if ours else None
-    return artifacts.manifest_languages(artifacts.read_manifest(path))
+    try:
+        manifest = artifacts.verify(path)
+    except ArtifactError as exc:
+        if spec == "rnn":
+            raise unusable_default_rnn(path, exc) from None
+        raise
+    return artifacts.manifest_languages(manifest)
 
 
 def check_routes(routes: Routes, settings: Settings, default: str) -> list[str]:

@@ -1,7 +1,10 @@
-"""The refresher's decisions without Spark: interval, swap, refusal, fallback."""
+"""The refresher's decisions without Spark: interval, swap, refusal, and a start that fails closed."""
+
+import pytest
 
 from streaming.refresh import ModelRefresher
 from tests.helpers import tiny_rnn
+from tone.errors import ArtifactError, ConfigError
 from tone.registry import Registry
 from tone.settings import load_settings
 
@@ -11,17 +14,22 @@ def test_refresh_interval_swap_and_refusal(tmp_path):
     registry = Registry.from_settings(s)
     now = [0.0]
     refresher = ModelRefresher(s, clock=lambda: now[0], registry=registry)
-    assert refresher.initial() == "rnn"  # nothing approved yet: the default model
+    with pytest.raises(ConfigError, match="no approved version.*tone models approve"):
+        refresher.initial()  # nothing approved: no other model is started instead
 
     tiny_rnn(seed=1).save(tmp_path / "a")
     a = registry.publish(tmp_path / "a", source={}).version
     registry.approve(a)
+    assert refresher.initial() == f"registry:{a}"
+    tiny_rnn(seed=4).save(tmp_path / "a2")
+    a2 = registry.publish(tmp_path / "a2", source={}).version
+    registry.approve(a2, force=True)
     now[0] = 10
-    assert refresher.check("rnn") is None  # not due yet
+    assert refresher.check(f"registry:{a}") is None  # not due yet
     now[0] = 31
-    assert refresher.check("rnn") == f"registry:{a}"
+    assert refresher.check(f"registry:{a}") == f"registry:{a2}"
     now[0] = 62
-    assert refresher.check(f"registry:{a}") is None  # unchanged
+    assert refresher.check(f"registry:{a2}") is None  # unchanged
 
     (tmp_path / "b").mkdir()
     tiny_rnn(seed=2).save(tmp_path / "b")
@@ -29,10 +37,10 @@ def test_refresh_interval_swap_and_refusal(tmp_path):
     registry.approve(b, force=True)
     (tmp_path / "reg" / "versions" / b / "artifact" / "tokenizer.json").write_text("{}")
     now[0] = 100
-    assert refresher.check(f"registry:{a}") is None
+    assert refresher.check(f"registry:{a2}") is None
     assert b in refresher.refused
     now[0] = 200
-    assert refresher.check(f"registry:{a}") is None  # not retried while b stays the approved version
+    assert refresher.check(f"registry:{a2}") is None  # not retried while b stays the approved version
     assert [e.action for e in refresher.events] == ["start", "swap", "refuse"]
 
 
@@ -101,3 +109,14 @@ def test_a_version_that_does_not_read_the_routed_languages_is_refused(tmp_path):
     both = registry.publish(tmp_path / "both", source={}).version
     registry.approve(both, force=True)
     assert refresher.check("rnn") == f"registry:{both}"
+
+
+def test_an_approved_version_that_fails_stops_the_start_with_what_to_do(tmp_path):
+    s = load_settings(registry_uri=str(tmp_path / "reg"), model_dir=tmp_path / "m")
+    registry = Registry.from_settings(s)
+    tiny_rnn(seed=1).save(tmp_path / "a")
+    a = registry.publish(tmp_path / "a", source={}).version
+    registry.approve(a)
+    (tmp_path / "reg" / "versions" / a / "artifact" / "tokenizer.json").write_text("{}")
+    with pytest.raises(ArtifactError, match=rf"approved version {a}.*tone models rollback"):
+        ModelRefresher(s, registry=registry).initial()

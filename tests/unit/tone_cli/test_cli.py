@@ -191,3 +191,31 @@ def test_a_checkpoint_uri_exits_2_naming_the_option_before_spark_starts():
     assert "--checkpoint 's3a://bucket/ckpt'" in result.stderr
     assert "s3a:// checkpoints are not supported" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+def test_a_tampered_default_rnn_stops_tone_stream_with_what_to_do(tmp_path):
+    """It was retrained over, silently; nothing is retrained or substituted behind the user's back now."""
+    from tests.helpers import tiny_rnn
+
+    art = tmp_path / "models" / "default-rnn"
+    tiny_rnn().save(art)
+    weights = art / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    env = {**os.environ, envvars.MODEL_DIR: str(tmp_path / "models"), envvars.REDIS_URL: "redis://127.0.0.1:1/0"}
+    result = run_tone("stream", "--until-idle", "1", env=env)
+    text = " ".join(result.stderr.split())
+    assert result.returncode == 1, result.stderr
+    assert "the default RNN in" in text and "failed its checksum" in text and "tone train --model rnn" in text
+    assert "training" not in text and "Traceback" not in text
+    assert weights.read_bytes().endswith(b"tampered")  # left as it was found
+
+
+def test_an_empty_registry_stops_tone_stream_with_what_to_do(tmp_path):
+    """It started 'with rnn' after a warning; the registry the user named holds nothing approved."""
+    env = {**os.environ, envvars.SCORER: "registry", envvars.REGISTRY_URI: str(tmp_path / "registry"),
+           envvars.MODEL_DIR: str(tmp_path / "models"), envvars.REDIS_URL: "redis://127.0.0.1:1/0"}  # fmt: skip
+    result = run_tone("stream", "--until-idle", "1", env=env)
+    text = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stderr
+    assert "has no approved version" in text and "tone models approve VERSION" in text
+    assert not (tmp_path / "models" / "default-rnn").exists()  # nothing trained behind the user's back
