@@ -7,7 +7,9 @@ One task's work (see :func:`run_task`), in an order that keeps every guarantee:
 2. give each valid tweet its language (declared, else detected: :mod:`tone.language`) and route it: the tweets of
    each route's scorer are scored in one call (bigger sets pad less); a tweet no route covers is counted unscored;
 3. build each scored tweet; anything that raises while handling one record dead-letters that record with reason
-   ``internal_error`` (the exception in ``detail``) and the rest of the batch goes on;
+   ``internal_error`` (the exception in ``detail``) and the rest of the batch goes on. A scorer that raises on a
+   set of texts is asked again on halves of it until the texts it fails on stand alone (they are dead-lettered);
+   one that fails on a short canary text too is broken, not the records, and the batch fails;
 4. send the dead letters and the scored tweets, and **flush**: a record the broker did not acknowledge fails the
    task before anything is counted (the task's retry, or the query's restart in ``local[*]``, writes it again);
 5. count each range's records in the store, exactly once per record (:func:`tone.aggregates.store.count_records`:
@@ -67,6 +69,7 @@ class TaskConfig:
     # Languages -> scorer specs; ``default`` is the job's (hot-reloaded) scorer. Unit tests score everything.
     routes: Routes = Routes(((WILDCARD, DEFAULT_SCORER),))
     lang_precedence: Precedence = DECLARED
+    dead_letter_max_bytes: int = 524_288  # a dead letter (key, value, headers) is cut to this (DeadLetter.fitted)
 
     @classmethod
     def from_settings(cls, settings: Settings, query: str) -> TaskConfig:
@@ -79,12 +82,13 @@ class TaskConfig:
             settings.max_message_bytes,
             settings.ewma_half_life_s,
             settings.recent_tweets,
-            settings.drift_sample,
-            settings.redis_step_tweets,
-            settings.max_future_s,
-            settings.output_guarantee,
-            Routes.parse(settings.routes),
-            settings.lang_precedence,
+            drift_sample=settings.drift_sample,
+            step_tweets=settings.redis_step_tweets,
+            max_future_s=settings.max_future_s,
+            output_guarantee=settings.output_guarantee,
+            routes=Routes.parse(settings.routes),
+            lang_precedence=settings.lang_precedence,
+            dead_letter_max_bytes=settings.dead_letter_max_bytes,
         )
 
 
@@ -142,6 +146,7 @@ class _Valid:
     lang_source: str = UND
     result: ToneResult | None = None  # None: no route scores its language
     version: str = ""
+    error: BaseException | None = None  # its scorer raised on it alone (see _isolated): dead-lettered
 
 
 @dataclass
@@ -253,11 +258,46 @@ def _score(parts: list[ParsedRange], config: TaskConfig, scorer: Callable[[str],
     default = None
     for spec, items in by_spec.items():
         model = scorer(spec)
-        for item, result in zip(items, model.score([item.event.text for item in items]), strict=True):
-            item.result, item.version = result, model.version
+        for item, result in zip(items, _isolated(model, [item.event.text for item in items]), strict=True):
+            if isinstance(result, BaseException):
+                item.error = result
+            else:
+                item.result, item.version = result, model.version
         if spec == DEFAULT_SCORER:
             default = model
     return default
+
+
+CANARY: Final = "ok"  # a text any working model scores: the check that a failure is the records', not the model's
+
+
+def _isolated(model: Scorer, texts: list[str]) -> list[ToneResult | BaseException]:
+    """``model.score(texts)``; when it raises, the texts it raises on alone get their exception, the rest scores.
+
+    Halves are scored until each failing text stands alone (about k log n calls for k bad texts of n). When the
+    model fails on the canary too, the model is what is broken: the first error is raised and the batch fails.
+    """
+    try:
+        return list(model.score(texts))
+    except Exception as first:
+        try:
+            model.score([CANARY])
+        except Exception:  # noqa: BLE001 - broken model: the batch fails with its first error
+            raise first from None
+
+        def bisect(chunk: list[str]) -> list[ToneResult | BaseException]:
+            try:
+                return list(model.score(chunk))
+            except Exception as exc:  # noqa: BLE001 - per-record isolation
+                if len(chunk) == 1:
+                    return [exc]
+                mid = len(chunk) // 2
+                return bisect(chunk[:mid]) + bisect(chunk[mid:])
+
+        if len(texts) == 1:
+            return [first]
+        mid = len(texts) // 2
+        return bisect(texts[:mid]) + bisect(texts[mid:])
 
 
 def _prepare(part: ParsedRange) -> None:
@@ -266,6 +306,8 @@ def _prepare(part: ParsedRange) -> None:
     for item in part.valid:
         e, res, version = item.event, item.result, item.version
         try:
+            if item.error is not None:
+                raise item.error
             created = e.created_at.timestamp()
             hour_bucket(created)  # the aggregation needs it: fail here, for this record only
             if res is None:
@@ -354,7 +396,7 @@ def _send(parts: list[ParsedRange], config: TaskConfig, producer: Callable[[], P
         return
     sink = producer()
     for part in parts:
-        for letter in part.dead:
+        for letter in (d.fitted(config.dead_letter_max_bytes) for d in part.dead):
             sink.send(config.dlq_topic, key=letter.key, value=letter.value, headers=letter.headers())
         for key, value in part.wire:
             sink.send(config.scored_topic, key=key, value=value)
@@ -370,9 +412,10 @@ def _write_transactions(parts: list[ParsedRange], config: TaskConfig, sink: Outp
     ranges = []
     for part in parts:
         s = part.stats
+        letters = (d.fitted(config.dead_letter_max_bytes) for d in part.dead)
         out = [
             Output(offset, config.dlq_topic, letter.key, letter.value, letter.headers())
-            for offset, letter in zip(part.dead_offsets, part.dead, strict=True)
+            for offset, letter in zip(part.dead_offsets, letters, strict=True)
         ]
         out += [
             Output(item.offset, config.scored_topic, key, value)

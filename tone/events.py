@@ -53,6 +53,7 @@ REASONS: Final = (
 )
 
 DEFAULT_MAX_TEXT_CHARS: Final = 4000
+MAX_DEAD_LETTER_KEY_BYTES: Final = 1024  # a cut dead letter keeps at most this much of its key
 DEFAULT_MAX_MESSAGE_BYTES: Final = 65_536
 MAX_ID_CHARS: Final = 64
 MAX_USER_ID_CHARS: Final = 256
@@ -204,10 +205,42 @@ class DeadLetter:
     reason: str
     detail: str
     source: str
+    truncated: int | None = None  # the original's size in bytes (key + value), when cut to fit (see fitted)
 
     def headers(self) -> list[tuple[str, str | bytes | None]]:
-        """The Kafka headers of the dead letter."""
-        return [("reason", self.reason.encode()), ("detail", self.detail.encode()), ("source", self.source.encode())]
+        """The Kafka headers of the dead letter (``truncated``: the original's size, when it was cut)."""
+        out: list[tuple[str, str | bytes | None]] = [
+            ("reason", self.reason.encode()),
+            ("detail", self.detail.encode()),
+            ("source", self.source.encode()),
+        ]
+        if self.truncated is not None:
+            out.append(("truncated", str(self.truncated).encode()))
+        return out
+
+    def fitted(self, max_bytes: int) -> DeadLetter:
+        """This letter, its key and value cut so that key + value + headers take at most ``max_bytes``.
+
+        The original came through the broker, but with headers (and a producer's own, lower, limit: librdkafka's
+        message.max.bytes is 1,000,000 against the broker's 1,048,588) a copy of a record near the limit is refused
+        (MSG_SIZE_TOO_LARGE), and the range's transaction with it, for ever. The cut keeps the start of each and says
+        so in a ``truncated`` header with the original's size.
+        """
+        key, value = self.key or b"", self.value or b""
+        room = max_bytes - sum(len(k) + len(v or b"") for k, v in self.headers()) - 64  # 64: the truncated header
+        if len(key) + len(value) <= room:
+            return self
+        cut_key = key[: min(len(key), MAX_DEAD_LETTER_KEY_BYTES, max(0, room))]
+        cut_value = value[: max(0, room - len(cut_key))]
+        size = len(key) + len(value)
+        return DeadLetter(
+            cut_key if self.key is not None else None,
+            cut_value if self.value is not None else None,
+            self.reason,
+            self.detail,
+            self.source,
+            size,
+        )
 
 
 @dataclass(frozen=True, slots=True)

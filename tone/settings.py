@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     # A tweet dated more than this far after its Kafka timestamp is dead-lettered (future_timestamp): an event time
     # is data, and one far in the future would otherwise freeze the user's EWMA and last_seen.
     max_future_s: float = Field(300.0, ge=0, le=365 * 86400, validation_alias=env.MAX_FUTURE_S)
+    # A dead letter (the original key and bytes, and its headers) is cut to this size, with a `truncated` header:
+    # a copy of a record near the broker's limit, plus headers, would be refused (and its range's transaction with
+    # it) for ever. Keep it below the producer's message.max.bytes (1,000,000) and the topic's max.message.bytes.
+    dead_letter_max_bytes: int = Field(524_288, ge=4096, le=100_000_000, validation_alias=env.DEAD_LETTER_MAX_BYTES)
 
     # Stream and per-user aggregates
     checkpoint_dir: Path = Field(default_factory=lambda: _cache_dir("checkpoints"), validation_alias=env.CHECKPOINT_DIR)

@@ -304,3 +304,23 @@ def test_a_mixed_feed_is_counted_by_language_and_only_the_languages_a_model_read
 
 
 OTHER_LANGUAGES = ("es", "pt", "fr", "de", "it", "nl", "ru", "tr", "id", "ja", "ko", "zh")
+
+
+def test_a_record_at_the_brokers_size_limit_is_dead_lettered_and_the_stream_goes_on(spark, isolated, tmp_path):
+    """Measured before: its dead letter (the original bytes plus headers) was refused (MSG_SIZE_TOO_LARGE), the
+    range's transaction failed 76 times, the query stopped, and everything behind it in its partition waited."""
+    from confluent_kafka import Producer
+
+    s = isolated
+    big = b'{"id": "big", "user_id": "u", "text": "' + b"x" * 1_039_900 + b'"}'
+    producer = Producer({"bootstrap.servers": s.kafka_bootstrap_servers, "message.max.bytes": 1_048_576})
+    producer.produce(s.kafka_topic_tweets, key=b"user0", value=big, partition=0)
+    assert producer.flush(30) == 0  # the broker took it: at its own limit (1,048,588 a batch by default)
+    evs = events(0, 40)
+    produce(s, evs)
+    run(spark, s, tmp_path / "ckpt")
+    (letter,) = read_topic(s, s.kafka_topic_dlq)
+    headers = {k: v for k, v in letter.headers}
+    assert headers["reason"] == b"oversized_message" and int(headers["truncated"]) == len(big) + len(b"user0")
+    assert big.startswith(letter.value) and len(letter.value) < 524_288
+    assert redis_counts(s, {e.user_id for e in evs}) == expected_counts(evs)

@@ -316,3 +316,53 @@ def test_each_route_scores_its_languages_with_its_own_scorer():
         None,
     )
     assert stats.model_version == "other-1,vader-3.3.2"
+
+
+# -- one bad record stays one record ------------------------------------------------------------------------------
+class Choking(VaderScorer):
+    """Raises on any set of texts that holds one with "poison" in it, as a tokenizer bug might on one input."""
+
+    calls = 0
+
+    def score(self, texts):
+        Choking.calls += 1
+        if any("poison" in t for t in texts):
+            raise RuntimeError("index out of range in self (a token id past the embedding)")
+        return super().score(texts)
+
+
+def test_a_record_that_makes_the_scorer_raise_is_dead_lettered_alone_and_the_rest_counts():
+    values = [tweet(i, f"u{i % 5}", "I love it" if i not in (7, 23) else "poison pill") for i in range(40)]
+    Choking.calls = 0
+    stats, producer, store = run({0: values}, scorer=Choking)
+    letters = [(v, h) for topic, _, v, h in producer.sent if topic == "dlq"]
+    assert [h["source"] for _, h in letters] == [b"tweets:0:7", b"tweets:0:23"]
+    assert {h["reason"] for _, h in letters} == {b"internal_error"}
+    assert letters[0][1]["detail"].startswith(b"RuntimeError: index out of range")
+    assert (stats[0].valid, stats[0].invalid, stats[0].counted) == (38, 2, 38)
+    assert sum(store.user(f"u{i}")["n"] for i in range(5)) == 38
+    assert Choking.calls < 40  # halves, not one call a record: about k log n
+
+
+def test_a_scorer_that_fails_on_everything_fails_the_batch_rather_than_dead_letter_it():
+    class Broken(VaderScorer):
+        def score(self, texts):
+            raise RuntimeError("CUDA error: device lost")
+
+    store = MemoryToneStore()
+    with pytest.raises(RuntimeError, match="device lost"):
+        run({0: [tweet(i, "alice") for i in range(10)]}, scorer=Broken, store=store)
+    assert store.last_offset("q", "tweets", 0) is None  # nothing counted, nothing dead-lettered: retried
+
+
+def test_a_dead_letter_is_cut_to_fit_with_a_header_saying_so():
+    huge = b"x" * 1_040_000  # about the broker's own limit: the copy plus headers was refused for ever
+    config = dataclasses.replace(CONFIG, dead_letter_max_bytes=524_288)
+    producer, store = ListProducer(), MemoryToneStore(StoreConfig(top_min_count=1))
+    run_task(config, [list(chunks_of(records([huge, tweet(1, "alice")])))], lambda _r: VaderScorer(),
+             lambda: producer, lambda: store)  # fmt: skip
+    ((_, key, value, headers),) = [s for s in producer.sent if s[0] == "dlq"]
+    assert len(key or b"") + len(value) + sum(len(k) + len(v) for k, v in headers.items()) <= 524_288
+    assert value == huge[: len(value)] and headers["truncated"] == b"1040001"  # key b"k" + value
+    assert headers["reason"] == b"oversized_message"
+    assert store.user("alice")["n"] == 1
