@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, Header, HTTPException, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -84,6 +85,30 @@ class FastToneLookup:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _erasure_route(app: FastAPI, store: Any, token: str, checked: Any) -> None:
+    """``DELETE /users/{id}``, for a bearer of TONE_API_TOKEN (the API's only write)."""
+
+    @app.delete(
+        "/users/{user_id:path}",
+        responses={
+            401: {"description": "No or another bearer token (TONE_API_TOKEN).", "model": ErrorBody},
+            422: {"description": "Not a valid user id."},
+        },
+    )
+    def forget(
+        user_id: UserId,
+        authorization: Annotated[str | None, Header(description="Bearer TONE_API_TOKEN")] = None,
+    ) -> dict[str, Any]:
+        """Erase a user (GDPR, an account deleted): every key and the top-N entries. Idempotent.
+
+        A tombstone keeps their older tweets out for the dedupe horizon; newer ones count afresh.
+        """
+        if authorization is None or not hmac.compare_digest(authorization, f"Bearer {token}"):
+            raise HTTPException(401, "send Authorization: Bearer <TONE_API_TOKEN>")
+        erased = store.forget(checked(user_id), time.time())
+        return {"user_id": user_id, "erased": erased}
 
 
 def create_app(settings: Settings | None = None, *, fast_lookups: bool = True) -> FastAPI:
@@ -177,6 +202,9 @@ def create_app(settings: Settings | None = None, *, fast_lookups: bool = True) -
     async def lookup(user_id: str) -> dict[str, Any] | None:
         agg = await store.user_async(aclient(), user_id)
         return None if agg is None else tone_view(agg)
+
+    if settings.api_token is not None:
+        _erasure_route(app, store, settings.api_token.get_secret_value(), checked)
 
     @app.get("/users/{user_id:path}/hourly", responses=invalid_or_unknown)
     def hourly(

@@ -53,6 +53,10 @@ def hourly_tone(store: ToneStore, user_id: str, hours: int, end: float) -> list[
     ]
 
 
+COUNTS = ("batches", "records", "invalid", "restarts", "unscored", "duplicates", "deletes", "deletes_unmatched",
+          "forgets", "forgotten")  # fmt: skip
+
+
 def stream_health(store: ToneStore, query: str, now: float) -> dict[str, Any] | None:
     """The stream's health record (written after each batch) with its JSON fields decoded, or None."""
     raw = store.health(query)
@@ -62,7 +66,7 @@ def stream_health(store: ToneStore, query: str, now: float) -> dict[str, Any] | 
     for key, value in raw.items():
         if key in ("lag", "dead_letters", "drift", "model_versions", "refused_on_workers", "languages"):
             health[key] = json.loads(value)
-        elif key in ("batches", "records", "invalid", "restarts", "unscored"):
+        elif key in COUNTS:
             health[key] = int(value)
         elif key in ("updated_at", "last_batch_at", "rate"):
             health[key] = float(value)

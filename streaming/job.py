@@ -191,6 +191,11 @@ class BatchReport:
     skipped_ranges: int = 0
     counted: int = 0  # valid records counted in the store
     already: int = 0  # records counted before (retried task, overlapping range, a new checkpoint resuming)
+    duplicates: int = 0  # tweets left out: their id was counted within TONE_DEDUPE_HORIZON_S
+    deletes: int = 0  # deletions that took a tweet back out
+    deletes_unmatched: int = 0  # deletions of a tweet not kept (older than the horizon, or never counted)
+    forgets: int = 0  # erasures carried out
+    forgotten: int = 0  # tweets left out: their user was erased
     lost: int = 0  # offsets deleted before they were read (failOnDataLoss=false)
     unscored: int = 0  # valid tweets no route scored (counted by language only)
     lang_ignored: int = 0  # valid tweets whose declared lang is not a language tag (detected instead)
@@ -225,6 +230,11 @@ class BatchReport:
             report.skipped_ranges += int(not r.applied)
             report.counted += r.counted
             report.already += r.already
+            report.duplicates += r.duplicates
+            report.deletes += r.deletes
+            report.deletes_unmatched += r.deletes_unmatched
+            report.forgets += r.forgets
+            report.forgotten += r.forgotten
             report.lost += r.lost
             report.unscored += r.unscored
             report.lang_ignored += r.lang_ignored
@@ -344,6 +354,11 @@ class ToneStream:
             invalid=report.invalid,
             counted=report.counted,
             already=report.already,
+            duplicates=report.duplicates,
+            deletes=report.deletes,
+            deletes_unmatched=report.deletes_unmatched,
+            forgets=report.forgets,
+            forgotten=report.forgotten,
             lost=report.lost,
             unscored=report.unscored,
         )

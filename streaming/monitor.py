@@ -190,6 +190,11 @@ class StreamMonitor:
         m.records.labels("valid").inc(report.valid)
         m.records.labels("invalid").inc(report.invalid)
         m.records.labels("already_counted").inc(report.already)
+        m.records.labels("duplicate").inc(report.duplicates)
+        m.records.labels("delete").inc(report.deletes)
+        m.records.labels("delete_unmatched").inc(report.deletes_unmatched)
+        m.records.labels("forget").inc(report.forgets)
+        m.records.labels("forgotten").inc(report.forgotten)
         m.lost.inc(report.lost)
         for reason, n in report.reasons.items():
             m.dead_letters.labels(reason).inc(n)
@@ -238,6 +243,11 @@ class StreamMonitor:
                 "dead_letters": json.dumps(dict(self.reasons)),
                 "languages": json.dumps(dict(self.languages.most_common())),
                 "unscored": str(job.totals["unscored"]),
+                "duplicates": str(job.totals["duplicates"]),
+                "deletes": str(job.totals["deletes"]),
+                "deletes_unmatched": str(job.totals["deletes_unmatched"]),
+                "forgets": str(job.totals["forgets"]),
+                "forgotten": str(job.totals["forgotten"]),
                 "model_version": version,
                 "model_versions": json.dumps(sorted(report.model_versions)),
                 "refused_on_workers": json.dumps(sorted(report.refused)),

@@ -34,7 +34,17 @@ from typing import TYPE_CHECKING, Final
 
 from tone.aggregates.deltas import Scored, hour_bucket
 from tone.aggregates.store import DEFAULT_STEP_TWEETS, count_records
-from tone.events import FUTURE_TIMESTAMP, INTERNAL_ERROR, DeadLetter, Invalid, ScoredTweet, TweetEvent, parse_event
+from tone.events import (
+    FUTURE_TIMESTAMP,
+    INTERNAL_ERROR,
+    DeadLetter,
+    DeleteEvent,
+    ForgetEvent,
+    Invalid,
+    ScoredTweet,
+    TweetEvent,
+    parse_record,
+)
 from tone.kafka.transactions import AT_LEAST_ONCE, EXACTLY_ONCE, Output, RangeOutputs
 from tone.language import DECLARED, DEFAULT_SCORER, NO_ROUTE, UND, WILDCARD, Precedence, Routes, resolve
 
@@ -106,6 +116,11 @@ class RangeStats:
     applied: bool = False
     counted: int = 0  # valid records counted in the store by this attempt
     already: int = 0  # records at or below the marker: counted before (a retried task, an overlap, a new checkpoint)
+    duplicates: int = 0  # valid tweets whose id was counted within the dedupe horizon (or earlier in the task)
+    deletes: int = 0  # deletions that took a tweet's contribution back out
+    deletes_unmatched: int = 0  # deletions of a tweet not kept (older than the horizon, or never counted)
+    forgets: int = 0  # erasures carried out
+    forgotten: int = 0  # tweets left out: their user was erased after they were written
     lost: int = 0  # offsets deleted (retention) before this range read them, with failOnDataLoss=false
     steps: int = 0  # atomic store steps
     sent: int = 0  # outputs written in this attempt's transaction (exactly_once; records above the group's offset)
@@ -160,6 +175,9 @@ class ParsedRange:
     lost: list[tuple[int, int]] = field(default_factory=list)  # offset ranges deleted before they were read
     scored: list[Scored] = field(default_factory=list)
     wire: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) for the scored topic
+    # Deletions and erasures, by offset (with the record's Kafka timestamp, epoch seconds)
+    controls: list[tuple[int, DeleteEvent | ForgetEvent, float]] = field(default_factory=list)
+    deletions: list[tuple[int, Scored]] = field(default_factory=list)  # the deletions to count, with contributions
 
 
 def dead_letter_of(error: BaseException, key: bytes | None, value: bytes | None, source: str) -> DeadLetter:
@@ -192,7 +210,7 @@ def parse_ranges(chunks: Iterable[RecordChunk], config: TaskConfig) -> list[Pars
         for key, value, offset, ts_ms in zip(chunk.keys, chunk.values, chunk.offsets, chunk.stamps_ms, strict=True):
             source = f"{chunk.topic}:{chunk.partition}:{offset}"
             try:
-                result = parse_event(
+                result = parse_record(
                     value, max_text_chars=config.max_text_chars, max_message_bytes=config.max_message_bytes
                 )
             except Exception as exc:  # noqa: BLE001 - parse_event never raises by contract; if it does, isolate it
@@ -202,6 +220,8 @@ def parse_ranges(chunks: Iterable[RecordChunk], config: TaskConfig) -> list[Pars
             if isinstance(result, Invalid):
                 part.dead.append(DeadLetter(key, value, result.reason, result.detail, source))
                 part.dead_offsets.append(offset)
+            elif isinstance(result, DeleteEvent | ForgetEvent):
+                part.controls.append((offset, result, ts_ms / 1000))
             elif ts_ms > 0 and (ahead := result.created_at.timestamp() - ts_ms / 1000) > config.max_future_s:
                 detail = (
                     f"created_at {result.created_at.isoformat()} is {ahead:.0f} s after the record's Kafka timestamp "
@@ -216,12 +236,13 @@ def parse_ranges(chunks: Iterable[RecordChunk], config: TaskConfig) -> list[Pars
 
 def _drop_counted(part: ParsedRange, last: int) -> None:
     """Leave out the records at or below the marker ``last``: counted, and so sent, by an earlier attempt or run."""
-    before = len(part.valid) + len(part.dead)
+    before = len(part.valid) + len(part.dead) + len(part.controls)
     part.valid = [item for item in part.valid if item.offset > last]
     kept = [(o, letter) for o, letter in zip(part.dead_offsets, part.dead, strict=True) if o > last]
     part.dead_offsets = [o for o, _ in kept]
     part.dead = [letter for _, letter in kept]
-    part.stats.already = before - len(part.valid) - len(part.dead)
+    part.controls = [c for c in part.controls if c[0] > last]
+    part.stats.already = before - len(part.valid) - len(part.dead) - len(part.controls)
 
 
 def _languages(parts: list[ParsedRange], config: TaskConfig, detector: Callable[[], LanguageDetector] | None) -> None:
@@ -373,6 +394,120 @@ def _skip_counted(
     return markers
 
 
+def _skip_counted_in_shards(parts: list[ParsedRange], config: TaskConfig, target: ToneStore) -> None:
+    """In a sharded store, also leave out the tweets their own shard counted past the partition's marker.
+
+    An attempt killed between two shards' steps leaves the partition's marker behind the shards it finished; its
+    retry must take those records for what they are, counted (``already``), and never for duplicates of themselves.
+    """
+    if not target.sharded or not target.config.dedupe_horizon_s:
+        return
+    for part in parts:
+        if not part.valid and not part.controls:
+            continue
+        s = part.stats
+        shard_of = {item.offset: target.shard_of(item.event.user_id) for item in part.valid}
+        shards = sorted(set(shard_of.values()))
+        floors = dict(zip(shards, target.shard_offsets(config.query, s.topic, s.partition, shards), strict=True))
+        kept = [item for item in part.valid if item.offset > (floors[shard_of[item.offset]] or -1)]
+        s.already += len(part.valid) - len(kept)
+        part.valid = kept
+        user_shards = {c[1].user_id: target.shard_of(c[1].user_id) for c in part.controls}
+        extra = sorted(set(user_shards.values()) - set(shards))
+        floors |= dict(zip(extra, target.shard_offsets(config.query, s.topic, s.partition, extra), strict=True))
+        controls = [c for c in part.controls if c[0] > (floors[user_shards[c[1].user_id]] or -1)]
+        s.already += len(part.controls) - len(controls)
+        part.controls = controls
+
+
+def _forget_and_keep_out(parts: list[ParsedRange], target: ToneStore) -> None:
+    """Carry out the task's erasures, then leave out every tweet (and deletion) of a user erased at or after it.
+
+    An erasure (``{"forget": ...}``) is done before the range is counted, at the record's Kafka time: the user's
+    older tweets in this range and later ones are kept out by the tombstone, newer ones count afresh. Redone by a
+    retry (it is idempotent) until the marker passes it. ``tone forget`` and the API's DELETE leave the same
+    tombstone.
+    """
+    for part in parts:
+        for _, event, at in part.controls:
+            if isinstance(event, ForgetEvent):
+                target.forget(event.user_id, at)
+                part.stats.forgets += 1
+    users = sorted({item.event.user_id for part in parts for item in part.valid})
+    users += sorted({c[1].user_id for part in parts for c in part.controls if isinstance(c[1], DeleteEvent)})
+    gone = target.forgotten(list(dict.fromkeys(users))) if users else {}
+    if not gone:
+        return
+    for part in parts:
+        kept = [item for item in part.valid if item.event.created_at.timestamp() > gone.get(item.event.user_id, -1e18)]
+        part.stats.forgotten += len(part.valid) - len(kept)
+        part.valid = kept
+        part.controls = [c for c in part.controls if isinstance(c[1], ForgetEvent) or c[1].user_id not in gone]
+
+
+def _deletions(parts: list[ParsedRange], target: ToneStore) -> None:
+    """Each deletion with the contribution its tweet made, to be counted (subtracted) at its offset.
+
+    A deletion whose tweet is not kept (older than the horizon, or never counted) changes no count; its id is
+    recorded all the same, so the tweet arriving late within the horizon is a duplicate and stays out. A tweet
+    deleted within its own task (before or after the deletion's offset) is never counted nor written: the result
+    of counting it and taking it back out, without the round trip.
+    """
+    wanted: dict[str, list[str]] = {}
+    for part in parts:
+        for _, event, _ in part.controls:
+            if isinstance(event, DeleteEvent):
+                wanted.setdefault(event.user_id, []).append(event.id)
+    if not wanted:
+        return
+    kept = target.kept_contributions(wanted)
+    in_task = {(item.event.user_id, item.event.id) for part in parts for item in part.valid}
+    taken: set[tuple[str, str]] = set()
+    for part in parts:
+        for offset, event, _ in part.controls:
+            if not isinstance(event, DeleteEvent):
+                continue
+            key = (event.user_id, event.id)
+            contribution = kept.get(key) if key not in taken else None
+            if key in in_task and key not in taken:
+                part.stats.deletes += 1
+                part.deletions.append((offset, Scored.unmatched_deletion(event.user_id, event.id)))
+            elif contribution is None:
+                part.stats.deletes_unmatched += 1
+                part.deletions.append((offset, Scored.unmatched_deletion(event.user_id, event.id)))
+            else:
+                part.stats.deletes += 1
+                part.deletions.append((offset, Scored.deletion(event.user_id, event.id, contribution)))
+            taken.add(key)
+    for part in parts:
+        part.valid = [item for item in part.valid if (item.event.user_id, item.event.id) not in taken]
+
+
+def _drop_duplicates(parts: list[ParsedRange], target: ToneStore) -> None:
+    """Leave out the tweets whose id was counted within the dedupe horizon, and a task's later copies of a tweet.
+
+    The first copy counts (by offset): a duplicate with another text changes nothing. Checked again, atomically, in
+    the store's step that records the ids (a duplicate counted in between refuses the step; the retry leaves it out).
+    """
+    if not target.config.dedupe_horizon_s:
+        return
+    wanted: dict[str, list[str]] = {}
+    for part in parts:
+        for item in part.valid:
+            wanted.setdefault(item.event.user_id, []).append(item.event.id)
+    seen = target.counted_ids(wanted)
+    for part in parts:
+        kept = []
+        for item in part.valid:
+            key = (item.event.user_id, item.event.id)
+            if key in seen:
+                part.stats.duplicates += 1
+                continue
+            seen.add(key)
+            kept.append(item)
+        part.valid = kept
+
+
 def _count(part: ParsedRange, config: TaskConfig, target: ToneStore, last: int | None) -> None:
     """Count one range's tweets in the store, per record (see count_records), and fill its stats."""
     s = part.stats
@@ -382,6 +517,8 @@ def _count(part: ParsedRange, config: TaskConfig, target: ToneStore, last: int |
     s.labels = json.dumps(Counter(x.label for x in part.scored if x.scored))
     s.model_version = ",".join(sorted({x.model_version for x in part.scored if x.scored}))
     records = [(item.offset, scored) for item, scored in zip(part.valid, part.scored, strict=True)]
+    if part.deletions:
+        records = sorted(records + part.deletions, key=lambda r: r[0])
     done = count_records(
         target, config.query, s.topic, s.partition, records, s.end_offset, step=config.step_tweets, last=last
     )
@@ -465,6 +602,10 @@ def run_task(  # noqa: PLR0913 - the task's sinks and resources, each built only
 
     target = store()
     read = _skip_counted(parts, config, target, markers or {})
+    _skip_counted_in_shards(parts, config, target)
+    _forget_and_keep_out(parts, target)
+    _drop_duplicates(parts, target)
+    _deletions(parts, target)
 
     if any(part.valid for part in parts):
         t0 = time.perf_counter()

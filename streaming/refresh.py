@@ -24,7 +24,6 @@ from tone.settings import Settings
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class RefreshEvent:
     """One decision of the refresher, kept for the job's report and the tests."""

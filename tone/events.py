@@ -1,6 +1,7 @@
 """The wire formats and the one function that validates a tweet.
 
-Formats: the tweet event (producer -> stream) and the scored tweet (stream -> scored topic).
+Formats: the tweet event (producer -> stream), a tweet's deletion and a user's erasure on the same topic
+(:class:`DeleteEvent`, :class:`ForgetEvent`), and the scored tweet (stream -> scored topic).
 
 :func:`parse_event` never raises on bad input: it returns either a :class:`TweetEvent` or an :class:`Invalid`
 carrying a stable reason code (for dashboards and dead-letter filters) and a human detail. The user-id rule
@@ -392,7 +393,60 @@ def parse_event(
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> TweetEvent | Invalid:
-    """Decode and validate one Kafka message value. Never raises for bad input."""
+    """Decode and validate one Kafka message value as a tweet. Never raises for bad input."""
+    result = parse_record(raw, max_text_chars=max_text_chars, max_message_bytes=max_message_bytes)
+    if isinstance(result, DeleteEvent | ForgetEvent):
+        return Invalid(INVALID_VALUE, "expected a tweet, got a deletion or an erasure")
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteEvent:
+    """``{"delete": {"id": TWEET_ID, "user_id": USER_ID}}``: the author deleted a tweet; its contribution goes."""
+
+    id: str
+    user_id: str
+
+    def to_json(self) -> bytes:
+        """UTF-8 JSON bytes for Kafka (keyed by the user id, like the user's tweets)."""
+        return json.dumps({"delete": {"id": self.id, "user_id": self.user_id}}, ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetEvent:
+    """``{"forget": {"user_id": USER_ID}}``: erase a user (an account deleted; a request to be forgotten)."""
+
+    user_id: str
+
+    def to_json(self) -> bytes:
+        """UTF-8 JSON bytes for Kafka (keyed by the user id)."""
+        return json.dumps({"forget": {"user_id": self.user_id}}, ensure_ascii=False).encode()
+
+
+def _control(obj: dict[str, Any]) -> DeleteEvent | ForgetEvent | Invalid:
+    """A deletion or an erasure, checked as tweets' ids are."""
+    kind = "delete" if "delete" in obj else "forget"
+    body = obj[kind]
+    if not isinstance(body, dict):
+        return Invalid(WRONG_TYPE, f'{kind} must be an object: {{"{kind}": {{"user_id": ...}}}}')
+    user_id = _id_field(body, "user_id")
+    if isinstance(user_id, Invalid):
+        return user_id
+    if kind == "forget":
+        return ForgetEvent(user_id)
+    tweet_id = _id_field(body, "id")
+    if isinstance(tweet_id, Invalid):
+        return tweet_id
+    return DeleteEvent(tweet_id, user_id)
+
+
+def parse_record(
+    raw: bytes | str | None,
+    *,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> TweetEvent | DeleteEvent | ForgetEvent | Invalid:
+    """Decode and validate one Kafka message value: a tweet, a deletion or an erasure. Never raises for bad input."""
     if raw is None:
         return Invalid(INVALID_JSON, "message has no value (null)")
     size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
@@ -411,4 +465,6 @@ def parse_event(
         return Invalid(INVALID_JSON, f"a number is too large: {str(exc)[:120]}")
     except RecursionError:
         return Invalid(INVALID_JSON, "JSON nested too deeply")
+    if isinstance(obj, dict) and len(obj) == 1 and ("delete" in obj or "forget" in obj):
+        return _control(obj)  # a tweet with a field of that name among its others stays a tweet
     return validate_event(obj, max_text_chars=max_text_chars)

@@ -95,4 +95,3 @@ def with_retries(call: Callable[[], T], **options: Any) -> T:
     """``call()``, retried on ``transient`` errors under :func:`policy` (its keyword arguments); then the last error."""
     result: T = policy(**options)(call)
     return result
-

@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     # A user's keys (aggregates, recent tweets, top-N entries) expire this long after their last tweet was counted
     # (0: never). Offset markers never expire.
     user_ttl_s: int = Field(30 * 24 * 3600, ge=0, validation_alias=env.USER_TTL_S)
+    # A tweet id counts once within this long after it was counted (from its counting, not its created_at, so a
+    # re-run of last month's file dedupes too): a live reader's redelivery, X's backfill, a file sent twice. Its
+    # ids live in its user's keys (docs/operations.md has the bytes). 0: no dedupe.
+    dedupe_horizon_s: int = Field(2 * 24 * 3600, ge=0, le=366 * 24 * 3600, validation_alias=env.DEDUPE_HORIZON_S)
 
     # AWS / SageMaker: unset endpoint means real AWS; the local stack points it at moto.
     aws_endpoint_url: str | None = Field(None, validation_alias=env.AWS_ENDPOINT_URL)
@@ -183,6 +187,8 @@ class Settings(BaseSettings):
     # uvicorn's access log, a line per request; off by default: at thousands of lookups/s it costs CPU that
     # /metrics (requests and latency by route and status) already answers for.
     api_access_log: bool = Field(False, validation_alias=env.API_ACCESS_LOG)
+    # The bearer token of the API's writes (DELETE /users/{id}: erase a user); unset, the API has none.
+    api_token: SecretStr | None = Field(None, validation_alias=env.API_TOKEN)
 
     # Observability: the stream driver's Prometheus /metrics port and Spark UI port (0: off); tone drift is the
     # label mix over the last window against the model's training mix, and how often VADER disagrees with the

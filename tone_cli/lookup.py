@@ -82,3 +82,25 @@ def serve(
     from serving.server import run
 
     run(cli_settings(), host, port)
+
+
+def forget(
+    user_id: Annotated[str, typer.Argument(help="The user id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask to confirm.")] = False,
+) -> None:
+    """Erase a user (GDPR, an account deleted): every key in Redis and their top-N entries, now.
+
+    A tombstone keeps their older tweets out for TONE_DEDUPE_HORIZON_S (at least a day), so a replay does not bring
+    them back; newer tweets count afresh. What stays elsewhere (Kafka topics until their retention): docs/operations.md.
+    """
+    import time
+
+    from tone.aggregates.factory import open_store
+    from tone.events import check_user_id
+
+    if problem := check_user_id(user_id):
+        raise ConfigError(problem)
+    if not yes and not typer.confirm(f"erase every tweet and aggregate of {user_id!r}?"):
+        raise typer.Exit(1)
+    erased = open_store(cli_settings()).forget(user_id, time.time())
+    console.print(f"{user_id}: {'erased' if erased else 'nothing stored (a tombstone is kept all the same)'}")

@@ -8,12 +8,14 @@ reports/reliability.json (docs/scaling.md quotes a run).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
 import time
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -26,6 +28,7 @@ from tests.faults.test_faults import (
     counted,
     outputs_once,
     produce_in_background,
+    read_topic,
     record,
     restarts_in,
     stream_lag,
@@ -53,28 +56,55 @@ class ClusterStream(Stream):
         return {**super().env(), **extra}
 
 
-def run_with_a_kill(cluster, s, tmp_path, name: str, kill, *, tweets_n: int = 8000, rate: float = 200) -> dict:
-    """Stream ``tweets_n`` tweets at ``rate``/s; call ``kill()`` a random moment after the first batch is counted."""
+def copies_and_deletions(sent, rng: random.Random) -> tuple[list, list]:
+    """Each tweet one to three times, shuffled (a re-run file, a rewound reader), then 300 of them deleted: the
+    records to send, and the tweets that must count."""
+    copies = [e for e in sent for _ in range(rng.randint(1, 3))]
+    rng.shuffle(copies)
+    deleted = rng.sample(sent, 300)
+    controls = [
+        (e.user_id.encode(), json.dumps({"delete": {"id": e.id, "user_id": e.user_id}}).encode()) for e in deleted
+    ]
+    gone = {e.id for e in deleted}
+    return [*as_pairs(copies), *controls], [e for e in sent if e.id not in gone]
+
+
+def run_with_a_kill(  # noqa: PLR0913 - the test's knobs
+    cluster, s, tmp_path, name: str, kill, *, tweets_n: int = 8000, rate: float = 200, redelivered: bool = False
+) -> dict:
+    """Stream ``tweets_n`` tweets at ``rate``/s; call ``kill()`` a random moment after the first batch is counted.
+
+    ``redelivered``: each tweet sent up to three times and some deleted after (:func:`copies_and_deletions`).
+    """
     rng = random.Random(SEED + len(name))
     sent = tweets(tweets_n, users=1500, start=rng.randrange(1_000_000), prefix=name[0])
+    pairs, kept = copies_and_deletions(sent, rng) if redelivered else (as_pairs(sent), sent)
     stream = ClusterStream(s, tmp_path, cluster.spark.master.address)
     stream.start(until_idle=None)
     try:
-        producer = produce_in_background(s, as_pairs(sent), rate)
+        producer = produce_in_background(s, pairs, rate)
         wait_until(lambda: counted(s, {e.user_id for e in sent[:300]}), 240, "the first batch")
         time.sleep(rng.uniform(2, 8))
         what = kill()
         producer.join(timeout=600)
         assert not producer.errors, producer.errors
-        wait_until(lambda: compare(s, sent)["lost"] == 0, 400, "every tweet to be counted")
+        wait_until(lambda: compare(s, kept)["lost"] == 0, 400, "every tweet to be counted")
         wait_until(lambda: stream_lag(s, stream.query) == 0, 120, "the stream to report no lag")
         stream.interrupt()
         out = stream.wait(timeout=120)
     finally:
         if stream.proc is not None and stream.proc.poll() is None:
             stream.kill9()
-    figures = compare(s, sent)
-    outputs = outputs_once(s, sent, [])
+    figures = compare(s, kept)
+    if redelivered:  # a tweet deleted in the task that read it is never written: only doubles and the kept count
+        written = Counter(json.loads(v)["id"] for v, _ in read_topic(s, s.kafka_topic_scored, "read_committed"))
+        outputs = {
+            "records": len(pairs),
+            "scored_doubled": sum(n - 1 for n in written.values()),
+            "scored_missing": len({e.id for e in kept} - set(written)),
+        }
+    else:
+        outputs = outputs_once(s, sent, [])
     logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("stream-*.log"))
     record(
         f"cluster: {name}",
@@ -87,7 +117,10 @@ def run_with_a_kill(cluster, s, tmp_path, name: str, kill, *, tweets_n: int = 80
         manual_restarts=0,
         summary=out.strip().splitlines()[-1],
     )
-    assert_outputs_once(outputs)  # tweets.scored exactly once for read_committed readers, through the kill
+    if redelivered:
+        assert (outputs["scored_doubled"], outputs["scored_missing"]) == (0, 0)
+    else:
+        assert_outputs_once(outputs)  # tweets.scored exactly once for read_committed readers, through the kill
     return figures
 
 
@@ -125,6 +158,27 @@ def test_kill_9_of_a_redis_master(cluster, on_cluster, tmp_path):
         return f"{victim.name} (a master; its replica served every slot again after {took:.1f} s)"
 
     figures = run_with_a_kill(cluster, s, tmp_path, "redis master kill -9", kill)
+    assert (figures["lost"], figures["doubled"]) == (0, 0)
+
+
+def test_tweets_redelivered_and_deleted_through_a_redis_master_kill_9(cluster, on_cluster, tmp_path):
+    """The ids and kept contributions live in each user's slot: through a failover the counts are each user's
+    distinct, undeleted tweets, and tweets.scored holds each tweet at most once."""
+    s = on_cluster
+
+    def kill() -> str:
+        cluster.redis.refresh_roles()
+        victim = next(n for n in cluster.redis.nodes if n.role == "master")
+        os.kill(cluster.running_pid(victim.name), signal.SIGKILL)
+        cluster.redis.wait_failover(timeout=60)
+        time.sleep(10)
+        cluster.up()
+        return f"{victim.name} (a master)"
+
+    figures = run_with_a_kill(
+        cluster, s, tmp_path, "duplicates and deletions, redis master kill -9", kill, tweets_n=5000, rate=400,
+        redelivered=True,
+    )  # fmt: skip
     assert (figures["lost"], figures["doubled"]) == (0, 0)
 
 

@@ -281,6 +281,79 @@ def test_kill_9_of_the_stream_at_three_random_moments(isolated, tmp_path):
     assert_outputs_once(outputs)
 
 
+def test_tweets_sent_up_to_three_times_some_deleted_one_user_forgotten_through_two_kill_9(isolated, tmp_path):
+    """A re-run file and a rewound reader (each tweet one to three times), deletions, an erasure, then a replay of
+    the erased user's old tweets: each user counts their distinct, undeleted tweets; the erased user stays gone."""
+    s = isolated
+    rng = random.Random(SEED + 37)
+    sent = tweets(8000, users=1500, start=700_000, prefix="d")
+    # Twins: d_twin_a sends 20 tweets and deletes 6; d_twin_b sends the 14 it keeps, with the same texts and times.
+    t0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    twin_a = [TweetEvent(f"ta{i}", "d_twin_a", TEXTS[i % len(TEXTS)], t0 + timedelta(minutes=7 * i)) for i in range(20)]
+    gone = {f"ta{i}" for i in (1, 4, 5, 11, 16, 19)}
+    twin_b = [TweetEvent(f"tb{e.id[2:]}", "d_twin_b", e.text, e.created_at) for e in twin_a if e.id not in gone]
+    erased = max(Counter(e.user_id for e in sent).items(), key=lambda kv: kv[1])[0]  # the heaviest user
+    copies = []
+    for e in [*sent, *twin_a, *twin_b]:
+        copies += [e] * rng.randint(1, 3)
+    rng.shuffle(copies)  # later copies land anywhere after... or before: the first one to be read counts
+    deleted = set(rng.sample([e.id for e in sent if e.user_id != erased], 400))
+    deletions = [e for e in sent if e.id in deleted]
+
+    def delete(e: TweetEvent) -> tuple[bytes, bytes]:
+        return e.user_id.encode(), json.dumps({"delete": {"id": e.id, "user_id": e.user_id}}).encode()
+
+    controls = [delete(e) for e in deletions] + [delete(e) for e in twin_a if e.id in gone]
+    controls.append((erased.encode(), json.dumps({"forget": {"user_id": erased}}).encode()))
+    phases = [*as_pairs(copies), *controls]
+    producer = produce_in_background(s, phases, rate=500)
+    stream = Stream(s, tmp_path)
+    kills = []
+    for _ in range(2):
+        stream.start(until_idle=120)
+        at = rng.uniform(15, 35)
+        time.sleep(at)
+        stream.kill9()
+        kills.append(round(at, 1))
+    producer.join(timeout=300)
+    assert not producer.errors
+    stream.start(until_idle=8)
+    stream.wait(timeout=300)
+    replay = [e for e in sent if e.user_id == erased]  # a re-run of the file: the erased user's old tweets
+    produce(s, as_pairs(replay))
+    stream.start(until_idle=8)
+    out = stream.wait(timeout=300)
+
+    kept = [e for e in sent if e.id not in deleted and e.user_id != erased]
+    figures = compare(s, kept)
+    store = open_store(s)
+    a, b = store.user("d_twin_a"), store.user("d_twin_b")
+    twins = {k: (a[k], b[k]) for k in ("n", "scored", "counts", "mean_probs", "mean_polarity", "ewma_polarity")}
+    health = open_store(s).health("faults") or {}
+    written = Counter(json.loads(v)["id"] for v, _ in read_topic(s, s.kafka_topic_scored, "read_committed"))
+    record(
+        "duplicates, deletions and an erasure through kill -9 x2",
+        kills_after_start_s=kills,
+        records=len(phases) + len(replay),
+        distinct_tweets=len(sent) + len(twin_a) + len(twin_b),
+        deleted=len(deletions) + len(gone),
+        erased_user_tweets=len(replay),
+        **figures,
+        replay_left_out_as_forgotten=int(health.get("forgotten", 0)),  # the last run's: the replay only
+        scored_written_twice=sum(n > 1 for n in written.values()),
+        summary=out.strip().splitlines()[-1],
+    )
+    assert (figures["lost"], figures["doubled"]) == (0, 0)
+    assert max(written.values()) == 1  # a duplicate is not written to tweets.scored again
+    assert int(health["forgotten"]) == len(replay)
+    assert {e.id for e in kept} <= set(written)
+    assert store.user(erased) is None
+    assert all(erased not in dict(store.top(label, 100_000)) for label in ("positive", "negative"))
+    assert a["n"] == b["n"] == 14 and a["counts"] == b["counts"] and a["scored"] == b["scored"]
+    for key in ("mean_probs", "mean_polarity", "ewma_polarity"):
+        assert a[key] == pytest.approx(b[key], abs=1e-9), twins
+
+
 def stream_lag(s, query: str) -> int | None:
     """Records not counted yet, as the stream's health record (written after every batch) says."""
     health = open_store(s).health(query)

@@ -6,6 +6,7 @@ import uuid
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from serving.api import create_app
 from tone import envvars
@@ -230,3 +231,49 @@ def test_tone_serve_writes_an_access_log_only_when_asked(api_settings, access_lo
         server.terminate()
         output = server.communicate(timeout=30)[0].decode()
     assert ("GET /users/grumpy_1/tone HTTP/1.1" in output) is access_log, output
+
+
+def test_erasure_needs_the_token_and_removes_the_user_everywhere(api_settings):
+    without = TestClient(create_app(api_settings))
+    assert without.delete("/users/grumpy_1").status_code in (404, 405)  # no token set: the API is read-only
+    assert without.get("/users/grumpy_1/tone").status_code == 200
+    app = create_app(api_settings.model_copy(update={"api_token": SecretStr("s3cret")}))
+    client = TestClient(app)
+    assert client.delete("/users/grumpy_1").status_code == 401
+    assert client.delete("/users/grumpy_1", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/users/grumpy_1/tone").status_code == 200  # a refused erasure erased nothing
+    assert client.delete("/users/bad%00id", headers={"Authorization": "Bearer s3cret"}).status_code == 422
+    answer = client.delete("/users/grumpy_1", headers={"Authorization": "Bearer s3cret"})
+    assert answer.json() == {"user_id": "grumpy_1", "erased": True}
+    assert client.get("/users/grumpy_1/tone").status_code == 404
+    ranked = [u["user_id"] for u in client.get("/users/top", params={"by": "negative"}).json()["users"]]
+    assert ranked == ["sunny.2"]
+    again = client.delete("/users/grumpy_1", headers={"Authorization": "Bearer s3cret"})
+    assert again.json() == {"user_id": "grumpy_1", "erased": False}  # idempotent
+    assert client.get("/users/sunny.2/tone").json()["tweets"] == 2  # nobody else's keys
+
+
+def test_tone_forget_asks_first_then_erases(api_settings):
+    env = {
+        **os.environ,
+        envvars.REDIS_URL: api_settings.redis_url,
+        envvars.REDIS_KEY_PREFIX: api_settings.redis_key_prefix,
+    }
+    tone = [sys.executable, "-m", "tone_cli.main"]
+    kept = subprocess.run(
+        check=False, args=[*tone, "forget", "sunny.2"], input="n\n", capture_output=True, text=True, env=env
+    )
+    assert kept.returncode == 1
+    store = open_store(api_settings)
+    assert store.user("sunny.2") is not None
+    gone = subprocess.run(
+        check=False, args=[*tone, "forget", "sunny.2", "--yes"], capture_output=True, text=True, env=env
+    )
+    assert gone.returncode == 0, gone.stderr
+    assert "erased" in gone.stdout
+    assert store.user("sunny.2") is None
+    assert "sunny.2" in store.forgotten(["sunny.2"])
+    bad = subprocess.run(
+        check=False, args=[*tone, "forget", "bad\x01id", "--yes"], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 2 and "user_id holds a control character" in bad.stderr

@@ -368,3 +368,76 @@ def test_lookups_and_top_run_on_a_read_replica(redis_store, replica):
     assert calls == []
     with pytest.raises(redis.ReadOnlyError):
         replica.set("x", 1)  # it is a replica: any write above would have failed
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+def test_tweet_ids_count_once_within_the_horizon(settings, request, kind):
+    client = redis.Redis.from_url(settings.redis_url)
+    prefix = f"dd{abs(hash(request.node.name)) % 10**8}:"
+    config = StoreConfig(prefix=prefix, top_min_count=1, dedupe_horizon_s=3600)
+    store = RedisToneStore(client, config) if kind == "redis" else MemoryToneStore(config)
+    try:
+        store.apply_range("q", "tweets", 0, 0, 1, batch_deltas([tw("a", 1, POS), tw("b", 2, NEG)], 3600, 3))
+        assert store.counted_ids({"a": ["a-1", "a-9"], "b": ["b-2"], "c": ["c-1"]}) == {("a", "a-1"), ("b", "b-2")}
+        before = store.user("a")
+        error = redis.ResponseError if kind == "redis" else RuntimeError
+        with pytest.raises(error, match="a-1 .*counted already"):  # one the task did not see: the step is refused
+            store.apply_range("q", "tweets", 0, 2, 3, batch_deltas([tw("a", 1, NEG), tw("c", 3, POS)], 3600, 3))
+        assert store.user("a") == before and store.user("c") is None and store.last_offset("q", "tweets", 0) == 1
+        if kind == "redis":
+            ids = store.ids_key("a")
+            assert 0 < client.ttl(ids) <= 3600
+            client.zadd(ids, {"a-1": 1.0})  # counted long ago: outside the horizon
+            assert store.counted_ids({"a": ["a-1"]}) == set()
+            store.apply_range("q", "tweets", 0, 2, 2, batch_deltas([tw("a", 1, NEG)], 3600, 3))  # counts again
+            assert store.user("a")["n"] == 2
+            assert client.zcard(ids) == 1  # the step trimmed what fell out of the horizon, then recorded it anew
+    finally:
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+        client.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+def test_a_deletion_takes_back_exactly_what_its_tweet_added_and_an_erasure_leaves_only_a_tombstone(
+    settings, request, kind
+):
+    client = redis.Redis.from_url(settings.redis_url)
+    prefix = f"del{abs(hash(request.node.name)) % 10**8}:"
+    config = StoreConfig(prefix=prefix, half_life_s=3600, recent_k=3, top_min_count=1, dedupe_horizon_s=3600)
+    store = RedisToneStore(client, config) if kind == "redis" else MemoryToneStore(config)
+    try:
+        sent = [tw("a", 3600 * 10 + 60 * i, POS if i % 2 else NEG) for i in range(5)]
+        kept = [tw("b", x.created_at, x.probs) for x in sent if x.tweet_id not in ("a-36060", "a-36180")]
+        store.apply_range("q", "tweets", 0, 0, 4, batch_deltas(sent, 3600, 3, contributions=True))
+        store.apply_range("q", "tweets", 1, 0, 2, batch_deltas(kept, 3600, 3, contributions=True))
+        contributions = store.kept_contributions({"a": ["a-36060", "a-36180", "a-nope"]})
+        assert set(contributions) == {("a", "a-36060"), ("a", "a-36180")}
+        deletions = [Scored.deletion("a", t, c) for (_, t), c in contributions.items()]
+        store.apply_range("q", "tweets", 0, 5, 5, batch_deltas(deletions, 3600, 3))
+        a, b = store.user("a"), store.user("b")
+        for key in ("n", "scored", "counts", "languages", "dominant_label"):
+            assert a[key] == b[key], key
+        for key in ("mean_probs", "mean_polarity", "ewma_polarity"):
+            assert a[key] == pytest.approx(b[key], abs=1e-12), key
+        # The recent list drops a deleted tweet; it is not refilled with an older one it no longer holds.
+        assert [r["id"] for r in a["recent"]] == ["a-36240", "a-36120"]
+        assert store.hourly("a", "1970010110") == store.hourly("b", "1970010110")
+        assert store.kept_contributions({"a": ["a-36060"]}) == {}  # taken out once: a second deletion is unmatched
+        with pytest.raises(redis.ResponseError if kind == "redis" else RuntimeError, match="is gone"):
+            store.apply_range("q", "tweets", 0, 6, 6, batch_deltas(deletions[:1], 3600, 3))
+
+        assert store.forget("a", 3600 * 11) is True
+        assert store.user("a") is None and store.hourly("a", "1970010110") == {}
+        assert store.forgotten(["a", "b"]) == {"a": 3600 * 11}
+        assert "a" not in dict(store.top("positive", 10)) and "b" in dict(store.top("positive", 10))
+        assert store.forget("a", 3600 * 5) is False  # idempotent; an earlier time never moves the tombstone back
+        assert store.forgotten(["a"]) == {"a": 3600 * 11}
+        if kind == "redis":
+            left = sorted(k.decode() for k in client.scan_iter(f"{prefix}user:*a*"))
+            assert left == [f"{store.user_key('a')}:forgotten"]
+            assert 86_400 - 5 <= client.ttl(left[0]) <= 86_400  # the horizon, and at least a day
+    finally:
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+        client.close()

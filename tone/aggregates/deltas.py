@@ -9,6 +9,7 @@ add), so the result does not depend on batch boundaries or on tweets arriving ou
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,27 @@ class Scored:
     model_version: str = ""
     lang: str = "und"
     scored: bool = True
+    deleted: bool = False  # a deletion: this is the contribution the tweet made (from the store), taken back out
+    matched: bool = True  # a deletion whose tweet's contribution was kept (else its id is only recorded)
+
+    @classmethod
+    def unmatched_deletion(cls, user_id: str, tweet_id: str) -> Scored:
+        """The deletion of a tweet whose contribution is not kept: it changes no count; its id is recorded."""
+        return cls(user_id, tweet_id, 0.0, "", {}, 0.0, scored=False, deleted=True, matched=False)
+
+    def contribution(self) -> str:
+        """What the store keeps of a counted tweet within the dedupe horizon, so a deletion can take it back out."""
+        kept = {"t": self.created_at, "l": self.label, "p": self.probs, "y": self.polarity, "g": self.lang}
+        return json.dumps(kept | {"s": int(self.scored)}, separators=(",", ":"))
+
+    @classmethod
+    def deletion(cls, user_id: str, tweet_id: str, contribution: str) -> Scored:
+        """The deletion of a counted tweet, from the contribution the store kept (see :meth:`contribution`)."""
+        kept = json.loads(contribution)
+        return cls(
+            user_id, tweet_id, float(kept["t"]), str(kept["l"]), {str(k): float(v) for k, v in kept["p"].items()},
+            float(kept["y"]), lang=str(kept["g"]), scored=bool(kept["s"]), deleted=True,
+        )  # fmt: skip
 
 
 @dataclass
@@ -59,11 +81,12 @@ class Ewma:
         return Ewma(self.s * a + other.s * b, self.w * a + other.w * b, t)
 
     @classmethod
-    def of(cls, points: Iterable[tuple[float, float]], half_life: float) -> Ewma:
-        """Partial sums of (event time, value) points."""
+    def of(cls, points: Iterable[tuple[float, float] | tuple[float, float, float]], half_life: float) -> Ewma:
+        """Partial sums of (event time, value[, weight]) points; a weight of -1 takes a point back out exactly."""
         acc = cls()
-        for t, p in points:
-            acc = acc.merge(cls(p, 1.0, t), half_life)
+        for t, p, *w in points:
+            weight = w[0] if w else 1.0
+            acc = acc.merge(cls(p * weight, weight, t), half_life)
         return acc
 
 
@@ -72,6 +95,10 @@ class UserDelta:
     """What one batch adds to one user's aggregates."""
 
     user_id: str
+    ids: list[str] = field(default_factory=list)  # the tweet ids, recorded for dedupe in the same atomic step
+    contributions: dict[str, str] = field(default_factory=dict)  # tweet id -> Scored.contribution (for deletions)
+    deletes: list[str] = field(default_factory=list)  # tweets taken back out (their contributions are subtracted)
+    blocked: list[str] = field(default_factory=list)  # deleted tweets never counted here: their ids are only recorded
     n: int = 0  # every counted tweet
     scored: int = 0  # ... of which scored: the tone fields below are theirs only
     languages: dict[str, int] = field(default_factory=dict)
@@ -86,8 +113,12 @@ class UserDelta:
 
     def to_wire(self) -> dict[str, Any]:
         """JSON-ready form for the Redis script (the store adds how the id appears inside its keys)."""
-        return {
+        wire: dict[str, Any] = {
             "id": self.user_id,
+            "ids": self.ids,
+            "contributions": self.contributions,
+            "deletes": self.deletes,
+            "blocked": self.blocked,
             "n": self.n,
             "scored": self.scored,
             "languages": self.languages,
@@ -96,14 +127,13 @@ class UserDelta:
             "polarity_sum": self.polarity_sum,
             "ewma_s": self.ewma.s,
             "ewma_w": self.ewma.w,
-            "ewma_t": self.ewma.t
-            if self.ewma.w > 0
-            else 0.0,  # no scored tweet: nothing to merge (and JSON has no inf)
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
+            "ewma_t": self.ewma.t if self.ewma.w else 0.0,  # no scored tweet: nothing to merge (and JSON has no inf)
             "hourly": self.hourly,
             "recent": self.recent,
         }
+        if self.first_seen != float("inf"):  # a step of deletions only leaves first and last seen as they are
+            wire["first_seen"], wire["last_seen"] = self.first_seen, self.last_seen
+        return wire
 
 
 def hour_bucket(epoch_seconds: float) -> str:
@@ -118,19 +148,29 @@ def _hour_text(hour: int) -> str:
     return datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y%m%d%H")
 
 
-def batch_deltas(tweets: Iterable[Scored], half_life: float, recent_k: int) -> list[UserDelta]:
+def batch_deltas(
+    tweets: Iterable[Scored], half_life: float, recent_k: int, *, contributions: bool = False
+) -> list[UserDelta]:
     """Group a batch's counted tweets by user into deltas (recent tweets newest first, at most ``recent_k``).
 
-    Unscored tweets (see :class:`Scored`) count in ``n``, ``languages``, first/last seen and the recent list only.
+    Unscored tweets (see :class:`Scored`) count in ``n``, ``languages``, first/last seen and the recent list only. A
+    deletion subtracts what its tweet added (first and last seen stay). ``contributions``: keep each tweet's, for a
+    deletion to come (the store does within the dedupe horizon).
     """
     by_user: dict[str, UserDelta] = {}
-    points: dict[str, list[tuple[float, float]]] = {}
+    points: dict[str, list[tuple[float, float, float]]] = {}
     for tw in tweets:
         d = by_user.get(tw.user_id)
         if d is None:
             d = by_user[tw.user_id] = UserDelta(tw.user_id)
             points[tw.user_id] = []
+        if tw.deleted:
+            _take_out(d, tw, points[tw.user_id])
+            continue
         d.n += 1
+        d.ids.append(tw.tweet_id)
+        if contributions:
+            d.contributions[tw.tweet_id] = tw.contribution()
         d.languages[tw.lang] = d.languages.get(tw.lang, 0) + 1
         d.first_seen = min(d.first_seen, tw.created_at)
         d.last_seen = max(d.last_seen, tw.created_at)
@@ -142,7 +182,7 @@ def batch_deltas(tweets: Iterable[Scored], half_life: float, recent_k: int) -> l
             d.polarity_sum += tw.polarity
             bucket = d.hourly.setdefault(hour_bucket(tw.created_at), {})
             bucket[tw.label] = bucket.get(tw.label, 0) + 1
-            points[tw.user_id].append((tw.created_at, tw.polarity))
+            points[tw.user_id].append((tw.created_at, tw.polarity, 1.0))
         d.recent.append(
             {
                 "id": tw.tweet_id,
@@ -158,3 +198,23 @@ def batch_deltas(tweets: Iterable[Scored], half_life: float, recent_k: int) -> l
         d.ewma = Ewma.of(points[uid], half_life)
         d.recent = sorted(d.recent, key=lambda r: r["t"], reverse=True)[:recent_k]
     return list(by_user.values())
+
+
+def _take_out(d: UserDelta, tw: Scored, points: list[tuple[float, float, float]]) -> None:
+    """A deletion: the tweet's contribution with the sign turned (its EWMA point with weight -1: exact)."""
+    if not tw.matched:
+        d.blocked.append(tw.tweet_id)
+        return
+    d.deletes.append(tw.tweet_id)
+    d.n -= 1
+    d.languages[tw.lang] = d.languages.get(tw.lang, 0) - 1
+    if not tw.scored:
+        return
+    d.scored -= 1
+    d.counts[tw.label] = d.counts.get(tw.label, 0) - 1
+    for label, p in tw.probs.items():
+        d.prob_sums[label] = d.prob_sums.get(label, 0.0) - p
+    d.polarity_sum -= tw.polarity
+    bucket = d.hourly.setdefault(hour_bucket(tw.created_at), {})
+    bucket[tw.label] = bucket.get(tw.label, 0) - 1
+    points.append((tw.created_at, tw.polarity, -1.0))

@@ -10,8 +10,9 @@ and partial applies.
 from __future__ import annotations
 
 import json
+import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,10 @@ class MemoryToneStore:
     ranks: dict[str, dict[str, float]] = field(default_factory=lambda: {label: {} for label in RANKED_LABELS})
     applied: dict[tuple[str, str, int] | tuple[str, str, int, int], int] = field(default_factory=dict)
     streams: dict[str, dict[str, str]] = field(default_factory=dict)
+    ids: dict[str, dict[str, float]] = field(default_factory=dict)  # user -> tweet id -> when counted (dedupe)
+    contributions: dict[str, dict[str, str]] = field(default_factory=dict)  # user -> tweet id -> its contribution
+    tombstones: dict[str, float] = field(default_factory=dict)  # user -> when forgotten (older tweets refused)
+    clock: Callable[[], float] = time.time
     shards: int = 1
     # Test hooks: raise this from apply_range (before any write) to simulate a failing store; or only after this
     # many more steps were applied (a task killed half-way through a range's shards).
@@ -82,6 +87,25 @@ class MemoryToneStore:
         marker = self._marker(query, topic, partition, shard) if self.sharded else (query, topic, partition)
         if start <= self.applied.get(marker, -1):
             return False
+        seen = self.counted_ids({d.user_id: d.ids for d in deltas})
+        if seen:
+            user, tweet = min(seen)
+            msg = (
+                f"refused, nothing written: tweet {tweet} of {user!r} was counted already (a duplicate counted since "
+                "the task looked): the task is retried and leaves it out"
+            )
+            raise RuntimeError(msg)
+        for d in deltas:
+            at = self.tombstones.get(d.user_id)
+            if at is not None and d.first_seen <= at:
+                msg = f"refused, nothing written: {d.user_id!r} was forgotten at {at} and the step holds an older tweet"
+                raise RuntimeError(msg)
+            if missing := [t for t in d.deletes if t not in self.contributions.get(d.user_id, {})]:
+                msg = (
+                    f"refused, nothing written: the contribution of tweet {missing[0]} of {d.user_id!r} is gone "
+                    "(taken out since the task read it): the task is retried"
+                )
+                raise RuntimeError(msg)
         for d in deltas:
             self._add(d)
         self.applied[marker] = end
@@ -92,6 +116,10 @@ class MemoryToneStore:
         half_life = self.config.half_life_s
         wire = d.to_wire()
         json.dumps(wire, allow_nan=False)  # the Redis store refuses what JSON cannot carry: so does this one
+        if not d.ids and not d.deletes:  # deletions of tweets never counted here: their ids only
+            if self.config.dedupe_horizon_s:
+                self._keep_ids(d)
+            return
         h = self.users.setdefault(d.user_id, {})
         scored = scored_count(h) + d.scored
         n = int(h.get("n", 0)) + d.n
@@ -104,21 +132,80 @@ class MemoryToneStore:
             h[f"prob_sum:{label}"] = repr(float(h.get(f"prob_sum:{label}", 0.0)) + p)
         h["polarity_sum"] = repr(float(h.get("polarity_sum", 0.0)) + d.polarity_sum)
         old = Ewma(float(h.get("ewma_s", 0.0)), float(h.get("ewma_w", 0.0)), float(h.get("ewma_t", 0.0)))
-        ewma = old.merge(d.ewma, half_life) if d.ewma.w > 0 else old
+        ewma = old.merge(d.ewma, half_life) if d.ewma.w else old
         h["ewma_s"], h["ewma_w"], h["ewma_t"] = repr(ewma.s), repr(ewma.w), repr(ewma.t)
-        h["first_seen"] = repr(min(d.first_seen, float(h.get("first_seen", "inf"))))
-        h["last_seen"] = repr(max(d.last_seen, float(h.get("last_seen", "-inf"))))
-        recent = [json.dumps(r) for r in d.recent] + self.recent.get(d.user_id, [])
-        self.recent[d.user_id] = recent[: self.config.recent_k]
-        for hour, counts in d.hourly.items():
-            bucket = self.buckets.setdefault((d.user_id, hour), {})
-            for label, c in counts.items():
-                bucket[label] = bucket.get(label, 0) + c
+        if d.first_seen != float("inf"):  # a step of deletions only leaves them as they are
+            h["first_seen"] = repr(min(d.first_seen, float(h.get("first_seen", "inf"))))
+            h["last_seen"] = repr(max(d.last_seen, float(h.get("last_seen", "-inf"))))
+        if self.config.dedupe_horizon_s and (d.ids or d.deletes or d.blocked):
+            self._keep_ids(d)
+        self._lists(d)
         for label in RANKED_LABELS:
             if scored >= self.config.top_min_count and scored:
                 self.ranks[label][d.user_id] = float(h.get(f"prob_sum:{label}", 0.0)) / scored
             else:
                 self.ranks[label].pop(d.user_id, None)
+
+    def _lists(self, d: UserDelta) -> None:
+        """The recent list (a deleted tweet leaves it) and the hourly buckets (a count that reaches 0 goes)."""
+        recent = [json.dumps(r) for r in d.recent] + self.recent.get(d.user_id, [])
+        gone = set(d.deletes)
+        self.recent[d.user_id] = [r for r in recent if json.loads(r)["id"] not in gone][: self.config.recent_k]
+        for hour, counts in d.hourly.items():
+            bucket = self.buckets.setdefault((d.user_id, hour), {})
+            for label, c in counts.items():
+                bucket[label] = bucket.get(label, 0) + c
+                if bucket[label] <= 0:
+                    del bucket[label]
+
+    def _keep_ids(self, d: UserDelta) -> None:
+        """The delta's ids and contributions kept within the horizon.
+
+        A deleted tweet's id stays (its replay is a duplicate); its contribution goes.
+        """
+        now, kept = self.clock(), self.ids.setdefault(d.user_id, {})
+        contributions = self.contributions.setdefault(d.user_id, {})
+        for tweet_id in [t for t, at in kept.items() if at <= now - self.config.dedupe_horizon_s]:
+            del kept[tweet_id]
+            contributions.pop(tweet_id, None)
+        kept.update(dict.fromkeys([*d.ids, *d.deletes, *d.blocked], now))
+        contributions.update(d.contributions)
+        for tweet_id in d.deletes:
+            contributions.pop(tweet_id, None)
+
+    def kept_contributions(self, ids: Mapping[str, Sequence[str]]) -> dict[tuple[str, str], str]:
+        """Of ``ids`` (user -> tweet ids), the contributions kept (counted within the horizon, not deleted)."""
+        counted = self.counted_ids(ids)
+        return {(u, t): self.contributions[u][t] for u, t in counted if t in self.contributions.get(u, {})}
+
+    def forgotten(self, user_ids: Sequence[str]) -> dict[str, float]:
+        """Of ``user_ids``, those erased within the horizon, and when."""
+        return {u: self.tombstones[u] for u in user_ids if u in self.tombstones}
+
+    def forget(self, user_id: str, at: float) -> bool:
+        """Erase a user (every key, the top-N entries) and keep a tombstone: tweets dated at or before ``at`` stay out.
+
+        Whether there was anything to erase. Idempotent: a second erasure with the same time changes nothing.
+        """
+        existed = user_id in self.users
+        for table in (self.users, self.recent, self.ids, self.contributions):
+            table.pop(user_id, None)
+        for key in [k for k in self.buckets if k[0] == user_id]:
+            del self.buckets[key]
+        for ranks in self.ranks.values():
+            ranks.pop(user_id, None)
+        self.tombstones[user_id] = max(at, self.tombstones.get(user_id, at))
+        return existed
+
+    def counted_ids(self, ids: Mapping[str, Sequence[str]]) -> set[tuple[str, str]]:
+        """Of ``ids`` (user -> tweet ids), those counted within the dedupe horizon."""
+        horizon = self.config.dedupe_horizon_s
+        if not horizon:
+            return set()
+        cutoff = self.clock() - horizon
+        return {
+            (u, t) for u, tweet_ids in ids.items() for t in tweet_ids if self.ids.get(u, {}).get(t, cutoff) > cutoff
+        }
 
     def shard_offsets(self, query: str, topic: str, partition: int, shards: Sequence[int]) -> list[int | None]:
         """Each shard's own marker."""

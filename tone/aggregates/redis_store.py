@@ -9,6 +9,8 @@ Key layout (prefix ``tone:`` by default; ``{k}`` is the user id through ``store.
   ``ewma_s``, ``ewma_w``, ``ewma_t`` (event-time EWMA of polarity, see :mod:`tone.aggregates.deltas`); ``first_seen``,
   ``last_seen`` (epoch seconds);
 - ``tone:user:{k}:recent`` (list): the last K counted tweets, newest first (JSON; an unscored one has no label);
+- ``tone:user:{k}:ids`` (sorted set): tweet id -> when it was counted (Redis's clock), for ``TONE_DEDUPE_HORIZON_S``:
+  trimmed to the horizon at each write and expiring with it;
 - ``tone:user:{k}:h:{YYYYMMDDHH}`` (hash): label counts in that UTC hour; expires after the bucket TTL;
 - ``tone:top:negative`` / ``tone:top:positive`` (sorted sets): user id (as is) -> mean p(negative) / mean
   p(positive) over their scored tweets, for users with at least the minimum count of scored tweets;
@@ -28,11 +30,13 @@ integers, sums and times finite numbers), and refuses the whole range (naming th
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tone.aggregates.deltas import UserDelta
+from tone.aggregates.deltas import UserDelta, hour_bucket
 from tone.aggregates.store import Step, StoreConfig, check_range, check_ranked, finite_top, key_part, user_view
 from tone.errors import ConfigError, ServiceError
 from tone.labels import RANKED_LABELS
@@ -57,7 +61,17 @@ local user_ttl = tonumber(ARGV[10])
 -- 1: the top-N sets are written here; 0 (Redis Cluster: they live in other slots): each user's n and sums are
 -- returned for the caller to write them.
 local top_here = ARGV[11] == '1'
+-- A tweet id counts once within this many seconds of its counting (0: no dedupe); times are the server's clock.
+local horizon = tonumber(ARGV[12])
 local users = cjson.decode(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
+-- Commands over long lists in slices (Lua's unpack has a limit of a few thousand values).
+local function call_sliced(command, key, values, width)
+  for i = 1, #values, 2000 * width do
+    redis.call(command, key, unpack(values, i, math.min(#values, i + 2000 * width - 1)))
+  end
+end
 
 -- 1. Check everything before the first write: Redis keeps the writes of a script that fails half-way.
 local function expect_type(key, kind)
@@ -109,8 +123,34 @@ if top_here then
 end
 for _, u in ipairs(users) do
   local key = prefix .. 'user:{' .. u.key .. '}'
-  err = expect_type(key, 'hash') or expect_type(key .. ':recent', 'list')
+  err = expect_type(key, 'hash') or expect_type(key .. ':recent', 'list') or expect_type(key .. ':ids', 'zset')
   if err then return err end
+  err = expect_type(key .. ':c', 'hash') or expect_type(key .. ':forgotten', 'string')
+  if err then return err end
+  local gone = redis.call('GET', key .. ':forgotten')
+  if gone and not tonumber(gone) then
+    return redis.error_reply('refused, nothing written: ' .. key .. ':forgotten is not a time')
+  end
+  if gone and u.first_seen and u.first_seen <= tonumber(gone) then
+    return redis.error_reply('refused, nothing written: ' .. key .. ' was forgotten at ' .. gone .. ' and the step ' ..
+      'holds an older tweet of theirs (erased since the task looked): the task is retried and leaves it out')
+  end
+  for _, id in ipairs(u.deletes) do
+    if redis.call('HEXISTS', key .. ':c', id) == 0 then
+      return redis.error_reply('refused, nothing written: the contribution of tweet ' .. id .. ' of ' .. key ..
+        ' is gone (taken out since the task read it): the task is retried')
+    end
+  end
+  if horizon > 0 then
+    -- The task left out the ids it saw counted (counted_ids); one counted since is a duplicate it did not see.
+    for _, id in ipairs(u.ids) do
+      local at = redis.call('ZSCORE', key .. ':ids', id)
+      if at and tonumber(at) > now - horizon then
+        return redis.error_reply('refused, nothing written: tweet ' .. id .. ' of ' .. key .. ' was counted ' ..
+          'already (a duplicate counted since the task looked): the task is retried and leaves it out')
+      end
+    end
+  end
   local fields = {'n', 'scored', 'polarity_sum', 'ewma_s', 'ewma_w', 'ewma_t', 'first_seen', 'last_seen'}
   for lang, _ in pairs(u.languages) do table.insert(fields, 'lang:' .. lang) end
   for label, _ in pairs(u.counts) do table.insert(fields, 'count:' .. label) end
@@ -141,74 +181,128 @@ local tops = {}
 local written = {}  -- key -> its numbers after this script's write (a user twice in one step reads them, not u.old)
 for _, u in ipairs(users) do
   local key = prefix .. 'user:{' .. u.key .. '}'
-  local old = u.old
-  if written[key] then for field, v in pairs(written[key]) do old[field] = v end end
-  local hash = {}
-  -- A user counted before tweets could go unscored has no 'scored' field: all of their n were scored.
-  local scored = (old['scored'] or old['n'] or 0) + u.scored
-  local n = (old['n'] or 0) + u.n
-  put(hash, old, 'n', n, '%d')
-  put(hash, old, 'scored', scored, '%d')
-  for lang, c in pairs(u.languages) do put(hash, old, 'lang:' .. lang, (old['lang:' .. lang] or 0) + c, '%d') end
-  for label, c in pairs(u.counts) do put(hash, old, 'count:' .. label, (old['count:' .. label] or 0) + c, '%d') end
-  for label, v in pairs(u.prob_sums) do
-    put(hash, old, 'prob_sum:' .. label, (old['prob_sum:' .. label] or 0) + v, '%.17g')
-  end
-  put(hash, old, 'polarity_sum', (old['polarity_sum'] or 0) + u.polarity_sum, '%.17g')
-  local s, w, t = u.ewma_s, u.ewma_w, u.ewma_t
-  if w == 0 then  -- no scored tweet in this step: the EWMA stays as it was
-    s, w, t = old['ewma_s'] or 0, old['ewma_w'] or 0, old['ewma_t'] or 0
-  elseif old['ewma_w'] and old['ewma_w'] > 0 then
-    local os, ow, ot = old['ewma_s'], old['ewma_w'], old['ewma_t']
-    local tt = math.max(ot, t)
-    local a = math.pow(0.5, (tt - ot) / half_life)
-    local b = math.pow(0.5, (tt - t) / half_life)
-    s, w, t = os * a + s * b, ow * a + w * b, tt
-  end
-  local first = u.first_seen
-  if old['first_seen'] then first = math.min(first, old['first_seen']) end
-  local lastseen = u.last_seen
-  if old['last_seen'] then lastseen = math.max(lastseen, old['last_seen']) end
-  put(hash, old, 'ewma_s', s)
-  put(hash, old, 'ewma_w', w)
-  put(hash, old, 'ewma_t', t)
-  put(hash, old, 'first_seen', first)
-  put(hash, old, 'last_seen', lastseen)
-  redis.call('HSET', key, unpack(hash))
-  written[key] = old
-  -- Oldest first: LPUSH puts each value at the head in turn, so the newest (recent[1]) ends up first.
-  local pushed = {}
-  for i = #u.recent, 1, -1 do table.insert(pushed, cjson.encode(u.recent[i])) end
-  if #pushed > 0 then redis.call('LPUSH', key .. ':recent', unpack(pushed)) end
-  redis.call('LTRIM', key .. ':recent', 0, recent_k - 1)
-  for hour, counts in pairs(u.hourly) do
-    local hkey = key .. ':h:' .. hour
-    for label, c in pairs(counts) do redis.call('HINCRBY', hkey, label, c) end
-    redis.call('EXPIRE', hkey, bucket_ttl)
-  end
-  if user_ttl > 0 then
-    redis.call('EXPIRE', key, user_ttl)
-    redis.call('EXPIRE', key .. ':recent', user_ttl)
-  end
-  -- Ranked by the mean over scored tweets, from the minimum count of them.
-  local row = {u.id, scored}
-  for _, label in ipairs(ranked) do
-    local zkey = prefix .. 'top:' .. label
-    local sum = old['prob_sum:' .. label] or 0
-    if not top_here then
-      table.insert(row, sum)
-    elseif scored >= min_count and scored > 0 then
-      redis.call('ZADD', zkey, sum / scored, u.id)
-    else
-      redis.call('ZREM', zkey, u.id)
+  -- A step of deletions of tweets never counted here only records their ids: the user's keys stay untouched.
+  if #u.ids > 0 or #u.deletes > 0 then
+    local old = u.old
+    if written[key] then for field, v in pairs(written[key]) do old[field] = v end end
+    local hash = {}
+    -- A user counted before tweets could go unscored has no 'scored' field: all of their n were scored.
+    local scored = (old['scored'] or old['n'] or 0) + u.scored
+    local n = (old['n'] or 0) + u.n
+    put(hash, old, 'n', n, '%d')
+    put(hash, old, 'scored', scored, '%d')
+    for lang, c in pairs(u.languages) do put(hash, old, 'lang:' .. lang, (old['lang:' .. lang] or 0) + c, '%d') end
+    for label, c in pairs(u.counts) do put(hash, old, 'count:' .. label, (old['count:' .. label] or 0) + c, '%d') end
+    for label, v in pairs(u.prob_sums) do
+      put(hash, old, 'prob_sum:' .. label, (old['prob_sum:' .. label] or 0) + v, '%.17g')
     end
+    put(hash, old, 'polarity_sum', (old['polarity_sum'] or 0) + u.polarity_sum, '%.17g')
+    local s, w, t = u.ewma_s, u.ewma_w, u.ewma_t
+    if w == 0 then  -- no scored tweet in this step: the EWMA stays as it was
+      s, w, t = old['ewma_s'] or 0, old['ewma_w'] or 0, old['ewma_t'] or 0
+    elseif old['ewma_w'] and old['ewma_w'] > 0 then
+      local os, ow, ot = old['ewma_s'], old['ewma_w'], old['ewma_t']
+      local tt = math.max(ot, t)
+      local a = math.pow(0.5, (tt - ot) / half_life)
+      local b = math.pow(0.5, (tt - t) / half_life)
+      s, w, t = os * a + s * b, ow * a + w * b, tt
+    end
+    -- A step of deletions only has no first or last seen: both stay (a deletion does not move them).
+    local first = u.first_seen
+    if old['first_seen'] then first = first and math.min(first, old['first_seen']) or old['first_seen'] end
+    local lastseen = u.last_seen
+    if old['last_seen'] then lastseen = lastseen and math.max(lastseen, old['last_seen']) or old['last_seen'] end
+    put(hash, old, 'ewma_s', s)
+    put(hash, old, 'ewma_w', w)
+    put(hash, old, 'ewma_t', t)
+    if first then put(hash, old, 'first_seen', first) end
+    if lastseen then put(hash, old, 'last_seen', lastseen) end
+    redis.call('HSET', key, unpack(hash))
+    written[key] = old
+    -- Oldest first: LPUSH puts each value at the head in turn, so the newest (recent[1]) ends up first.
+    local pushed = {}
+    for i = #u.recent, 1, -1 do table.insert(pushed, cjson.encode(u.recent[i])) end
+    if #pushed > 0 then redis.call('LPUSH', key .. ':recent', unpack(pushed)) end
+    redis.call('LTRIM', key .. ':recent', 0, recent_k - 1)
+    for _, id in ipairs(u.deletes) do  -- a deleted tweet leaves the recent list too
+      for _, entry in ipairs(redis.call('LRANGE', key .. ':recent', 0, -1)) do
+        local ok, e = pcall(cjson.decode, entry)
+        if ok and type(e) == 'table' and e.id == id then
+          redis.call('LREM', key .. ':recent', 1, entry)
+          break
+        end
+      end
+    end
+    for hour, counts in pairs(u.hourly) do
+      local hkey = key .. ':h:' .. hour
+      for label, c in pairs(counts) do
+        if redis.call('HINCRBY', hkey, label, c) <= 0 then redis.call('HDEL', hkey, label) end
+      end
+      if redis.call('EXISTS', hkey) == 1 then redis.call('EXPIRE', hkey, bucket_ttl) end
+    end
+    if user_ttl > 0 then
+      redis.call('EXPIRE', key, user_ttl)
+      redis.call('EXPIRE', key .. ':recent', user_ttl)
+    end
+    -- Ranked by the mean over scored tweets, from the minimum count of them.
+    local row = {u.id, scored}
+    for _, label in ipairs(ranked) do
+      local zkey = prefix .. 'top:' .. label
+      local sum = old['prob_sum:' .. label] or 0
+      if not top_here then
+        table.insert(row, sum)
+      elseif scored >= min_count and scored > 0 then
+        redis.call('ZADD', zkey, sum / scored, u.id)
+      else
+        redis.call('ZREM', zkey, u.id)
+      end
+    end
+    if not top_here then table.insert(tops, row) end
   end
-  if not top_here then table.insert(tops, row) end
+  if horizon > 0 and (#u.ids > 0 or #u.deletes > 0 or #u.blocked > 0) then
+    -- Ids and contributions within the horizon; a deleted tweet's id stays (its replay is then a duplicate).
+    local ids, kept = key .. ':ids', key .. ':c'
+    local expired = redis.call('ZRANGEBYSCORE', ids, '-inf', now - horizon)
+    call_sliced('HDEL', kept, expired, 1)
+    redis.call('ZREMRANGEBYSCORE', ids, '-inf', now - horizon)
+    local added = {}
+    for _, list in ipairs({u.ids, u.deletes, u.blocked}) do
+      for _, id in ipairs(list) do
+        table.insert(added, now)
+        table.insert(added, id)
+      end
+    end
+    call_sliced('ZADD', ids, added, 2)
+    local pairs_kept = {}
+    for id, c in pairs(u.contributions) do
+      table.insert(pairs_kept, id)
+      table.insert(pairs_kept, c)
+    end
+    call_sliced('HSET', kept, pairs_kept, 2)
+    for _, id in ipairs(u.deletes) do redis.call('HDEL', kept, id) end
+    redis.call('EXPIRE', ids, math.ceil(horizon))  -- every id in it was counted by now: all expire by then
+    if redis.call('EXISTS', kept) == 1 then redis.call('EXPIRE', kept, math.ceil(horizon)) end
+  end
 end
 redis.call('SET', applied_key, end_offset)
 if top_here then return 1 end
 return cjson.encode(tops)
 """
+
+
+# Erase a user's keys (KEYS: the hash, recent list, ids, contributions, tombstone, hourly buckets) and set the
+# tombstone (ARGV: when, its TTL); never move an existing tombstone back. 1 when the user's hash existed.
+FORGET = r"""
+local existed = redis.call('EXISTS', KEYS[1])
+local tombstone = KEYS[5]
+local before = tonumber(redis.call('GET', tombstone) or '')
+redis.call('DEL', unpack(KEYS))
+local at = tonumber(ARGV[1])
+if before and before > at then at = before end
+redis.call('SET', tombstone, string.format('%.17g', at), 'EX', tonumber(ARGV[2]))
+return existed
+"""
+FORGET_HOURS_BACK = 400 * 24  # hourly buckets erased back from a user's last tweet (they expire after a week anyway)
 
 
 class RedisToneStore:
@@ -237,6 +331,7 @@ class RedisToneStore:
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._apply = client.register_script(APPLY_BATCH)
+        self._forget = client.register_script(FORGET)
 
     @classmethod
     def from_url(
@@ -276,7 +371,7 @@ class RedisToneStore:
         c = self.config
         payload = json.dumps([d.to_wire() | {"key": key_part(d.user_id)} for d in deltas], allow_nan=False)
         args: list[Any] = [start, payload, c.half_life_s, c.recent_k, c.top_min_count, c.bucket_ttl_s, c.prefix, end]
-        return [*args, json.dumps(RANKED_LABELS), c.user_ttl_s, int(top_here)]
+        return [*args, json.dumps(RANKED_LABELS), c.user_ttl_s, int(top_here), c.dedupe_horizon_s]
 
     def apply_steps(self, query: str, topic: str, partition: int, steps: Sequence[Step]) -> list[bool]:
         """Each step on its own (one node has one shard: count_records sends one step at a time)."""
@@ -418,6 +513,83 @@ class RedisToneStore:
     def hourly(self, user_id: str, hour: str) -> dict[str, int]:
         """Label counts of one UTC hour bucket (``YYYYMMDDHH``)."""
         return {k.decode(): int(v) for k, v in self.client.hgetall(self.hour_key(user_id, hour)).items()}
+
+    def kept_contributions(self, ids: Mapping[str, Sequence[str]]) -> dict[tuple[str, str], str]:
+        """Of ``ids`` (user -> tweet ids), the contributions kept for a deletion, of tweets counted within the horizon.
+
+        One HMGET and one ZMSCORE a user, in one round trip (the contributions are trimmed at the user's writes, so one
+        past the horizon may still be there: the counting time decides).
+        """
+        users = [(u, list(t)) for u, t in ids.items() if t]
+        if not users or not self.config.dedupe_horizon_s:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for user_id, tweet_ids in users:
+            pipe.hmget(f"{self.user_key(user_id)}:c", tweet_ids)
+            pipe.zmscore(self.ids_key(user_id), tweet_ids)
+        replies = pipe.execute()
+        cutoff = time.time() - self.config.dedupe_horizon_s
+        return {
+            (user_id, t): raw.decode()
+            for (user_id, tweet_ids), values, scores in zip(users, replies[::2], replies[1::2], strict=True)
+            for t, raw, at in zip(tweet_ids, values, scores, strict=True)
+            if raw is not None and at is not None and at > cutoff
+        }
+
+    def forgotten(self, user_ids: Sequence[str]) -> dict[str, float]:
+        """Of ``user_ids``, those erased within the horizon, and when."""
+        if not user_ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.get(f"{self.user_key(user_id)}:forgotten")
+        out = {}
+        for user_id, raw in zip(user_ids, pipe.execute(), strict=True):
+            with contextlib.suppress(TypeError, ValueError):
+                out[user_id] = float(raw)
+        return out
+
+    def forget(self, user_id: str, at: float) -> bool:
+        """Erase a user: their keys in one script in their slot, their top-N entries after; a tombstone stays.
+
+        The tombstone (``tone:user:{k}:forgotten``: the time) lasts the dedupe horizon, at least a day.
+        """
+        key = self.user_key(user_id)
+        seen = self.client.hmget(key, "first_seen", "last_seen")
+        hours: list[str] = []
+        if seen[0] is not None and seen[1] is not None:
+            last = float(seen[1])
+            first = max(float(seen[0]), last - FORGET_HOURS_BACK * 3600)
+            hours = sorted({hour_bucket(first + 3600 * i) for i in range(int((last - first) // 3600) + 2)})
+        keys = [key, f"{key}:recent", f"{key}:ids", f"{key}:c", f"{key}:forgotten", *(f"{key}:h:{h}" for h in hours)]
+        ttl = max(self.config.dedupe_horizon_s, 86_400)
+        existed = bool(self._forget(keys=keys, args=[at, ttl]))
+        for label in RANKED_LABELS:
+            self.client.zrem(f"{self.config.prefix}top:{label}", user_id)
+        return existed
+
+    def ids_key(self, user_id: str) -> str:
+        """A user's tweet ids counted within the dedupe horizon (sorted set: id -> when counted, server time)."""
+        return f"{self.user_key(user_id)}:ids"
+
+    def counted_ids(self, ids: Mapping[str, Sequence[str]]) -> set[tuple[str, str]]:
+        """Of ``ids`` (user -> tweet ids), those counted within the horizon: one ZMSCORE a user, one round trip.
+
+        The cutoff is this machine's clock against Redis's (the apply script's, which records them): a skew moves
+        the horizon's edge by as much, nothing else.
+        """
+        horizon = self.config.dedupe_horizon_s
+        users = [(u, list(t)) for u, t in ids.items() if t]
+        if not horizon or not users:
+            return set()
+        pipe = self.client.pipeline(transaction=False)
+        for user_id, tweet_ids in users:
+            pipe.zmscore(self.ids_key(user_id), tweet_ids)
+        cutoff = time.time() - horizon
+        seen: set[tuple[str, str]] = set()
+        for (user_id, tweet_ids), scores in zip(users, pipe.execute(), strict=True):
+            seen.update((user_id, t) for t, at in zip(tweet_ids, scores, strict=True) if at is not None and at > cutoff)
+        return seen
 
     def hourly_many(self, user_id: str, hours: Sequence[str]) -> list[dict[str, int]]:
         """:meth:`hourly` for each hour in one pipeline (one round trip: the buckets share the user's slot)."""

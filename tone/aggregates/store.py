@@ -43,6 +43,7 @@ class StoreConfig:
     top_min_count: int = 5
     bucket_ttl_s: int = 7 * 24 * 3600
     user_ttl_s: int = 0  # a user's keys expire this long after their last counted tweet (0: never)
+    dedupe_horizon_s: int = 0  # a tweet id counts once within this long of its counting (0: no dedupe)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, prefix: str | None = None) -> StoreConfig:
@@ -54,6 +55,7 @@ class StoreConfig:
             top_min_count=settings.top_min_count,
             bucket_ttl_s=settings.hourly_bucket_ttl_s,
             user_ttl_s=settings.user_ttl_s,
+            dedupe_horizon_s=settings.dedupe_horizon_s,
         )
 
 
@@ -103,6 +105,22 @@ class ToneStore(Protocol):
 
     def advance(self, query: str, topic: str, partition: int, end: int) -> None:
         """Move a sharded store's partition marker up to ``end`` (every shard has counted up to it)."""
+
+    def counted_ids(self, ids: Mapping[str, Sequence[str]]) -> set[tuple[str, str]]:
+        """Of ``ids`` (user id -> tweet ids), the (user, tweet) pairs counted within the dedupe horizon."""
+
+    def kept_contributions(self, ids: Mapping[str, Sequence[str]]) -> dict[tuple[str, str], str]:
+        """Of ``ids`` (user id -> tweet ids), the contributions kept for a deletion (see Scored.contribution)."""
+
+    def forgotten(self, user_ids: Sequence[str]) -> dict[str, float]:
+        """Of ``user_ids``, those erased within the horizon, and when (their older tweets stay out)."""
+
+    def forget(self, user_id: str, at: float) -> bool:
+        """Erase a user: every key (atomically, in their slot) and their top-N entries; keep a tombstone.
+
+        Tweets dated at or before ``at`` stay out while the tombstone lasts; newer ones count afresh. Whether there
+        was anything to erase. Idempotent.
+        """
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         """A user's aggregates (see :func:`user_view`), or None for an unknown user."""
@@ -211,7 +229,12 @@ def count_records(  # noqa: C901, PLR0912 - one loop over the shards' steps
             # its last record (other shards' records, transaction markers, aborted or invalid records).
             start = offsets[shard][i] if i < j else floor + 1
             stop = offsets[shard][j] - 1 if j < len(part) else end
-            deltas = batch_deltas([s for _, s in part[i:j]], config.half_life_s, config.recent_k)
+            deltas = batch_deltas(
+                [s for _, s in part[i:j]],
+                config.half_life_s,
+                config.recent_k,
+                contributions=bool(config.dedupe_horizon_s),
+            )
             todo.append((Step(shard, start, stop, deltas), j - i))
         if not todo:
             break
@@ -274,8 +297,9 @@ def user_view(user_id: str, fields: Mapping[str, str], recent: list[dict[str, An
         return None
     n = int(fields.get("n", 0))
     scored = scored_count(fields)
-    counts = {k.split(":", 1)[1]: int(v) for k, v in fields.items() if k.startswith("count:")}
-    languages = {k.split(":", 1)[1]: int(v) for k, v in fields.items() if k.startswith("lang:")}
+    # Zero once its tweets were deleted: left out, so the view equals one where they were never sent.
+    counts = {k.split(":", 1)[1]: int(v) for k, v in fields.items() if k.startswith("count:") and int(v)}
+    languages = {k.split(":", 1)[1]: int(v) for k, v in fields.items() if k.startswith("lang:") and int(v)}
     means = {k.split(":", 1)[1]: float(v) / scored for k, v in fields.items() if k.startswith("prob_sum:") and scored}
     ewma = Ewma(float(fields.get("ewma_s", 0)), float(fields.get("ewma_w", 0)), float(fields.get("ewma_t", "-inf")))
     label = max(counts, key=lambda k: counts[k]) if counts else None

@@ -58,7 +58,7 @@ def test_lag_drift_and_health_after_a_batch():
         refresher=None,
         restarts=1,
         batches=1,
-        totals=Counter(records=10, invalid=2),
+        totals=Counter(records=10, invalid=2, duplicates=4, deletes=2, forgotten=1),
     )
     report = BatchReport(
         0,
@@ -70,6 +70,11 @@ def test_lag_drift_and_health_after_a_batch():
         model_versions={"rnn-x", "rnn-w"},
         refused={"registry:rnn-y"},
         already=3,
+        duplicates=4,
+        deletes=2,
+        deletes_unmatched=5,
+        forgets=1,
+        forgotten=1,
         lost=7,
         reasons=Counter({"invalid_json": 2}),
         labels=Counter({"negative": 6, "positive": 2}),
@@ -92,6 +97,9 @@ def test_lag_drift_and_health_after_a_batch():
     assert r.get_sample_value("tone_stream_restarts_total") == 1
     assert r.get_sample_value("tone_stream_records_total", {"outcome": "already_counted"}) == 3
     assert r.get_sample_value("tone_stream_lost_offsets_total") == 7
+    outcomes = ("duplicate", "delete", "delete_unmatched", "forget", "forgotten")
+    assert [r.get_sample_value("tone_stream_records_total", {"outcome": o}) for o in outcomes] == [4, 2, 5, 1, 1]
+    assert (health["duplicates"], health["deletes"], health["forgotten"]) == ("4", "2", "1")
     assert r.get_sample_value("tone_model_refresh_total", {"result": "refused_on_worker"}) == 1
     assert r.get_sample_value("tone_drift_label_share", {"label": "negative"}) == 0.75
     assert r.get_sample_value("tone_drift_distance") == 0.5  # |0.75-0.25| + |0.25-0.75|, halved

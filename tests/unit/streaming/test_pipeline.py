@@ -251,7 +251,7 @@ def test_a_tweet_no_route_scores_is_counted_by_language_and_never_enters_the_ton
     # The tone of alice's tweets is the tone of her English ones: the same as bob, who only sent those.
     for key in ("counts", "mean_probs", "mean_polarity", "ewma_polarity", "dominant_label"):
         assert alice[key] == bob[key], key
-    assert store.hourly("alice", "2026112310") == store.hourly("bob", "2026112310")
+    assert store.hourly("alice", "2026112309") == store.hourly("bob", "2026112309")
     assert (carol["n"], carol["scored"], carol["counts"], carol["ewma_polarity"]) == (1, 0, {}, None)
     assert "carol" not in dict(store.top("negative", 10)) | dict(store.top("positive", 10))
     assert sorted(r["lang"] for r in alice["recent"]) == ["de", "en", "en", "ja"]  # recent: every counted tweet
@@ -366,3 +366,181 @@ def test_a_dead_letter_is_cut_to_fit_with_a_header_saying_so():
     assert value == huge[: len(value)] and headers["truncated"] == b"1040001"  # key b"k" + value
     assert headers["reason"] == b"oversized_message"
     assert store.user("alice")["n"] == 1
+
+
+# -- exactly once per tweet: dedupe by id -------------------------------------------------------------------------
+def dedupe_store(**options):
+    now = [1_000_000.0]
+    store = MemoryToneStore(StoreConfig(top_min_count=1, dedupe_horizon_s=3600), clock=lambda: now[0], **options)
+    return store, now
+
+
+def test_a_tweet_sent_several_times_counts_once_and_is_written_once():
+    rng = __import__("random").Random(7)
+    sent = []
+    for i in range(60):
+        copies = rng.randint(1, 3)
+        # a re-run file or a rewound reader: the same id again, later, once with another text (the first counts)
+        sent += [(i, "I love it" if c == 0 else "I hate it") for c in range(copies)]
+    rng.shuffle(sent)
+    store, _ = dedupe_store()
+    producer = ListProducer()
+    values = [tweet(i, f"u{i % 7}", text) for i, text in sent]
+    (stats,) = run_task(CONFIG, [list(chunks_of(records(values)))], lambda _r: VaderScorer(), lambda: producer,
+                        lambda: store)  # fmt: skip
+    assert sum(store.user(f"u{u}")["n"] for u in range(7)) == 60
+    assert (stats.valid, stats.duplicates, stats.counted) == (60, len(sent) - 60, 60)
+    written = [json.loads(v)["id"] for topic, _, v, _ in producer.sent if topic == "scored"]
+    assert sorted(written) == sorted(f"t{i}" for i in range(60))
+    firsts = {}
+    for i, text in sent:
+        firsts.setdefault(i, text)
+    assert {x: json.loads(v)["label"] for x, v in ((json.loads(v)["id"], v) for _, _, v, _ in producer.sent)} == {
+        f"t{i}": "positive" if text == "I love it" else "negative" for i, text in firsts.items()
+    }
+    # The same ids sent again later (another range): all duplicates, nothing counted or written.
+    again = [tweet(i, f"u{i % 7}") for i in range(60)]
+    (stats2,) = run_task(CONFIG, [list(chunks_of(records(again, start=len(sent))))], lambda _r: VaderScorer(),
+                         lambda: producer, lambda: store)  # fmt: skip
+    assert (stats2.duplicates, stats2.counted) == (60, 0)
+    assert sum(store.user(f"u{u}")["n"] for u in range(7)) == 60
+    assert store.last_offset("q", "tweets", 0) == len(sent) + 59  # the marker still moves past them
+
+
+def test_a_duplicate_after_the_horizon_counts_again():
+    store, now = dedupe_store()
+    run_task(CONFIG, [list(chunks_of(records([tweet(1, "alice")])))], lambda _r: VaderScorer(), ListProducer,
+             lambda: store)  # fmt: skip
+    now[0] += 3601  # the horizon runs from when it was counted
+    (stats,) = run_task(CONFIG, [list(chunks_of(records([tweet(1, "alice")], start=1)))], lambda _r: VaderScorer(),
+                        ListProducer, lambda: store)  # fmt: skip
+    assert (stats.duplicates, store.user("alice")["n"]) == (0, 2)
+
+
+def test_a_retried_range_never_takes_its_own_tweets_for_duplicates():
+    """Killed between two shards' steps: the shards it finished counted their part (and recorded the ids), the
+    partition's marker did not move; the retry finds those tweets counted in their shard, not duplicated."""
+    store, _ = dedupe_store(shards=4)
+    values = [tweet(i, f"u{i}") for i in range(40)]
+    store.fail_after_steps, store.fail_with = 2, ConnectionError("killed between shards")
+    with pytest.raises(ConnectionError):
+        run_task(CONFIG, [list(chunks_of(records(values)))], lambda _r: VaderScorer(), ListProducer, lambda: store)
+    store.fail_after_steps = store.fail_with = None
+    (stats,) = run_task(CONFIG, [list(chunks_of(records(values)))], lambda _r: VaderScorer(), ListProducer,
+                        lambda: store)  # fmt: skip
+    assert stats.duplicates == 0 and stats.already > 0 and stats.already + stats.counted == 40
+    assert sum(store.user(f"u{i}")["n"] for i in range(40)) == 40
+
+
+def test_a_duplicate_counted_after_the_task_looked_refuses_the_step():
+    store, _ = dedupe_store()
+    from tone.aggregates.deltas import batch_deltas
+
+    def scored(tweet_id):
+        from tone.aggregates.deltas import Scored
+
+        return Scored("alice", tweet_id, 1.0, "positive", {"positive": 1.0}, 1.0)
+
+    store.apply_range("q", "tweets", 0, 0, 0, batch_deltas([scored("t1")], 3600, 5))
+    with pytest.raises(RuntimeError, match="counted already"):
+        store.apply_range("q", "tweets", 1, 0, 0, batch_deltas([scored("t1"), scored("t2")], 3600, 5))
+    assert store.user("alice")["n"] == 1
+
+
+# -- deletions and erasure ----------------------------------------------------------------------------------------
+def delete(i, user):
+    return json.dumps({"delete": {"id": f"t{i}", "user_id": user}}).encode()
+
+
+def forget(user):
+    return json.dumps({"forget": {"user_id": user}}).encode()
+
+
+TEXTS = ["I love it", "I hate it", "Best day ever", "Worst service, never again", "It is fine"]
+
+
+def timed(i, user, hour=9, minute=None):
+    """Tweet ``i`` of ``user``, dated in the hour before the records' Kafka time (10:00) unless told otherwise."""
+    minute = i % 60 if minute is None else minute
+    return tweet(i, user, TEXTS[i % len(TEXTS)], created=f"2026-11-23T{hour:02d}:{minute:02d}:00Z")
+
+
+def run_many(store, batches):
+    """Each batch a range of partition 0, one after the other (offsets continue)."""
+    offset, stats = 0, []
+    for values in batches:
+        (s,) = run_task(CONFIG, [list(chunks_of(records(values, start=offset)))], lambda _r: VaderScorer(),
+                        ListProducer, lambda: store)  # fmt: skip
+        stats.append(s)
+        offset += len(values)
+    return stats
+
+
+def test_a_deleted_tweet_is_taken_back_out_as_if_it_was_never_sent():
+    store, _ = dedupe_store()
+    sent = [timed(i, "alice") for i in range(12)] + [timed(i, "bob") for i in range(12) if i not in (3, 4, 8)]
+    stats = run_many(store, [sent, [delete(3, "alice"), delete(4, "alice")], [delete(8, "alice")]])
+    alice, bob = store.user("alice"), store.user("bob")
+    for key in ("n", "scored", "counts", "languages", "dominant_label"):
+        assert alice[key] == bob[key], key
+    for key in ("mean_probs", "mean_polarity", "ewma_polarity"):
+        assert alice[key] == pytest.approx(bob[key], abs=1e-12), key
+    assert store.hourly("alice", "2026112310") == store.hourly("bob", "2026112310")
+    assert {r["id"] for r in alice["recent"]} == {r["id"] for r in bob["recent"]}
+    assert [(s.deletes, s.deletes_unmatched) for s in stats] == [(0, 0), (2, 0), (1, 0)]
+    # A replay of the deleted tweet within the horizon is a duplicate: it stays out.
+    (replayed,) = run_task(CONFIG, [list(chunks_of(records([timed(3, "alice")], start=100)))],
+                           lambda _r: VaderScorer(), ListProducer, lambda: store)  # fmt: skip
+    assert (replayed.duplicates, store.user("alice")["n"]) == (1, 9)
+
+
+@pytest.mark.parametrize("order", ["tweet first", "deletion first"])
+def test_a_tweet_and_its_deletion_in_one_task_leave_nothing_behind(order):
+    """Both in one range (a fast delete, a backlog): the tweet is never counted nor written, its id is recorded."""
+    store, _ = dedupe_store()
+    producer = ListProducer()
+    pair = [timed(1, "alice"), delete(1, "alice")]
+    values = [timed(0, "alice"), *(pair if order == "tweet first" else pair[::-1]), timed(2, "alice")]
+    (stats,) = run_task(CONFIG, [list(chunks_of(records(values)))], lambda _r: VaderScorer(), lambda: producer,
+                        lambda: store)  # fmt: skip
+    assert store.user("alice")["n"] == 2 and {r["id"] for r in store.user("alice")["recent"]} == {"t0", "t2"}
+    assert [json.loads(v)["id"] for _, _, v, _ in producer.sent] == ["t0", "t2"]
+    assert stats.deletes == 1
+    (replayed,) = run_task(CONFIG, [list(chunks_of(records([timed(1, "alice")], start=4)))],
+                           lambda _r: VaderScorer(), ListProducer, lambda: store)  # fmt: skip
+    assert (replayed.duplicates, store.user("alice")["n"]) == (1, 2)
+
+
+def test_a_deletion_that_comes_before_its_tweet_keeps_the_tweet_out():
+    store, _ = dedupe_store()
+    (first, second) = run_many(store, [[delete(5, "alice"), timed(1, "alice")], [timed(5, "alice")]])
+    assert (first.deletes_unmatched, second.duplicates, store.user("alice")["n"]) == (1, 1, 1)
+
+
+def test_a_deletion_of_a_tweet_counted_before_the_horizon_changes_nothing_and_says_so():
+    store, now = dedupe_store()
+    run_many(store, [[timed(1, "alice"), timed(2, "alice")]])
+    now[0] += 3601
+    before = store.user("alice")
+    (stats,) = run_task(CONFIG, [list(chunks_of(records([delete(1, "alice")], start=2)))], lambda _r: VaderScorer(),
+                        ListProducer, lambda: store)  # fmt: skip
+    assert (stats.deletes, stats.deletes_unmatched) == (0, 1)
+    assert store.user("alice") == before
+
+
+def test_an_erased_user_is_gone_and_stays_gone_when_their_old_tweets_are_replayed():
+    store, _ = dedupe_store()
+    old = [timed(i, "carol", hour=9) for i in range(6)]
+    run_many(store, [old + [timed(1, "dave")]])
+    assert "carol" in dict(store.top("positive", 10)) | dict(store.top("negative", 10))
+    # The erasure is stamped with its record's Kafka time (10:00 + its offset in ms): tweets dated at 09:xx are older.
+    (stats,) = run_task(CONFIG, [list(chunks_of(records([timed(7, "carol", hour=9), forget("carol")], start=7)))],
+                        lambda _r: VaderScorer(), ListProducer, lambda: store)  # fmt: skip
+    assert (stats.forgets, stats.forgotten) == (1, 1)
+    assert store.user("carol") is None and store.hourly("carol", "2026112309") == {}
+    assert "carol" not in dict(store.top("positive", 10)) | dict(store.top("negative", 10))
+    assert store.user("dave")["n"] == 1
+    # A replay of their old tweets (a re-run file) brings nothing back; a newer tweet counts afresh.
+    (replay,) = run_task(CONFIG, [list(chunks_of(records([*old, timed(9, "carol", hour=10, minute=1)], start=9)))],
+                         lambda _r: VaderScorer(), ListProducer, lambda: store)  # fmt: skip
+    assert (replay.forgotten, store.user("carol")["n"]) == (6, 1)

@@ -116,8 +116,10 @@ def test_a_start_that_fails_is_retried_like_a_failed_query(tmp_path):
 
 @pytest.mark.parametrize(
     "error",
-    [ConfigError("TONE_REDIS_WAIT_REPLICAS=1, but not every Redis master has that many replicas"),
-     DataLossError("topic 'tweets' went back behind what this query has read or counted")],  # fmt: skip
+    [
+        ConfigError("TONE_REDIS_WAIT_REPLICAS=1, but not every Redis master has that many replicas"),
+        DataLossError("topic 'tweets' went back behind what this query has read or counted"),
+    ],  # fmt: skip
 )
 def test_what_a_start_finds_wrong_is_raised_at_once_not_restarted(tmp_path, error):
     job = ToneStream(load_settings(), scorer="vader", checkpoint=tmp_path / "ckpt")
