@@ -39,9 +39,9 @@ class TweetWriter:
         """Queue one valid event, keyed by its user id."""
         self.send_raw(event.user_id.encode(), event.to_json())
 
-    def send_raw(self, key: bytes | None, value: bytes) -> None:
-        """Queue raw bytes as they are (used to exercise the dead-letter path with invalid records)."""
-        self._producer.send(self.topic, key=key, value=value)
+    def send_raw(self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Queue raw bytes as they are (invalid records too, to exercise the dead-letter path), with ``headers``."""
+        self._producer.send(self.topic, key=key, value=value, headers=list(headers) if headers else None)
 
     def send_all(self, events: Iterable[TweetEvent]) -> int:
         """Queue every event and wait until the broker acknowledged all of them; returns the count."""

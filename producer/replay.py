@@ -14,13 +14,13 @@ from typing import Protocol
 
 from producer.sources import RawTweet
 from tone.errors import ConfigError
-from tone.events import Invalid, parse_event
+from tone.events import DeleteEvent, ForgetEvent, Invalid, parse_record
 
 
 class Writer(Protocol):
     """What replay needs of a Kafka writer (a test double implements the same)."""
 
-    def send_raw(self, key: bytes | None, value: bytes) -> None:
+    def send_raw(self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
         """Queue one message."""
 
     def flush(self, timeout: float | None = ...) -> None:
@@ -32,7 +32,8 @@ class Summary:
     """What one replay did."""
 
     sent: int = 0
-    valid: int = 0
+    valid: int = 0  # tweets
+    controls: int = 0  # deletions and erasures (tone.events.DeleteEvent, ForgetEvent)
     invalid: int = 0
     seconds: float = 0.0
     reasons: Counter[str] = field(default_factory=Counter)
@@ -93,14 +94,14 @@ def replay(
     max_message_bytes: int = 65_536,
     on_progress: Callable[[Summary], None] | None = None,
 ) -> Summary:
-    """Validate and send ``messages`` (keyed by user id) until exhausted or ``limit`` were read."""
+    """Validate and send ``messages`` (tweets, deletions, erasures; keyed by user id) until exhausted or ``limit``."""
     summary = Summary()
     pacer = Pacer(rate, speedup)
     t0 = time.monotonic()
     for i, message in enumerate(messages):
         if limit is not None and i >= limit:
             break
-        result = parse_event(message.value, max_text_chars=max_text_chars, max_message_bytes=max_message_bytes)
+        result = parse_record(message.value, max_text_chars=max_text_chars, max_message_bytes=max_message_bytes)
         if isinstance(result, Invalid):
             summary.invalid += 1
             summary.reasons[result.reason] += 1
@@ -108,10 +109,12 @@ def replay(
                 continue
             key = None
         else:
-            summary.valid += 1
+            # A deletion or an erasure goes to its user's partition too: it stays behind their earlier tweets.
+            summary.controls += isinstance(result, DeleteEvent | ForgetEvent)
+            summary.valid += not isinstance(result, DeleteEvent | ForgetEvent)
             key = result.user_id.encode()
         pacer.wait(message.created_at)
-        writer.send_raw(key, message.value)
+        writer.send_raw(key, message.value, list(message.headers) or None)
         summary.sent += 1
         if on_progress is not None and summary.sent % 1000 == 0:
             on_progress(summary)

@@ -27,10 +27,11 @@ class SourceError(ToneError):
 
 @dataclass(frozen=True, slots=True)
 class RawTweet:
-    """One message to send: its bytes, and (when known) the event time for timestamp-paced replay."""
+    """One message to send: its bytes, (when known) the event time for timestamp-paced replay, and Kafka headers."""
 
     value: bytes
     created_at: datetime | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()  # a live source's position (see producer.live.CURSOR_HEADER)
 
 
 def _event_time(value: object) -> datetime | None:

@@ -159,6 +159,11 @@ class Settings(BaseSettings):
 
     # Live feeds
     x_bearer_token: SecretStr | None = Field(None, validation_alias=env.X_BEARER_TOKEN)
+    # X resends up to 5 minutes on reconnect for accounts that may ask (Pro, Enterprise); 0: never ask.
+    x_backfill_minutes: int = Field(5, ge=0, le=5, validation_alias=env.X_BACKFILL_MINUTES)
+    # Jetstream advises replaying a few seconds on reconnect: its cursor is a time, and events near it may be
+    # delivered out of order. The stream's dedupe removes what is read twice.
+    jetstream_rewind_s: float = Field(5.0, ge=0, le=3600, validation_alias=env.JETSTREAM_REWIND_S)
 
     # Tweet validation: X allows 280 characters (25k for long posts); the limit guards the scorer, not the rules.
     max_text_chars: int = Field(4000, ge=1, le=100_000, validation_alias=env.MAX_TEXT_CHARS)

@@ -55,7 +55,7 @@ def produce(
         raise ConfigError(msg)
     try:
         if live is not None:
-            make = _live_source(live, live_url, settings)
+            make = _live_source(live, live_url, settings, topic or settings.kafka_topic_tweets)
         elif source is not None:
             make = partial(sources.read_file, source)
         else:
@@ -84,11 +84,12 @@ def produce(
     reasons = ", ".join(f"{k}={v}" for k, v in summary.reasons.most_common()) or "none"
     typer.echo(
         f"sent={summary.sent} valid={summary.valid} invalid={summary.invalid} ({reasons}) "
-        f"seconds={summary.seconds:.2f} tweets_per_s={summary.rate:.0f}"
+        + (f"deletions_and_erasures={summary.controls} " if summary.controls else "")
+        + f"seconds={summary.seconds:.2f} tweets_per_s={summary.rate:.0f}"
     )
 
 
-def _live_source(kind: str, base_url: str | None, settings: Any) -> Callable[[], Iterator[Any]]:
+def _live_source(kind: str, base_url: str | None, settings: Any, topic: str) -> Callable[[], Iterator[Any]]:
     from producer import live
 
     if kind == "x":
@@ -96,8 +97,31 @@ def _live_source(kind: str, base_url: str | None, settings: Any) -> Callable[[],
             msg = "the X filtered stream needs a bearer token: set TONE_X_BEARER_TOKEN"
             raise ConfigError(msg)
         token = settings.x_bearer_token.get_secret_value()
-        return partial(live.x_filtered_stream, token, base_url=base_url or live.X_API_BASE)
+        return partial(
+            live.x_filtered_stream,
+            token,
+            base_url=base_url or live.X_API_BASE,
+            backfill_minutes=settings.x_backfill_minutes,
+        )
     if kind == "bluesky":
-        return partial(live.bluesky_jetstream, base_url=base_url or live.JETSTREAM_BASE)
+        from tone.kafka.config import KafkaConnection
+        from tone.kafka.readers import open_reader
+
+        reader = open_reader(KafkaConnection.from_settings(settings))
+        try:
+            cursor = live.resume_cursor(reader, topic, rewind_s=settings.jetstream_rewind_s)
+        finally:
+            reader.close()
+        err_console.print(
+            f"Jetstream: resuming at cursor {cursor} (the newest written to {topic}, less TONE_JETSTREAM_REWIND_S)"
+            if cursor is not None
+            else f"Jetstream: nothing of it in {topic} yet; starting from now"
+        )
+        return partial(
+            live.bluesky_jetstream,
+            base_url=base_url or live.JETSTREAM_BASE,
+            cursor=cursor,
+            rewind_s=settings.jetstream_rewind_s,
+        )
     msg = f"--live must be x or bluesky, got {kind!r}"
     raise ConfigError(msg)

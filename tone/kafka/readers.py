@@ -61,6 +61,16 @@ class OffsetRange(Protocol):
         """One past the last offset."""
 
 
+@dataclass(frozen=True)
+class Offsets:
+    """An :class:`OffsetRange` of its own (the Spark source has ``KafkaRange``): offsets [start, end) of a partition."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
 @dataclass
 class RecordChunk:
     """Up to CHUNK_ROWS records of one partition as column lists; Arrow only where Spark needs it.
@@ -115,6 +125,12 @@ class RangeReader(Protocol):
     def read_range(self, offsets: OffsetRange, *, fail_on_data_loss: bool = True) -> Iterator[RecordChunk]:
         """The range's records, in offset order, in chunks of at most CHUNK_ROWS (see the module docstring)."""
 
+    def read_header(self, offsets: OffsetRange, name: str) -> Iterator[RecordChunk]:
+        """As :meth:`read_range`, but each chunk's ``values`` hold the records' header ``name`` (None without one).
+
+        Offsets deleted meanwhile are skipped. A live source finds where it stopped with it (producer.live).
+        """
+
     def close(self) -> None:
         """Close the consumer."""
 
@@ -132,6 +148,15 @@ def _chunks(offsets: OffsetRange, records: Iterator[_Record | _Lost]) -> Iterato
     # transaction markers and aborted records, and counting stops there, not at its last record.
     pending.end = offsets.end
     yield pending.take()
+
+
+def _header(headers: Any, name: str) -> bytes | None:
+    """The last value of header ``name`` among a record's (key, value) pairs, or None."""
+    found = None
+    for key, value in headers or ():
+        if key == name:
+            found = value
+    return found
 
 
 def _check_stall(offsets: OffsetRange, position: int, last_progress: float) -> None:
@@ -251,7 +276,13 @@ class LibrdkafkaReader:
         """The range's records in chunks."""
         return _chunks(offsets, self._records(offsets, fail_on_data_loss))
 
-    def _records(self, offsets: OffsetRange, fail_on_data_loss: bool) -> Iterator[_Record | _Lost]:
+    def read_header(self, offsets: OffsetRange, name: str) -> Iterator[RecordChunk]:
+        """The range's records with their header ``name`` in place of their values."""
+        return _chunks(offsets, self._records(offsets, False, header=name))
+
+    def _records(
+        self, offsets: OffsetRange, fail_on_data_loss: bool, header: str | None = None
+    ) -> Iterator[_Record | _Lost]:
         from confluent_kafka import KafkaError, TopicPartition
 
         consumer = self._consumer
@@ -273,7 +304,10 @@ class LibrdkafkaReader:
                         position = offset + 1
                         if offset >= offsets.end:
                             break
-                        yield offset, int(m.timestamp()[1] or 0), m.key(), m.value()
+                        if header is None:
+                            yield offset, int(m.timestamp()[1] or 0), m.key(), m.value()
+                        else:
+                            yield offset, int(m.timestamp()[1] or 0), m.key(), _header(m.headers(), header)
                     elif error.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001 - librdkafka's own name
                         # The end of what this consumer may read: past any trailing markers and aborted records.
                         position = max(position, int(m.offset() or 0))
@@ -334,7 +368,13 @@ class KafkaPythonReader:
         """The range's records in chunks."""
         return _chunks(offsets, self._records(offsets, fail_on_data_loss))
 
-    def _records(self, offsets: OffsetRange, fail_on_data_loss: bool) -> Iterator[_Record | _Lost]:
+    def read_header(self, offsets: OffsetRange, name: str) -> Iterator[RecordChunk]:
+        """The range's records with their header ``name`` in place of their values."""
+        return _chunks(offsets, self._records(offsets, False, header=name))
+
+    def _records(
+        self, offsets: OffsetRange, fail_on_data_loss: bool, header: str | None = None
+    ) -> Iterator[_Record | _Lost]:
         from kafka import TopicPartition
         from kafka.errors import OffsetOutOfRangeError
 
@@ -356,7 +396,7 @@ class KafkaPythonReader:
                 for r in records:
                     if r.offset >= offsets.end:
                         break
-                    yield r.offset, r.timestamp, r.key, r.value
+                    yield r.offset, r.timestamp, r.key, r.value if header is None else _header(r.headers, header)
                 # The fetch position moves past markers and aborted records that poll() never returns.
                 moved = max(consumer.position(tp) or 0, records[-1].offset + 1 if records else 0)
                 if moved > position:

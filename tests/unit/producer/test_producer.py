@@ -16,8 +16,9 @@ class ListWriter:
         self.sent = []
         self.flushed = False
 
-    def send_raw(self, key, value):
+    def send_raw(self, key, value, headers=None):
         self.sent.append((key, value))
+        self.headers = getattr(self, "headers", []) + [headers]
 
     def flush(self, timeout=None):
         self.flushed = True
@@ -42,6 +43,17 @@ def test_invalid_lines_are_counted_not_sent_unless_asked(tmp_path):
     summary = replay(sources.read_file(path), everything, send_invalid=True)
     assert summary.sent == 4
     assert everything.sent[1] == (None, b"{broken")  # original bytes, no key
+
+
+def test_deletions_and_erasures_are_sent_keyed_by_their_user(tmp_path):
+    path = tmp_path / "controls.jsonl"
+    controls = [{"delete": {"id": "7", "user_id": "u1"}}, {"forget": {"user_id": "u2"}}, {"delete": {"id": "8"}}]
+    path.write_text("\n".join([_line(1).decode(), *map(json.dumps, controls)]))
+    writer = ListWriter()
+    summary = replay(sources.read_file(path), writer)
+    assert (summary.sent, summary.valid, summary.controls, summary.invalid) == (3, 1, 2, 1)
+    assert [k for k, _ in writer.sent] == [b"u1", b"u1", b"u2"]  # each with its user's tweets, in order
+    assert summary.reasons == Counter({"missing_field": 1})
 
 
 def test_csv_source(tmp_path):
