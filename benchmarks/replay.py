@@ -169,9 +169,13 @@ def run_replay_bench(
     max_per_trigger: int | None = None,
     guarantee: str | None = None,
     lang: str = DECLARED,
+    dedupe: bool = True,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the whole path once with one pipeline and return its figures (see the module docstring).
+
+    ``dedupe``: False runs the stream with TONE_DEDUPE_HORIZON_S=0 (every tweet id is distinct here: only the cost
+    of checking and recording them differs).
 
     ``guarantee``: the tone stream's TONE_OUTPUT_GUARANTEE for this run (default: the configured one).
     ``lang``: the measured tweets declare ``en`` (declared) or nothing (detected: the stream detects each one's
@@ -186,8 +190,9 @@ def run_replay_bench(
             raise ValueError(msg)
     declared = "en" if lang == DECLARED else None
     s = _bench_settings(settings)
-    if guarantee is not None:
-        s = s.model_copy(update={"output_guarantee": guarantee})
+    s = s.model_copy(
+        update={"output_guarantee": guarantee or s.output_guarantee, "dedupe_horizon_s": s.dedupe_horizon_s * dedupe}
+    )
     _create_topics(s)
     texts = bench_texts(settings, REPLAY_TEXTS)
     spark = build_spark(
@@ -258,6 +263,7 @@ def run_replay_bench(
         "max_per_trigger": job.max_per_trigger if pipeline == TONE else 0,  # the references read all available
         "guarantee": s.output_guarantee if pipeline == TONE else "at_least_once",  # Spark's Kafka sink has no other
         "lang": lang,
+        "dedupe_horizon_s": s.dedupe_horizon_s,
         "produce_s": produce_s[0] if produce_s else None,
         **_figures(measured, tweets, t0, t_end),
         "spark_ms": phases,

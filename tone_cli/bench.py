@@ -171,6 +171,14 @@ def bench_replay(
             "for an ABBA of detection's cost (default: declared)",
         ),
     ] = None,
+    dedupe: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dedupe",
+            help="on (TONE_DEDUPE_HORIZON_S as set) or off (0); repeat it to run the tone stream once per value, e.g. "
+            "off on on off for an ABBA of dedupe's cost (default: on)",
+        ),
+    ] = None,
     reference: Annotated[
         bool,
         typer.Option(
@@ -199,9 +207,13 @@ def bench_replay(
     }
     limits = max_per_trigger or [settings.max_per_trigger]
     options["max_per_trigger"] = limits[0]
-    runs = _replay_runs(replay, guarantees, limits, langs)
+    for value in dedupe or []:
+        if value not in ("on", "off"):
+            msg = f"{value!r}: use on or off"
+            raise typer.BadParameter(msg, param_hint="--dedupe")
+    runs = [(d, *run) for d in dedupe or ["on"] for run in _replay_runs(replay, guarantees, limits, langs)]
     results: list[dict[str, Any]] = []
-    for g, limit, lang in runs:
+    for d, g, limit, lang in runs:
         row = replay.run_replay_bench(
             settings,
             pipeline=replay.TONE,
@@ -209,6 +221,7 @@ def bench_replay(
             max_tasks=max_tasks,
             guarantee=g,
             lang=lang,
+            dedupe=d == "on",
             **(options | {"max_per_trigger": limit}),
         )
         results.append(row if not results else row | {"vs_first": row["tweets_per_s"] / results[0]["tweets_per_s"]})
@@ -233,6 +246,7 @@ def bench_replay(
             console.print(f"{this} vs {first}: {result['vs_first']:.2f}x", highlight=False)
     _print_overhead(results)
     _print_detection_cost(results)
+    _print_dedupe_cost(results)
     _print_scorer_share(results)
     for name, ratio in results[0].get("vs_reference", {}).items():
         console.print(f"tone stream vs {name}: {ratio:.2f}x", highlight=False)
@@ -311,6 +325,17 @@ def _print_detection_cost(results: list[dict[str, Any]]) -> None:
             f"languages detected vs declared (medians of {len(detected)} and {len(declared)} runs): "
             f"{ratio:.2f}x tweets/s",
             highlight=False,
+        )
+
+
+def _print_dedupe_cost(results: list[dict[str, Any]]) -> None:
+    """Dedupe on against off: the ratio of the medians of tweets/s (run them ABBA: --dedupe off on on off)."""
+    on = [r["tweets_per_s"] for r in results if r.get("dedupe_horizon_s")]
+    off = [r["tweets_per_s"] for r in results if r.get("dedupe_horizon_s") == 0]
+    if on and off:
+        ratio = statistics.median(on) / statistics.median(off)
+        console.print(
+            f"dedupe on vs off (medians of {len(on)} and {len(off)} runs): {ratio:.2f}x tweets/s", highlight=False
         )
 
 
