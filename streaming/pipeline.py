@@ -472,12 +472,12 @@ def _deletions(parts: list[ParsedRange], target: ToneStore) -> None:
             if key in in_task and key not in taken:
                 part.stats.deletes += 1
                 part.deletions.append((offset, Scored.unmatched_deletion(event.user_id, event.id)))
-            elif contribution is None:
+            elif contribution is None or (deletion := Scored.deletion(event.user_id, event.id, contribution)) is None:
                 part.stats.deletes_unmatched += 1
                 part.deletions.append((offset, Scored.unmatched_deletion(event.user_id, event.id)))
             else:
                 part.stats.deletes += 1
-                part.deletions.append((offset, Scored.deletion(event.user_id, event.id, contribution)))
+                part.deletions.append((offset, deletion))
             taken.add(key)
     for part in parts:
         part.valid = [item for item in part.valid if (item.event.user_id, item.event.id) not in taken]

@@ -241,8 +241,7 @@ def bench_replay(
         _print_replay_row(result, backlog=backlog)
     for result in results[1:]:
         if "vs_first" in result:
-            this = f"{result['guarantee']}, max {result['max_per_trigger'] or 'all'}/batch"
-            first = f"{results[0]['guarantee']}, max {results[0]['max_per_trigger'] or 'all'}/batch"
+            this, first = _run_label(result), _run_label(results[0])
             console.print(f"{this} vs {first}: {result['vs_first']:.2f}x", highlight=False)
     _print_overhead(results)
     _print_detection_cost(results)
@@ -326,6 +325,14 @@ def _print_detection_cost(results: list[dict[str, Any]]) -> None:
             f"{ratio:.2f}x tweets/s",
             highlight=False,
         )
+
+
+def _run_label(row: dict[str, Any]) -> str:
+    """What a tone stream row ran with: guarantee, batch limit, and languages or dedupe where not the default."""
+    label = f"{row['guarantee']}, max {row['max_per_trigger'] or 'all'}/batch"
+    if row.get("lang") == "detected":
+        label += ", languages detected"
+    return label + (", dedupe off" if row.get("dedupe_horizon_s") == 0 else "")
 
 
 def _print_dedupe_cost(results: list[dict[str, Any]]) -> None:

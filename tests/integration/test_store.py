@@ -387,11 +387,15 @@ def test_tweet_ids_count_once_within_the_horizon(settings, request, kind):
         if kind == "redis":
             ids = store.ids_key("a")
             assert 0 < client.ttl(ids) <= 3600
-            client.zadd(ids, {"a-1": 1.0})  # counted long ago: outside the horizon
+            # counted long ago, outside the horizon: a-1 and 70 others
+            client.hset(ids, mapping={"a-1": "1.0", **{f"old{i}": "1.0 [1]" for i in range(70)}})
             assert store.counted_ids({"a": ["a-1"]}) == set()
             store.apply_range("q", "tweets", 0, 2, 2, batch_deltas([tw("a", 1, NEG)], 3600, 3))  # counts again
             assert store.user("a")["n"] == 2
-            assert client.zcard(ids) == 1  # the step trimmed what fell out of the horizon, then recorded it anew
+            # past 64 ids the step trimmed what fell out of the horizon, and marked how many it kept
+            assert set(client.hkeys(ids)) == {b"a-1", b"\0trim"} and client.hget(ids, "\0trim") == b"1"
+            client.hset(ids, "a-2", "not a time")
+            assert store.counted_ids({"a": ["a-1", "a-2"]}) == {("a", "a-1")}  # a bad entry is not counted
     finally:
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)

@@ -9,8 +9,11 @@ Key layout (prefix ``tone:`` by default; ``{k}`` is the user id through ``store.
   ``ewma_s``, ``ewma_w``, ``ewma_t`` (event-time EWMA of polarity, see :mod:`tone.aggregates.deltas`); ``first_seen``,
   ``last_seen`` (epoch seconds);
 - ``tone:user:{k}:recent`` (list): the last K counted tweets, newest first (JSON; an unscored one has no label);
-- ``tone:user:{k}:ids`` (sorted set): tweet id -> when it was counted (Redis's clock), for ``TONE_DEDUPE_HORIZON_S``:
-  trimmed to the horizon at each write and expiring with it;
+- ``tone:user:{k}:ids`` (hash), for ``TONE_DEDUPE_HORIZON_S``: tweet id -> when it was counted (Redis's clock), a
+  space and the tweet's contribution (:meth:`~tone.aggregates.deltas.Scored.contribution`, for a deletion to take
+  back out), or the time alone for a deleted tweet's id; expires with the horizon after the user's last write, and
+  is trimmed of ids past it whenever it has doubled since the last trim (field ``NUL trim``: about how many it kept);
+- ``tone:user:{k}:forgotten`` (string): when the user was erased (``forget``); their older tweets stay out;
 - ``tone:user:{k}:h:{YYYYMMDDHH}`` (hash): label counts in that UTC hour; expires after the bucket TTL;
 - ``tone:top:negative`` / ``tone:top:positive`` (sorted sets): user id (as is) -> mean p(negative) / mean
   p(positive) over their scored tweets, for users with at least the minimum count of scored tweets;
@@ -66,6 +69,8 @@ local horizon = tonumber(ARGV[12])
 local users = cjson.decode(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
+local stamp = string.format('%.17g', now)
+local TRIM = '\0trim'  -- not a tweet id: ids hold no control characters (tone.events)
 -- Commands over long lists in slices (Lua's unpack has a limit of a few thousand values).
 local function call_sliced(command, key, values, width)
   for i = 1, #values, 2000 * width do
@@ -123,11 +128,13 @@ if top_here then
 end
 for _, u in ipairs(users) do
   local key = prefix .. 'user:{' .. u.key .. '}'
-  err = expect_type(key, 'hash') or expect_type(key .. ':recent', 'list') or expect_type(key .. ':ids', 'zset')
+  err = expect_type(key, 'hash') or expect_type(key .. ':recent', 'list')
   if err then return err end
-  err = expect_type(key .. ':c', 'hash') or expect_type(key .. ':forgotten', 'string')
-  if err then return err end
-  local gone = redis.call('GET', key .. ':forgotten')
+  -- A read of the wrong type is an error reply (pcall), not a failed script: one call checks and reads.
+  local gone = redis.pcall('GET', key .. ':forgotten')
+  if type(gone) == 'table' and gone.err then
+    return redis.error_reply('refused, nothing written: ' .. key .. ':forgotten: ' .. gone.err)
+  end
   if gone and not tonumber(gone) then
     return redis.error_reply('refused, nothing written: ' .. key .. ':forgotten is not a time')
   end
@@ -135,19 +142,33 @@ for _, u in ipairs(users) do
     return redis.error_reply('refused, nothing written: ' .. key .. ' was forgotten at ' .. gone .. ' and the step ' ..
       'holds an older tweet of theirs (erased since the task looked): the task is retried and leaves it out')
   end
-  for _, id in ipairs(u.deletes) do
-    if redis.call('HEXISTS', key .. ':c', id) == 0 then
-      return redis.error_reply('refused, nothing written: the contribution of tweet ' .. id .. ' of ' .. key ..
-        ' is gone (taken out since the task read it): the task is retried')
+  if horizon > 0 and (#u.ids > 0 or #u.deletes > 0 or #u.blocked > 0) then
+    -- One HMGET (in slices) reads the trim mark and what is kept of the step's ids and deletions; pcall: a key of
+    -- another type is an error reply here, before any write.
+    local fields = {TRIM}
+    for _, id in ipairs(u.ids) do table.insert(fields, id) end
+    for _, id in ipairs(u.deletes) do table.insert(fields, id) end
+    local got = {}
+    for i = 1, #fields, 2000 do
+      local part = redis.pcall('HMGET', key .. ':ids', unpack(fields, i, math.min(#fields, i + 1999)))
+      if part.err then return redis.error_reply('refused, nothing written: ' .. key .. ':ids: ' .. part.err) end
+      for _, v in ipairs(part) do table.insert(got, v) end
     end
-  end
-  if horizon > 0 then
-    -- The task left out the ids it saw counted (counted_ids); one counted since is a duplicate it did not see.
-    for _, id in ipairs(u.ids) do
-      local at = redis.call('ZSCORE', key .. ':ids', id)
-      if at and tonumber(at) > now - horizon then
+    u.trim = tonumber(got[1]) or 0
+    for i, id in ipairs(u.ids) do
+      local entry = got[i + 1]
+      local at = entry and tonumber(string.match(entry, '^%S+'))
+      if at and at > now - horizon then
+        -- The task left out the ids it saw counted (counted_ids); one counted since is a duplicate it did not see.
         return redis.error_reply('refused, nothing written: tweet ' .. id .. ' of ' .. key .. ' was counted ' ..
           'already (a duplicate counted since the task looked): the task is retried and leaves it out')
+      end
+    end
+    for i, id in ipairs(u.deletes) do
+      local entry = got[#u.ids + i + 1]
+      if not entry or not string.find(entry, ' ', 1, true) then
+        return redis.error_reply('refused, nothing written: the contribution of tweet ' .. id .. ' of ' .. key ..
+          ' is gone (taken out since the task read it): the task is retried')
       end
     end
   end
@@ -260,28 +281,33 @@ for _, u in ipairs(users) do
     if not top_here then table.insert(tops, row) end
   end
   if horizon > 0 and (#u.ids > 0 or #u.deletes > 0 or #u.blocked > 0) then
-    -- Ids and contributions within the horizon; a deleted tweet's id stays (its replay is then a duplicate).
-    local ids, kept = key .. ':ids', key .. ':c'
-    local expired = redis.call('ZRANGEBYSCORE', ids, '-inf', now - horizon)
-    call_sliced('HDEL', kept, expired, 1)
-    redis.call('ZREMRANGEBYSCORE', ids, '-inf', now - horizon)
-    local added = {}
-    for _, list in ipairs({u.ids, u.deletes, u.blocked}) do
+    -- Ids with their contributions, in one hash; a deleted tweet's id stays, without (its replay is a duplicate).
+    local ids = key .. ':ids'
+    local entries = {}
+    for _, id in ipairs(u.ids) do
+      local c = u.contributions[id]
+      table.insert(entries, id)
+      table.insert(entries, c and (stamp .. ' ' .. c) or stamp)
+    end
+    for _, list in ipairs({u.deletes, u.blocked}) do
       for _, id in ipairs(list) do
-        table.insert(added, now)
-        table.insert(added, id)
+        table.insert(entries, id)
+        table.insert(entries, stamp)
       end
     end
-    call_sliced('ZADD', ids, added, 2)
-    local pairs_kept = {}
-    for id, c in pairs(u.contributions) do
-      table.insert(pairs_kept, id)
-      table.insert(pairs_kept, c)
+    call_sliced('HSET', ids, entries, 2)
+    -- Trimmed only when it has doubled since the last trim: each id is read back O(1) times on average.
+    local size = redis.call('HLEN', ids)
+    if size > 2 * u.trim + 64 then
+      local all, old_ids = redis.call('HGETALL', ids), {}
+      for i = 1, #all, 2 do
+        local at = tonumber(string.match(all[i + 1], '^%S+'))
+        if all[i] ~= TRIM and (not at or at <= now - horizon) then table.insert(old_ids, all[i]) end
+      end
+      call_sliced('HDEL', ids, old_ids, 1)
+      redis.call('HSET', ids, TRIM, size - #old_ids)  -- (the mark itself included)
     end
-    call_sliced('HSET', kept, pairs_kept, 2)
-    for _, id in ipairs(u.deletes) do redis.call('HDEL', kept, id) end
     redis.call('EXPIRE', ids, math.ceil(horizon))  -- every id in it was counted by now: all expire by then
-    if redis.call('EXISTS', kept) == 1 then redis.call('EXPIRE', kept, math.ceil(horizon)) end
   end
 end
 redis.call('SET', applied_key, end_offset)
@@ -290,11 +316,11 @@ return cjson.encode(tops)
 """
 
 
-# Erase a user's keys (KEYS: the hash, recent list, ids, contributions, tombstone, hourly buckets) and set the
+# Erase a user's keys (KEYS: the hash, recent list, ids, tombstone, hourly buckets) and set the
 # tombstone (ARGV: when, its TTL); never move an existing tombstone back. 1 when the user's hash existed.
 FORGET = r"""
 local existed = redis.call('EXISTS', KEYS[1])
-local tombstone = KEYS[5]
+local tombstone = KEYS[4]
 local before = tonumber(redis.call('GET', tombstone) or '')
 redis.call('DEL', unpack(KEYS))
 local at = tonumber(ARGV[1])
@@ -517,24 +543,33 @@ class RedisToneStore:
     def kept_contributions(self, ids: Mapping[str, Sequence[str]]) -> dict[tuple[str, str], str]:
         """Of ``ids`` (user -> tweet ids), the contributions kept for a deletion, of tweets counted within the horizon.
 
-        One HMGET and one ZMSCORE a user, in one round trip (the contributions are trimmed at the user's writes, so one
-        past the horizon may still be there: the counting time decides).
+        One HMGET a user, in one round trip.
+        """
+        return {key: kept for key, (_, kept) in self._kept(ids).items() if kept}
+
+    def _kept(self, ids: Mapping[str, Sequence[str]]) -> dict[tuple[str, str], tuple[float, str]]:
+        """What ``tone:user:{k}:ids`` holds of ``ids`` counted within the horizon: (when counted, contribution).
+
+        The cutoff is this machine's clock against Redis's (the apply script's, which records them): a skew moves
+        the horizon's edge by as much, nothing else.
         """
         users = [(u, list(t)) for u, t in ids.items() if t]
         if not users or not self.config.dedupe_horizon_s:
             return {}
         pipe = self.client.pipeline(transaction=False)
         for user_id, tweet_ids in users:
-            pipe.hmget(f"{self.user_key(user_id)}:c", tweet_ids)
-            pipe.zmscore(self.ids_key(user_id), tweet_ids)
-        replies = pipe.execute()
+            pipe.hmget(self.ids_key(user_id), tweet_ids)
         cutoff = time.time() - self.config.dedupe_horizon_s
-        return {
-            (user_id, t): raw.decode()
-            for (user_id, tweet_ids), values, scores in zip(users, replies[::2], replies[1::2], strict=True)
-            for t, raw, at in zip(tweet_ids, values, scores, strict=True)
-            if raw is not None and at is not None and at > cutoff
-        }
+        out = {}
+        for (user_id, tweet_ids), values in zip(users, pipe.execute(), strict=True):
+            for t, raw in zip(tweet_ids, values, strict=True):
+                if raw is None:
+                    continue
+                at, _, kept = raw.decode(errors="replace").partition(" ")
+                with contextlib.suppress(ValueError):
+                    if float(at) > cutoff:
+                        out[(user_id, t)] = (float(at), kept)
+        return out
 
     def forgotten(self, user_ids: Sequence[str]) -> dict[str, float]:
         """Of ``user_ids``, those erased within the horizon, and when."""
@@ -561,7 +596,7 @@ class RedisToneStore:
             last = float(seen[1])
             first = max(float(seen[0]), last - FORGET_HOURS_BACK * 3600)
             hours = sorted({hour_bucket(first + 3600 * i) for i in range(int((last - first) // 3600) + 2)})
-        keys = [key, f"{key}:recent", f"{key}:ids", f"{key}:c", f"{key}:forgotten", *(f"{key}:h:{h}" for h in hours)]
+        keys = [key, f"{key}:recent", f"{key}:ids", f"{key}:forgotten", *(f"{key}:h:{h}" for h in hours)]
         ttl = max(self.config.dedupe_horizon_s, 86_400)
         existed = bool(self._forget(keys=keys, args=[at, ttl]))
         for label in RANKED_LABELS:
@@ -569,27 +604,12 @@ class RedisToneStore:
         return existed
 
     def ids_key(self, user_id: str) -> str:
-        """A user's tweet ids counted within the dedupe horizon (sorted set: id -> when counted, server time)."""
+        """A user's tweet ids counted within the dedupe horizon, with their contributions (a hash: see the module)."""
         return f"{self.user_key(user_id)}:ids"
 
     def counted_ids(self, ids: Mapping[str, Sequence[str]]) -> set[tuple[str, str]]:
-        """Of ``ids`` (user -> tweet ids), those counted within the horizon: one ZMSCORE a user, one round trip.
-
-        The cutoff is this machine's clock against Redis's (the apply script's, which records them): a skew moves
-        the horizon's edge by as much, nothing else.
-        """
-        horizon = self.config.dedupe_horizon_s
-        users = [(u, list(t)) for u, t in ids.items() if t]
-        if not horizon or not users:
-            return set()
-        pipe = self.client.pipeline(transaction=False)
-        for user_id, tweet_ids in users:
-            pipe.zmscore(self.ids_key(user_id), tweet_ids)
-        cutoff = time.time() - horizon
-        seen: set[tuple[str, str]] = set()
-        for (user_id, tweet_ids), scores in zip(users, pipe.execute(), strict=True):
-            seen.update((user_id, t) for t, at in zip(tweet_ids, scores, strict=True) if at is not None and at > cutoff)
-        return seen
+        """Of ``ids`` (user -> tweet ids), those counted within the horizon: one HMGET a user, one round trip."""
+        return set(self._kept(ids))
 
     def hourly_many(self, user_id: str, hours: Sequence[str]) -> list[dict[str, int]]:
         """:meth:`hourly` for each hour in one pipeline (one round trip: the buckets share the user's slot)."""
