@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on embedded defaults, on a fresh local stack.
 #   stack up -> default RNN (trained on first use) -> replay the 4,200 rated tweets with synthetic users
-#   (+ a few invalid ones, + tweets in 13 languages) -> Spark stream until caught up -> per-user tone and top users
+#   (+ a few invalid ones, + tweets in 13 languages, + a re-sent file and a deletion) -> Spark stream until caught
+#   up -> per-user tone and top users
 #   -> the HTTP API -> stop.
 # KEEP=1 leaves the stack running afterwards.
 set -euo pipefail
@@ -29,6 +30,9 @@ echo "   examples/multilingual.jsonl (13 languages: English scored, the others c
 "$tone" produce --dataset vader-tweets --users 200
 "$tone" produce examples/tweets.jsonl --send-invalid
 "$tone" produce examples/multilingual.jsonl
+echo; echo "== examples/tweets.jsonl again (a re-run file: each tweet counts once), then demo_alice deletes ex-2"
+"$tone" produce examples/tweets.jsonl
+"$tone" produce examples/deletions.jsonl
 
 echo; echo "== streaming (Spark Structured Streaming, scorer: ${TONE_SCORER:-rnn}) until the topic is idle"
 "$tone" stream --until-idle 6

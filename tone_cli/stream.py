@@ -105,5 +105,8 @@ def stream(
         job.monitor.close()
         spark.stop()
     invalid = job.totals["invalid"]
+    per_tweet = "".join(
+        f" {name}={job.totals[name]}" for name in ("duplicates", "deletes", "forgotten") if job.totals[name]
+    )
     restarts = f" restarts={job.restarts}" if job.restarts else ""
-    typer.echo(f"stopped after {job.batches} batches: records={job.records} invalid={invalid}{restarts}")
+    typer.echo(f"stopped after {job.batches} batches: records={job.records} invalid={invalid}{per_tweet}{restarts}")
