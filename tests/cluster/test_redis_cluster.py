@@ -262,13 +262,17 @@ def test_the_api_and_the_cli_read_the_cluster(on_cluster):
 def test_a_cluster_without_replicas_is_refused_before_anything_is_written(tmp_path):
     """Measured before: with the cluster's default TONE_REDIS_WAIT_REPLICAS (1), every task applied its counts and
     then failed WAIT, and the query stopped after its restarts with some users counted and most not."""
+    from devstack.process import port_open
     from devstack.redis_server import redis_binary
     from streaming.job import ToneStream
-    from tests.conftest import free_ports
+    from tests.cluster.conftest import free_block
     from tone.errors import ConfigError
     from tone.settings import load_settings
 
-    ports = free_ports(3)
+    # Ports whose cluster buses (port + 10000) are free and valid: a free port above 55535 has no bus port, and the
+    # node never joined (the create failed once so).
+    base = free_block(random.Random())
+    ports = [base + 10 + i for i in range(3)]
     procs = [
         subprocess.Popen(  # noqa: S603
             [redis_binary(), "--port", str(p), "--cluster-enabled", "yes", "--cluster-config-file", f"n{p}.conf",
@@ -278,9 +282,14 @@ def test_a_cluster_without_replicas_is_refused_before_anything_is_written(tmp_pa
         for p in ports
     ]  # fmt: skip
     try:
-        time.sleep(1)
+        deadline = time.monotonic() + 20
+        while not all(port_open(p) for p in ports) and time.monotonic() < deadline:
+            time.sleep(0.1)
         create = [redis_binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
-        subprocess.run([*create, "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True)  # noqa: S603
+        made = subprocess.run(  # noqa: S603
+            [*create, "--cluster-replicas", "0", "--cluster-yes"], check=False, capture_output=True, text=True
+        )
+        assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
         time.sleep(2)
         seeds = ",".join(f"redis://127.0.0.1:{p}/0" for p in ports)
         s = load_settings(redis_url=seeds, redis_cluster=True, redis_key_prefix="bare:")
