@@ -64,7 +64,7 @@ def stream_health(store: ToneStore, query: str, now: float) -> dict[str, Any] | 
         return None
     health: dict[str, Any] = {"query": query}
     for key, value in raw.items():
-        if key in ("lag", "dead_letters", "drift", "model_versions", "refused_on_workers", "languages"):
+        if key in ("lag", "dead_letters", "drift", "model_versions", "refused_on_workers", "languages", "shadow"):
             health[key] = json.loads(value)
         elif key in COUNTS:
             health[key] = int(value)

@@ -26,7 +26,7 @@ from typing import Any
 from streaming.kafka_source import SOURCE_NAME, KafkaRange, group_ranges, plan_ranges
 from streaming.pipeline import RangeStats
 from streaming.process import STATS_SCHEMA, JobConfig, Range, process_partition, process_ranges
-from streaming.refresh import ModelRefresher
+from streaming.refresh import ModelRefresher, ShadowFollower
 from tone.errors import ConfigError, DataLossError
 from tone.kafka.config import KafkaConnection
 from tone.language import DEFAULT_SCORER, Routes
@@ -216,6 +216,9 @@ class BatchReport:
     labels: Counter[str] = field(default_factory=Counter)  # scored tweets by label
     sampled: int = 0  # tweets VADER scored too (drift)
     disagreed: int = 0
+    shadowed: int = 0  # tweets the shadow candidate scored too (its evidence)
+    shadow_s: float = 0.0
+    shadow_models: set[str] = field(default_factory=set)
 
     @classmethod
     def of(cls, batch_id: int, rows: Sequence[RangeStats], started: float, finished: float) -> BatchReport:
@@ -252,6 +255,10 @@ class BatchReport:
             report.labels.update(json.loads(r.labels))
             report.sampled += r.sampled
             report.disagreed += r.disagreed
+            report.shadowed += r.shadowed
+            report.shadow_s += r.shadow_s
+            if r.shadow_model:
+                report.shadow_models.add(r.shadow_model)
         # Bounded: the driver keeps REPORTS_KEPT reports, and a batch of many ranges brought up to LAG_SAMPLE each.
         report.lags = report.lags[:: -(-len(report.lags) // REPORT_LAGS)] if report.lags else []
         return report
@@ -319,18 +326,35 @@ class ToneStream:
         )
         self.routes = check_languages(settings, self.config.scorer)
         self.refresher: ModelRefresher | None = None
-        if self.config.scorer == "registry":
+        follows = self.config.scorer == "registry"
+        if follows:
             self.refresher = ModelRefresher(settings, routed=self.routes.languages_of(DEFAULT_SCORER))
             self.config = replace(self.config, scorer=self.refresher.initial())
+        self.shadow = ShadowFollower(settings, follows_registry=follows)
+        self.config = replace(self.config, shadow=self.shadow.initial(self.config.scorer))
+        self.shadow_dropped = ""  # why the last candidate was dropped, for the health record
 
     def before_batch(self, batch_id: int) -> None:
-        """Between micro-batches: follow the registry's approved model (scorer ``registry``), see streaming/refresh."""
-        if self.refresher is None:
-            return
-        spec = self.refresher.check(self.config.scorer)
-        if spec is not None:
-            log.info("batch %d onwards scores with %s", batch_id, spec)
-            self.config = replace(self.config, scorer=spec)
+        """Between micro-batches: follow the registry's approved and shadow models, see streaming/refresh."""
+        if self.refresher is not None:
+            spec = self.refresher.check(self.config.scorer)
+            if spec is not None:
+                log.info("batch %d onwards scores with %s", batch_id, spec)
+                self.config = replace(self.config, scorer=spec)
+        if self.config.shadow == self.config.scorer:
+            self.config = replace(self.config, shadow="")  # the candidate went live
+        shadow = self.shadow.check(self.config.shadow, self.config.scorer)
+        if shadow is not None:
+            log.info("batch %d onwards shadows %s", batch_id, shadow or "nothing")
+            self.config = replace(self.config, shadow=shadow)
+
+    def after_batch(self, rows: Sequence[RangeStats]) -> None:
+        """A shadow candidate a task could not use is dropped (live scoring went on without it)."""
+        errors = [r.shadow_error for r in rows if r.shadow_error]
+        if errors and self.config.shadow:
+            self.shadow_dropped = f"{self.config.shadow}: {errors[0]}"
+            self.shadow.drop(self.config.shadow, errors[0])
+            self.config = replace(self.config, shadow="")
 
     def _foreach_batch(self, df: Any, batch_id: int) -> None:
         started = time.time()
@@ -345,6 +369,7 @@ class ToneStream:
             rows = job.mapPartitions(partial(process_ranges, self.config)).collect()
         else:
             rows = []  # offsets that moved back (failOnDataLoss=false): nothing to read
+        self.after_batch(rows)
         report = BatchReport.of(batch_id, rows, started, time.time())
         self.reports.append(report)
         self.batches += 1

@@ -127,6 +127,28 @@ class StreamMetrics:
             registry=r,
         )
 
+        pair = ["live", "candidate"]
+        self.shadow_tweets = Gauge(
+            "tone_shadow_tweets", "Tweets scored by both the live model and the shadow candidate.", pair, registry=r
+        )
+        self.shadow_agreement = Gauge(
+            "tone_shadow_agreement_ratio", "Share of shadowed tweets both models label alike.", pair, registry=r
+        )
+        self.shadow_flips = Gauge(
+            "tone_shadow_flips", "Shadowed tweets by live label and candidate label.", [*pair, "live_label", "label"],
+            registry=r,
+        )  # fmt: skip
+        self.shadow_polarity = Gauge(
+            "tone_shadow_mean_abs_polarity_change", "Mean |polarity change| on shadowed tweets.", pair, registry=r
+        )
+        self.shadow_seconds = Gauge(
+            "tone_shadow_seconds_per_tweet", "Scoring time per shadowed tweet, by model (live or candidate).",
+            [*pair, "model"], registry=r,
+        )  # fmt: skip
+        self.shadow_dropped = PromCounter(
+            "tone_shadow_dropped", "Shadow candidates dropped (failed to load or raised).", registry=r
+        )
+
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Serve /metrics over HTTP from a daemon thread."""
         try:
@@ -171,6 +193,9 @@ class StreamMonitor:
         self._restarts_seen = 0
         self._last_finished: float | None = None
         self._prune_cursors: dict[str, int] = {}
+        self._shadow_events_seen = 0
+        self._shadow_version: str | None = None  # the version the candidate's tasks reported
+        self._shadowed = False  # a candidate was shadowed in this run: its evidence is published from then on
         total = sum((training_mix or {}).values())
         self.training = {k: v / total for k, v in (training_mix or {}).items()} if total else {}
         for label, share in self.training.items():
@@ -230,6 +255,7 @@ class StreamMonitor:
 
         drift = self._drift(report)
         lags = self._lags(job)
+        shadow = self._shadow(job, report, version)
         self.store.write_health(
             job.config.query,
             {
@@ -253,8 +279,42 @@ class StreamMonitor:
                 "refused_on_workers": json.dumps(sorted(report.refused)),
                 "restarts": str(job.restarts),
                 "drift": json.dumps(drift),
+                "shadow": json.dumps(shadow),
             },
         )
+
+    def _shadow(self, job: ToneStream, report: BatchReport, live: str) -> dict[str, Any]:
+        """The shadow candidate and its evidence against the live model (counted in the store, exactly once)."""
+        m = self.metrics
+        for event in job.shadow.events[self._shadow_events_seen :]:
+            if event.action in ("drop", "refuse"):
+                m.shadow_dropped.inc()
+        self._shadow_events_seen = len(job.shadow.events)
+        if report.shadow_models:
+            self._shadow_version = sorted(report.shadow_models)[-1]
+        out: dict[str, Any] = {
+            "candidate": job.config.shadow or None,  # the spec the stream shadows now
+            "candidate_version": self._shadow_version if job.config.shadow else None,
+            "live_version": live,
+            "dropped": job.shadow_dropped or None,
+        }
+        if not job.config.shadow and not self._shadowed:
+            return out  # never shadowed: nothing to read
+        evidence = self.store.shadow_evidence(job.config.query)
+        self._shadowed = True
+        for e in evidence:
+            pair = (e["live"], e["candidate"])
+            m.shadow_tweets.labels(*pair).set(e["n"])
+            if e["agreement"] is not None:
+                m.shadow_agreement.labels(*pair).set(e["agreement"])
+                m.shadow_polarity.labels(*pair).set(e["mean_abs_polarity_change"])
+                m.shadow_seconds.labels(*pair, "live").set(e["live_ms_per_tweet"] / 1000)
+                m.shadow_seconds.labels(*pair, "candidate").set(e["shadow_ms_per_tweet"] / 1000)
+            for live_label, row in e["flips"].items():
+                for label, n in row.items():
+                    m.shadow_flips.labels(*pair, live_label, label).set(n)
+        out["pairs"] = [{k: v for k, v in e.items() if k != "flipped"} for e in evidence]
+        return out
 
     def _prune(self) -> None:
         removed = self.store.prune_top(self._prune_cursors)

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Final
 
 from tone.aggregates.deltas import Scored, hour_bucket
+from tone.aggregates.shadow import Shadowed
 from tone.aggregates.store import DEFAULT_STEP_TWEETS, count_records
 from tone.events import (
     FUTURE_TIMESTAMP,
@@ -80,6 +82,7 @@ class TaskConfig:
     routes: Routes = Routes(((WILDCARD, DEFAULT_SCORER),))
     lang_precedence: Precedence = DECLARED
     dead_letter_max_bytes: int = 524_288  # a dead letter (key, value, headers) is cut to this (DeadLetter.fitted)
+    shadow_sample: float = 1.0  # share of the live-scored tweets a shadow candidate scores too (by record)
 
     @classmethod
     def from_settings(cls, settings: Settings, query: str) -> TaskConfig:
@@ -99,6 +102,7 @@ class TaskConfig:
             routes=Routes.parse(settings.routes),
             lang_precedence=settings.lang_precedence,
             dead_letter_max_bytes=settings.dead_letter_max_bytes,
+            shadow_sample=settings.shadow_sample,
         )
 
 
@@ -140,6 +144,10 @@ class RangeStats:
     labels: str = "{}"  # scored tweets by label (JSON), for the drift signal
     sampled: int = 0  # tweets VADER also scored
     disagreed: int = 0  # ... and labelled differently from the model
+    shadow_model: str = ""  # the shadow candidate that scored a sample of this range's tweets
+    shadowed: int = 0  # tweets it scored (counted as evidence with the range)
+    shadow_error: str = ""  # why the candidate was dropped in this task (it failed to load or raised)
+    shadow_s: float = 0.0  # its scoring time
 
 
 # Spark's DDL for the rows above, derived from the dataclass so the two cannot drift apart. Partition is the only
@@ -162,6 +170,8 @@ class _Valid:
     result: ToneResult | None = None  # None: no route scores its language
     version: str = ""
     error: BaseException | None = None  # its scorer raised on it alone (see _isolated): dead-lettered
+    live_s: float = 0.0  # its share of its scorer's time
+    shadow: Shadowed | None = None  # the shadow candidate's score
 
 
 @dataclass
@@ -279,14 +289,56 @@ def _score(parts: list[ParsedRange], config: TaskConfig, scorer: Callable[[str],
     default = None
     for spec, items in by_spec.items():
         model = scorer(spec)
-        for item, result in zip(items, _isolated(model, [item.event.text for item in items]), strict=True):
+        t0 = time.perf_counter()
+        results = _isolated(model, [item.event.text for item in items])
+        share = (time.perf_counter() - t0) / len(items)
+        for item, result in zip(items, results, strict=True):
             if isinstance(result, BaseException):
                 item.error = result
             else:
-                item.result, item.version = result, model.version
+                item.result, item.version, item.live_s = result, model.version, share
         if spec == DEFAULT_SCORER:
             default = model
     return default
+
+
+def _in_sample(topic: str, partition: int, offset: int, share: float) -> bool:
+    """Whether a record is in a ``share`` sample: a hash of where it is, so every attempt picks the same records."""
+    return share >= 1.0 or zlib.crc32(f"{topic}:{partition}:{offset}".encode()) < share * 2**32
+
+
+def _shadow(parts: list[ParsedRange], config: TaskConfig, shadow: Callable[[], Scorer]) -> None:
+    """Score a sample of the live-scored tweets with the shadow candidate too (see tone.aggregates.shadow).
+
+    Only tweets in a language the candidate reads. A candidate that fails to load or raises is dropped for this task
+    with the reason in the first range's ``shadow_error`` (the driver stops shadowing it); live scoring goes on.
+    """
+    first = parts[0].stats
+    picked = [
+        item
+        for part in parts
+        for item in part.valid
+        if item.result is not None and _in_sample(part.stats.topic, part.stats.partition, item.offset,
+                                                  config.shadow_sample)
+    ]  # fmt: skip
+    if not picked:
+        return
+    t0 = time.perf_counter()
+    try:
+        model = shadow()
+        reads = model.languages
+        picked = [item for item in picked if reads is None or item.lang in reads]
+        results = list(model.score([item.event.text for item in picked])) if picked else []
+    except Exception as exc:  # noqa: BLE001 - a candidate never stops live scoring
+        first.shadow_error = f"{type(exc).__name__}: {exc}"[:DETAIL_CHARS]
+        return
+    first.shadow_s = time.perf_counter() - t0
+    first.shadow_model = model.version
+    if not picked:
+        return
+    share = first.shadow_s / len(picked)
+    for item, result in zip(picked, results, strict=True):
+        item.shadow = Shadowed(model.version, result.label, result.polarity, item.live_s, share)
 
 
 CANARY: Final = "ok"  # a text any working model scores: the check that a failure is the records', not the model's
@@ -336,10 +388,12 @@ def _prepare(part: ParsedRange) -> None:
                 out = ScoredTweet(e.id, e.user_id, e.created_at, None, {}, None, None, item.lang, item.lang_source,
                                   NO_ROUTE)  # fmt: skip
             else:
+                sh = item.shadow
                 scored = Scored(e.user_id, e.id, created, res.label, res.probs, res.polarity, e.text, version,
-                                item.lang)  # fmt: skip
+                                item.lang, shadow=sh)  # fmt: skip
+                wire_shadow = None if sh is None else {"model": sh.model, "label": sh.label, "polarity": sh.polarity}
                 out = ScoredTweet(e.id, e.user_id, e.created_at, res.label, res.probs, res.polarity, version, item.lang,
-                                  item.lang_source)  # fmt: skip
+                                  item.lang_source, shadow=wire_shadow)  # fmt: skip
             wire = out.to_json()
         except Exception as exc:  # noqa: BLE001 - per-record isolation: any error dead-letters this record only
             source = f"{part.stats.topic}:{part.stats.partition}:{item.offset}"
@@ -516,6 +570,7 @@ def _count(part: ParsedRange, config: TaskConfig, target: ToneStore, last: int |
     s.reasons = json.dumps(Counter(letter.reason for letter in part.dead))
     s.labels = json.dumps(Counter(x.label for x in part.scored if x.scored))
     s.model_version = ",".join(sorted({x.model_version for x in part.scored if x.scored}))
+    s.shadowed = sum(x.shadow is not None for x in part.scored)
     records = [(item.offset, scored) for item, scored in zip(part.valid, part.scored, strict=True)]
     if part.deletions:
         records = sorted(records + part.deletions, key=lambda r: r[0])
@@ -564,7 +619,7 @@ def _write_transactions(parts: list[ParsedRange], config: TaskConfig, sink: Outp
         part.stats.sent = sent
 
 
-def run_task(  # noqa: PLR0913 - the task's sinks and resources, each built only when needed
+def run_task(  # noqa: PLR0913, PLR0912 - the task's sinks and resources, each built only when needed
     config: TaskConfig,
     sources: Iterable[Iterable[RecordChunk]],
     scorer: Callable[[str], Scorer],
@@ -575,6 +630,7 @@ def run_task(  # noqa: PLR0913 - the task's sinks and resources, each built only
     markers: Mapping[tuple[str, int], int | None] | None = None,
     outputs: Callable[[], Outputs] | None = None,
     detector: Callable[[], LanguageDetector] | None = None,
+    shadow: Callable[[], Scorer] | None = None,
 ) -> list[RangeStats]:
     """One task's work over its Kafka ranges (see the module docstring); one stats row per range.
 
@@ -585,6 +641,7 @@ def run_task(  # noqa: PLR0913 - the task's sinks and resources, each built only
     Per-task times (parse, score, kafka) are reported on the first range's row; the batch report sums them.
     ``markers``: store markers the caller read already for this task (read from the store otherwise).
     ``outputs``: the transactional writer, for ``output_guarantee`` exactly_once (``producer`` is then not used).
+    ``shadow``: the shadow candidate (loaded only when a tweet is in its sample): see :func:`_shadow`.
     """
     t0 = time.perf_counter()
     parts = [part for source in sources for part in parse_ranges(source, config)]
@@ -614,6 +671,8 @@ def run_task(  # noqa: PLR0913 - the task's sinks and resources, each built only
         t0 = time.perf_counter()
         model = _score(parts, config, scorer)
         first.score_s = time.perf_counter() - t0
+        if shadow is not None:
+            _shadow(parts, config, shadow)
         for part in parts:
             _prepare(part)
         if model is not None and reference is not None and config.drift_sample > 0 and model.kind != "vader":

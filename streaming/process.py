@@ -50,6 +50,7 @@ class JobConfig:
     settings_env: dict[str, str]
     # Set when the source emits ranges (emit=ranges): the source options, so tasks read their records themselves.
     source_options: dict[str, str] | None = None
+    shadow: str = ""  # the shadow candidate's spec ("" for none): see streaming.refresh.ShadowFollower
 
     def fingerprint(self) -> str:
         """What the worker's settings and clients were built from (the scorer spec aside)."""
@@ -98,6 +99,17 @@ def current_scorer(config: JobConfig, route: str = DEFAULT_SCORER) -> Scorer:
 
     kind, fingerprint = _scorer_key(config, route)
     return RESOURCES.get(kind, fingerprint, load, keep_on_failure=True)
+
+
+def shadow_scorer(config: JobConfig) -> Scorer:
+    """The shadow candidate for this worker, loaded once (a failure raises: the pipeline drops the candidate)."""
+    from tone.scoring.loader import load_scorer
+
+    return RESOURCES.get(
+        "scorer:shadow",
+        f"{config.shadow}|{config.fingerprint()}",
+        lambda: load_scorer(config.shadow, worker_settings(config)),
+    )
 
 
 def refused_scorer(config: JobConfig, routes: Iterable[str] = (DEFAULT_SCORER,)) -> str:
@@ -214,6 +226,7 @@ def _run(config: JobConfig, sources: list[Iterator[RecordChunk]], markers: Marke
             markers=markers,
             outputs=lambda: _outputs(config),
             detector=lambda: _detector(config, task),
+            shadow=(lambda: shadow_scorer(config)) if config.shadow else None,
         )
     except DeliveryError:
         # A producer the broker refused once (a TLS or authentication hiccup) stays refused for its life: the task's

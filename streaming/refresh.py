@@ -128,3 +128,89 @@ class ModelRefresher:
             msg = f"it reads {', '.join(reads)}, and TONE_ROUTES sends it {', '.join(unread)}"
             raise ValueError(msg)
         smoke_test(scorer)
+
+
+@dataclass
+class ShadowFollower:
+    """Decides the stream's shadow candidate (``TONE_SHADOW_SCORER``; tone.aggregates.shadow has the evidence).
+
+    ``none``: no shadow. A scorer spec: that candidate. ``registry`` (or empty, for a stream that follows the
+    registry): the registry's shadow version (``tone models shadow``), checked between batches like the approved one.
+    A candidate is loaded and smoke-scored on the driver first; one that fails there, or that a task drops (it failed
+    to load or raised on a worker), is refused with its reason and not tried again until the setting or the registry
+    names another: live scoring never waits for it.
+    """
+
+    settings: Settings
+    follows_registry: bool  # the stream's scorer follows the registry (scorer ``registry``)
+    clock: Callable[[], float] = time.monotonic
+    registry: Any = None
+    refused: dict[str, str] = field(default_factory=dict)  # spec -> why
+    events: list[RefreshEvent] = field(default_factory=list)
+    _last_check: float = -math.inf
+
+    @property
+    def from_registry(self) -> bool:
+        """Whether the candidate is the registry's shadow version."""
+        mode = self.settings.shadow_scorer
+        return mode == "registry" or (mode == "" and self.follows_registry)
+
+    def initial(self, live: str) -> str:
+        """The spec to start shadowing with ("" for none)."""
+        mode = self.settings.shadow_scorer
+        if mode == "none" or (mode == "" and not self.follows_registry):
+            return ""
+        self._last_check = self.clock()
+        wanted = self._registry_spec() if self.from_registry else mode
+        return self._try(wanted, current="", live=live) or ""
+
+    def check(self, current: str, live: str) -> str | None:
+        """Between batches: a new spec ("" to stop shadowing), or None to keep ``current``."""
+        if not self.from_registry or self.clock() - self._last_check < self.settings.model_refresh_s:
+            return None
+        self._last_check = self.clock()
+        return self._try(self._registry_spec(), current=current, live=live)
+
+    def drop(self, spec: str, why: str) -> None:
+        """A task could not use ``spec``: stop shadowing it (until another candidate is named)."""
+        self.refused[spec] = why
+        log.error("shadow: DROPPED %s: %s; live scoring goes on", spec, why)
+        self.events.append(RefreshEvent(time.time(), "drop", spec, why))
+
+    def _registry_spec(self) -> str | None:
+        try:
+            if self.registry is None:
+                from tone.registry import Registry
+
+                self.registry = Registry.from_settings(self.settings)
+            version: str | None = self.registry.shadow_version()
+        except Exception as exc:  # noqa: BLE001 - an unreachable registry must not stop the stream
+            log.error("shadow: cannot read the registry at %s (%s)", self.settings.registry_uri, exc)
+            return None
+        return f"{REGISTRY_PREFIX}{version}" if version else ""
+
+    def _try(self, wanted: str | None, *, current: str, live: str) -> str | None:
+        if wanted is None:
+            return None  # the registry could not be read
+        if wanted in ("", live):
+            return "" if current else None  # nothing in shadow, or the candidate went live
+        if wanted == current:
+            return None
+        if wanted in self.refused:
+            return "" if current else None
+        try:
+            self._verify(wanted)
+        except Exception as exc:  # noqa: BLE001 - a candidate that cannot score is refused, never fatal
+            self.refused[wanted] = str(exc)
+            log.error("shadow: REFUSED %s: %s; live scoring goes on without a shadow", wanted, exc)
+            self.events.append(RefreshEvent(time.time(), "refuse", wanted, str(exc)))
+            return "" if current else None
+        log.info("shadow: %s -> %s", current or "none", wanted)
+        self.events.append(RefreshEvent(time.time(), "swap", wanted, f"from {current or 'none'}"))
+        return wanted
+
+    def _verify(self, spec: str) -> None:
+        from tone.scoring.loader import load_scorer
+        from tone.scoring.smoke import smoke_test
+
+        smoke_test(load_scorer(spec, self.settings))

@@ -128,6 +128,8 @@ class ScoredTweet:
     lang: str = "und"
     lang_source: str = "und"
     unscored: str | None = None
+    # The shadow candidate's score, when this tweet was in its sample: {"model", "label", "polarity"}.
+    shadow: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of the scored topic."""
@@ -144,6 +146,8 @@ class ScoredTweet:
         }
         if self.unscored is not None:
             data["unscored"] = self.unscored
+        if self.shadow is not None:
+            data["shadow"] = self.shadow
         return data
 
     def to_json(self) -> bytes:
@@ -172,7 +176,8 @@ class ScoredTweet:
             f'"created_at": {_quote(self.created_at.isoformat())}, "label": {_quote(self.label)}, '
             f'"probs": {{{probs}}}, "polarity": {float.__repr__(self.polarity)}, '
             f'"model_version": {_quote(self.model_version)}, "lang": {_quote(self.lang)}, '
-            f'"lang_source": {_quote(self.lang_source)}}}'
+            f'"lang_source": {_quote(self.lang_source)}'
+            + ("}" if self.shadow is None else f', "shadow": {json.dumps(self.shadow)}}}')
         ).encode()
 
     @classmethod
@@ -190,6 +195,7 @@ class ScoredTweet:
             d.get("lang", "und"),
             d.get("lang_source", "und"),
             d.get("unscored"),
+            d.get("shadow"),
         )
 
 

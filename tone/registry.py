@@ -22,6 +22,7 @@ import logging
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,20 @@ STATUSES: Final = ("candidate", "approved", "archived")
 
 class RegistryError(ToneError):
     """A registry operation was refused (unknown version, approval gate not met, nothing to roll back to)."""
+
+
+def _evidence_summary(evidence: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What the event log keeps of a candidate's shadow evidence (tone.aggregates.shadow.evidence_view)."""
+    if evidence is None:
+        return None
+    keep = ("live", "candidate", "n", "agreement", "churn", "flips", "mean_abs_polarity_change")
+    return {k: evidence.get(k) for k in keep} | {"languages": {k: v["n"] for k, v in evidence["languages"].items()}}
+
+
+def _evidence_line(shadow: Mapping[str, Any]) -> str:
+    agreement = shadow["agreement"]
+    share = "n/a" if agreement is None else f"{agreement:.1%}"
+    return f"shadow: {shadow['n']} tweets against {shadow['live']}, {share} agree"
 
 
 def _now() -> str:
@@ -211,6 +226,29 @@ class Registry:
     def _event(self, index: dict[str, Any], action: str, version: str, **detail: Any) -> None:
         index["events"].append({"at": _now(), "action": action, "version": version, **detail})
 
+    def shadow_version(self) -> str | None:
+        """The candidate running streams score in shadow (``tone models shadow``), None when there is none."""
+        shadow: str | None = self._index().get("shadow")
+        return shadow
+
+    def set_shadow(self, version: str | None) -> str:
+        """Make ``version`` the shadow candidate of streams that follow the registry (None: stop shadowing)."""
+        index = self._index()
+        current = index.get("shadow")
+        if version is not None:
+            self.get(version)  # exists?
+            if version == index.get("approved"):
+                msg = f"{version} is the approved version: it scores live already; shadow a candidate instead"
+                raise RegistryError(msg)
+        if version == current:
+            return f"{version or 'nothing'} is already in shadow"
+        index["shadow"] = version
+        self._event(index, "shadow" if version else "unshadow", version or current or "", previous=current)
+        self._save_index(index)
+        if version is None:
+            return f"stopped shadowing {current}"
+        return f"{version} now scores in shadow beside the live model (was {current or 'none'})"
+
     def approved_version(self) -> str | None:
         """The version the stream should score with (None before the first approval)."""
         approved: str | None = self._index().get("approved")
@@ -280,20 +318,37 @@ class Registry:
         self._save_index(index)
         return ModelVersion(version, "candidate", registration)
 
-    def approve(
-        self, version: str, *, force: bool = False, metric: str | None = None, margin: float | None = None
+    def approve(  # noqa: PLR0913 - the gates and their overrides
+        self,
+        version: str,
+        *,
+        force: bool = False,
+        reason: str | None = None,
+        metric: str | None = None,
+        margin: float | None = None,
+        evidence: Mapping[str, Any] | None = None,
     ) -> str:
-        """Make ``version`` the approved one if its metric beats the approved version's by ``margin``.
+        """Make ``version`` the approved one if it earned it on live traffic and offline.
 
-        Returns a one-line description of the decision; raises RegistryError when the gate is not met.
+        Two gates: its shadow ``evidence`` against the live model (tone.aggregates.shadow: at least
+        ``approve_min_shadow`` tweets compared, churn at most ``approve_max_churn``), then its metric beats the
+        approved version's by ``margin``. ``force`` skips both and needs a ``reason``; the evidence, the decision and
+        the reason are recorded in the event log. Returns a one-line description of the decision; raises
+        RegistryError when a gate is not met.
         """
         metric = metric or self.settings.approve_metric
         margin = self.settings.approve_margin if margin is None else margin
+        if force and not (reason or "").strip():
+            msg = f"--force needs --reason TEXT: why {version} goes live without passing the gates (it is recorded)"
+            raise RegistryError(msg)
         index = self._index()
         candidate = self.get(version)
         current = index.get("approved")
         if current == version:
             return f"{version} is already the approved version"
+        shadow = _evidence_summary(evidence)
+        if not force:
+            self._check_evidence(version, shadow)
         new_value = candidate.metrics.get(metric)
         decision = "forced" if force else "no approved version yet"
         if current is not None:
@@ -312,9 +367,37 @@ class Registry:
             index["versions"][current]["status"] = "archived"
         index["versions"][version]["status"] = "approved"
         index["approved"] = version
-        self._event(index, "approve", version, previous=current, decision=decision, forced=force)
+        if index.get("shadow") == version:
+            index["shadow"] = None  # it scores live now
+        detail: dict[str, Any] = {"previous": current, "decision": decision, "forced": force, "shadow": shadow}
+        if force:
+            detail["reason"] = reason
+        self._event(index, "approve", version, **detail)
         self._save_index(index)
-        return f"approved {version} (was {current or 'none'}): {decision}"
+        seen = "no shadow evidence" if shadow is None else _evidence_line(shadow)
+        return f"approved {version} (was {current or 'none'}): {decision}; {seen}"
+
+    def _check_evidence(self, version: str, shadow: Mapping[str, Any] | None) -> None:
+        """Refuse a candidate without enough shadow evidence, or whose labels churn too much."""
+        least = self.settings.approve_min_shadow
+        most = self.settings.approve_max_churn
+        n = 0 if shadow is None else int(shadow["n"])
+        if n < least:
+            msg = (
+                f"{version} not approved: {n} tweets of shadow evidence, at least {least} needed "
+                f"(TONE_APPROVE_MIN_SHADOW). Shadow it on live traffic first (tone models shadow {version}, or "
+                f"TONE_SHADOW_SCORER=registry:{version} for a stream), watch tone models compare, then approve; or "
+                "--force --reason TEXT"
+            )
+            raise RegistryError(msg)
+        churn = shadow["churn"] if shadow is not None else None
+        if churn is not None and churn > most:
+            msg = (
+                f"{version} not approved: {churn:.1%} of {n} shadowed tweets change label against "
+                f"{shadow['live'] if shadow else '?'} (at most {most:.1%}, TONE_APPROVE_MAX_CHURN); read the flips "
+                "(tone models compare) and --force --reason TEXT if they are improvements"
+            )
+            raise RegistryError(msg)
 
     def rollback(self, to: str | None = None) -> str:
         """Approve the previously approved version again (or ``to``), archiving the current one. No gate."""

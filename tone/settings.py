@@ -247,6 +247,16 @@ class Settings(BaseSettings):
     approve_metric: str = Field("test_macro_f1", min_length=1, validation_alias=env.APPROVE_METRIC)
     # A candidate is approved only if its metric beats the approved model's by at least this much (or --force).
     approve_margin: float = Field(0.005, ge=0, le=1, validation_alias=env.APPROVE_MARGIN)
+    # Evidence before promotion (docs/training.md, Shadow): a candidate is approved only after the stream scored at
+    # least approve_min_shadow live tweets with it in shadow (0: no shadow gate) and at most approve_max_churn of
+    # them changed label, or with --force --reason.
+    approve_min_shadow: int = Field(200, ge=0, validation_alias=env.APPROVE_MIN_SHADOW)
+    approve_max_churn: float = Field(0.2, ge=0, le=1, validation_alias=env.APPROVE_MAX_CHURN)
+    # The stream's shadow candidate: empty follows the registry's shadow version (tone models shadow) when the
+    # stream follows the registry; registry follows it always; none: no shadow; else any scorer spec. It scores
+    # this share of the live-scored tweets (a stable sample by record).
+    shadow_scorer: str = Field("", validation_alias=env.SHADOW_SCORER)
+    shadow_sample: float = Field(1.0, gt=0, le=1, validation_alias=env.SHADOW_SAMPLE)
     sagemaker_role: str | None = Field(None, validation_alias=env.SAGEMAKER_ROLE)
     sagemaker_bucket: str | None = Field(None, validation_alias=env.SAGEMAKER_BUCKET)
 
@@ -312,6 +322,13 @@ class Settings(BaseSettings):
     @field_validator("scorer")
     @classmethod
     def _check_scorer(cls, value: str) -> str:
+        return check_scorer_spec(value)
+
+    @field_validator("shadow_scorer")
+    @classmethod
+    def _check_shadow(cls, value: str) -> str:
+        if value in ("", "registry", "none"):
+            return value
         return check_scorer_spec(value)
 
     @field_validator("routes")
@@ -399,6 +416,10 @@ _ALLOWED: Final = {
     "routes": (
         "LANG=SCORER[,LANG=SCORER...]: LANG an ISO 639-1 code, und or *; SCORER default (TONE_SCORER), none, "
         "or a scorer spec (e.g. en=default,und=vader,*=none)"
+    ),
+    "shadow_scorer": (
+        "empty (follow the registry's shadow version when the stream follows the registry), registry, none, "
+        "or a scorer spec (rnn, vader, registry:VERSION, an artifact path)"
     ),
     "lang_candidates": "ISO 639-1 codes separated by spaces or commas (the languages the detector chooses among)",
     "registry_uri": "a local directory or s3://bucket/prefix",

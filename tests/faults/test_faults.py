@@ -103,8 +103,10 @@ def as_pairs(events: list[TweetEvent]) -> list[tuple[bytes | None, bytes]]:
 class Stream:
     """`tone stream` in its own process group, so a kill -9 takes the driver JVM and the Python workers with it."""
 
-    def __init__(self, s, tmp: Path, query: str = "faults", source: str = "python") -> None:
-        self.s, self.tmp, self.query, self.source = s, tmp, query, source
+    def __init__(
+        self, s, tmp: Path, query: str = "faults", source: str = "python", extra: dict[str, str] | None = None
+    ) -> None:
+        self.s, self.tmp, self.query, self.source, self.extra = s, tmp, query, source, extra or {}
         self.runs = 0
         self.proc: subprocess.Popen[bytes] | None = None
         from tests.conftest import free_port
@@ -120,7 +122,7 @@ class Stream:
             envvars.METRICS_PORT: str(self.metrics_port),
             envvars.KAFKA_SOURCE: self.source,
         }
-        return settings_env(self.s, **extra)
+        return settings_env(self.s, **extra, **self.extra)
 
     def start(self, until_idle: float | None) -> None:
         self.runs += 1
@@ -255,7 +257,10 @@ def test_kill_9_of_the_stream_at_three_random_moments(isolated, tmp_path):
     pairs: list[tuple[bytes | None, bytes | None]] = [*as_pairs(sent), *((b"k", v) for v in bad)]
     rng.shuffle(pairs)
     producer = produce_in_background(s, pairs, rate=400)
-    stream = Stream(s, tmp_path)
+    from tests.helpers import tiny_rnn
+
+    tiny_rnn(seed=7).save(tmp_path / "candidate")  # a shadow candidate beside VADER: its evidence must stay exact
+    stream = Stream(s, tmp_path, extra={envvars.SHADOW_SCORER: str(tmp_path / "candidate")})
     kills = []
     for _ in range(3):
         stream.start(until_idle=120)
@@ -269,16 +274,28 @@ def test_kill_9_of_the_stream_at_three_random_moments(isolated, tmp_path):
     out = stream.wait(timeout=300)
     figures = compare(s, sent)
     outputs = outputs_once(s, sent, bad)
+    flips: dict[str, Counter[str]] = {}
+    for value, _ in read_topic(s, s.kafka_topic_scored, "read_committed"):
+        row = json.loads(value or b"{}")
+        if row.get("shadow"):
+            flips.setdefault(row["label"], Counter())[row["shadow"]["label"]] += 1
+    (evidence,) = open_store(s).shadow_evidence("faults")
     record(
         "stream kill -9 x3",
         kills_after_start_s=kills,
         **figures,
         **outputs,
+        shadow_compared=evidence["n"],
+        shadow_agreement=round(evidence["agreement"], 4),
+        shadow_flips_equal_scored_topic=evidence["flips"] == {k: dict(v) for k, v in flips.items()},
         restarted_by="the test, as a supervisor (systemd, Kubernetes) would: a killed process cannot heal itself",
         summary=out.strip().splitlines()[-1],
     )
     assert (figures["lost"], figures["doubled"]) == (0, 0)
     assert_outputs_once(outputs)
+    # The shadow evidence in Redis is exactly what a read_committed reader of tweets.scored computes.
+    assert evidence["flips"] == {k: dict(v) for k, v in flips.items()}
+    assert evidence["n"] == sum(sum(v.values()) for v in flips.values()) > 0
 
 
 def test_tweets_sent_up_to_three_times_some_deleted_one_user_forgotten_through_two_kill_9(isolated, tmp_path):

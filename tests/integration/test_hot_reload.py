@@ -26,6 +26,7 @@ def test_stream_swaps_to_the_approved_model_and_refuses_a_corrupt_one(spark, iso
             "registry_uri": str(tmp_path / "registry"),
             "model_dir": tmp_path / "models",
             "model_refresh_s": 0.0,  # check before every micro-batch
+            "approve_min_shadow": 0,  # this test is about the swap; the shadow gate has its own below
         }
     )
     registry = Registry.from_settings(s)
@@ -72,3 +73,92 @@ def test_stream_swaps_to_the_approved_model_and_refuses_a_corrupt_one(spark, iso
     store = open_store(s)
     expected = Counter(e.user_id for e in first + second + third)
     assert {u: store.user(u)["n"] for u in expected} == dict(expected)
+
+
+def scored_flips(s):
+    """The flip matrix a read_committed consumer of the scored topic computes: {live: {candidate: n}}."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=s.bootstrap_list, consumer_timeout_ms=2000, isolation_level="read_committed"
+    )
+    consumer.assign(
+        [TopicPartition(s.kafka_topic_scored, p) for p in consumer.partitions_for_topic(s.kafka_topic_scored)]
+    )
+    consumer.seek_to_beginning()
+    rows = [json.loads(r.value) for r in consumer]
+    consumer.close()
+    matrix: dict[str, Counter] = {}
+    for row in rows:
+        if row.get("shadow"):
+            matrix.setdefault(row["label"], Counter())[row["shadow"]["label"]] += 1
+    return {k: dict(v) for k, v in matrix.items()}, rows
+
+
+def test_a_candidate_earns_its_place_in_shadow_then_goes_live_and_rolls_back(spark, isolated, tmp_path):
+    from typer.testing import CliRunner
+
+    from tone.registry import RegistryError
+    from tone.settings import env_name
+    from tone_cli.main import app
+
+    s = isolated.model_copy(
+        update={
+            "registry_uri": str(tmp_path / "registry"),
+            "model_dir": tmp_path / "models",
+            "model_refresh_s": 0.0,
+            "output_guarantee": "exactly_once",
+            "approve_min_shadow": 100,
+            "approve_max_churn": 1.0,
+        }
+    )
+    registry = Registry.from_settings(s)
+    a = publish(registry, tmp_path, "a", 1)
+    with pytest.raises(RegistryError, match="0 tweets of shadow evidence, at least 100 needed.*tone models shadow"):
+        registry.approve(a)
+    assert "forced" in registry.approve(a, force=True, reason="the first model: nothing to compare with")
+    b = publish(registry, tmp_path, "b", 2)
+    registry.set_shadow(b)
+    job = ToneStream(s, scorer="registry", checkpoint=tmp_path / "ckpt", query_name="shadowed", trigger_seconds=0.3)
+    assert (job.config.scorer, job.config.shadow) == (f"registry:{a}", f"registry:{b}")
+    env = {env_name(k): str(getattr(s, k)) for k in ("redis_url", "redis_key_prefix", "registry_uri", "model_dir")}
+    env |= {"TONE_APPROVE_MIN_SHADOW": "100", "TONE_APPROVE_MAX_CHURN": "1"}
+    runner = CliRunner()
+    query = job.start(spark)
+    try:
+        produce(s, events(0, 60))
+        query.processAllAvailable()
+        refused = runner.invoke(app, ["models", "approve", b, "--query", "shadowed"], env=env)
+        assert refused.exit_code != 0 and "at least 100 needed" in " ".join(refused.output.split()), refused.output
+        produce(s, events(60, 200))
+        query.processAllAvailable()
+
+        flips, rows = scored_flips(s)
+        compared = runner.invoke(app, ["models", "compare", "--query", "shadowed", "--json"], env=env)
+        assert compared.exit_code == 0, compared.output
+        evidence = json.loads(compared.output)
+        assert (evidence["live"], evidence["candidate"]) == (a, b)
+        assert evidence["flips"] == flips  # counted in Redis exactly as a read_committed reader of the topic sees it
+        assert evidence["n"] == sum(bool(r.get("shadow")) for r in rows) == sum(r["label"] is not None for r in rows)
+        assert evidence["n"] >= 100
+
+        approved = runner.invoke(app, ["models", "approve", b, "--query", "shadowed"], env=env)
+        assert approved.exit_code == 0, approved.output
+        assert f"shadow: {evidence['n']} tweets against {a}" in " ".join(approved.output.split())
+        (event,) = [e for e in registry.events() if e["action"] == "approve" and e["version"] == b]
+        assert event["shadow"]["n"] == evidence["n"] and event["shadow"]["flips"] == flips
+        produce(s, events(260, 40))
+        query.processAllAvailable()
+        assert (job.config.scorer, job.config.shadow) == (f"registry:{b}", "")  # live now; nothing in shadow
+        registry.rollback()
+        produce(s, events(300, 40))
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    assert job.config.scorer == f"registry:{a}"
+    _, rows = scored_flips(s)
+    by_id = {r["id"]: r for r in rows}
+    assert len(rows) == len(by_id) == 340
+    scored = [by_id[f"t{i}"] for i in range(340) if by_id[f"t{i}"]["label"] is not None]
+    assert {r["model_version"] for r in scored[-5:]} == {a}
+    assert all(r.get("shadow") is None for r in rows if r["model_version"] == b)

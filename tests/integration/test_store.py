@@ -445,3 +445,35 @@ def test_a_deletion_takes_back_exactly_what_its_tweet_added_and_an_erasure_leave
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
         client.close()
+
+
+def shadowed(user, t, probs, candidate_label, lang="en"):
+    from tone.aggregates.shadow import Shadowed
+
+    base = tw(user, t, probs)
+    sh = Shadowed("cand-1", candidate_label, 0.25, live_s=0.001, shadow_s=0.003)
+    return Scored(base.user_id, base.tweet_id, t, base.label, probs, base.polarity, base.text, "v1", lang, shadow=sh)
+
+
+def test_shadow_evidence_counts_once_with_its_step_and_a_bad_key_refuses_the_step(store):
+    from tone.aggregates.shadow import step_evidence
+
+    step = [shadowed("alice", 1, POS, "positive"), shadowed("bob", 2, NEG, "neutral"), tw("carol", 3, POS)]
+    evidence = step_evidence(step)
+    assert store.apply_range("q", "tweets", 0, 0, 2, batch_deltas(step, 3600, 3), evidence=evidence) is True
+    assert store.apply_range("q", "tweets", 0, 0, 2, batch_deltas(step, 3600, 3), evidence=evidence) is False
+    (e,) = store.shadow_evidence("q")
+    assert (e["live"], e["candidate"], e["n"], e["agreement"]) == ("v1", "cand-1", 2, 0.5)
+    assert e["flips"] == {"positive": {"positive": 1}, "negative": {"neutral": 1}}
+    assert e["mean_abs_polarity_change"] == pytest.approx((abs(0.25 - 0.7) + abs(0.25 + 0.7)) / 2)
+    assert (e["live_ms_per_tweet"], e["shadow_ms_per_tweet"]) == (pytest.approx(1.0), pytest.approx(3.0))
+    assert [f["id"] for f in e["flipped"]] == ["bob-2"]
+    assert store.shadow_evidence("other") == []
+    if isinstance(store, RedisToneStore):
+        key = store.evidence_key("q")
+        store.client.hset(key, "v1\tcand-1\tn", "lots")
+        before = store.user("alice")
+        more = [shadowed("alice", 4, POS, "negative")]
+        with pytest.raises(redis.ResponseError, match="refused, nothing written.*not an integer"):
+            store.apply_range("q", "tweets", 0, 3, 3, batch_deltas(more, 3600, 3), evidence=step_evidence(more))
+        assert store.user("alice") == before and store.last_offset("q", "tweets", 0) == 2

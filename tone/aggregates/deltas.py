@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tone.aggregates.shadow import Shadowed
+
 
 @dataclass(frozen=True, slots=True)
 class Scored:
@@ -36,6 +38,7 @@ class Scored:
     scored: bool = True
     deleted: bool = False  # a deletion: this is the contribution the tweet made (from the store), taken back out
     matched: bool = True  # a deletion whose tweet's contribution was kept (else its id is only recorded)
+    shadow: Shadowed | None = None  # the shadow candidate's score of it (counted as evidence, never as tone)
 
     @classmethod
     def unmatched_deletion(cls, user_id: str, tweet_id: str) -> Scored:

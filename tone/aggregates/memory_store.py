@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tone.aggregates.deltas import Ewma, UserDelta
+from tone.aggregates.shadow import FLIPS_KEPT, StepEvidence, evidence_view
 from tone.aggregates.store import (
     Step,
     StoreConfig,
@@ -43,6 +44,10 @@ class MemoryToneStore:
     ids: dict[str, dict[str, float]] = field(default_factory=dict)  # user -> tweet id -> when counted (dedupe)
     contributions: dict[str, dict[str, str]] = field(default_factory=dict)  # user -> tweet id -> its contribution
     tombstones: dict[str, float] = field(default_factory=dict)  # user -> when forgotten (older tweets refused)
+    evidence: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)  # (query, shard) -> shadow counters
+    flips: dict[tuple[str, int], list[str]] = field(
+        default_factory=dict
+    )  # (query, shard) -> flipped tweets, newest first
     clock: Callable[[], float] = time.time
     shards: int = 1
     # Test hooks: raise this from apply_range (before any write) to simulate a failing store; or only after this
@@ -64,7 +69,7 @@ class MemoryToneStore:
 
     def apply_steps(self, query: str, topic: str, partition: int, steps: Sequence[Step]) -> list[bool]:
         """Each step on its own (see :meth:`apply_range`)."""
-        return [self.apply_range(query, topic, partition, t.start, t.end, t.deltas, t.shard) for t in steps]
+        return [self.apply_range(query, topic, partition, t.start, t.end, t.deltas, t.shard, t.evidence) for t in steps]
 
     def apply_range(  # noqa: PLR0913 - a step's coordinates
         self,
@@ -75,6 +80,7 @@ class MemoryToneStore:
         end: int,
         deltas: Sequence[UserDelta],
         shard: int = 0,
+        evidence: StepEvidence | None = None,
     ) -> bool:
         """Apply the tweets of offsets [start, end] of one partition (shard); False if already applied."""
         check_range(start, end)
@@ -108,8 +114,24 @@ class MemoryToneStore:
                 raise RuntimeError(msg)
         for d in deltas:
             self._add(d)
+        if evidence:
+            self._add_evidence((query, shard), evidence)
         self.applied[marker] = end
         return True
+
+    def _add_evidence(self, where: tuple[str, int], evidence: StepEvidence) -> None:
+        """A step's shadow evidence, as the apply script adds it (counters; flipped tweets pushed, then trimmed)."""
+        fields = self.evidence.setdefault(where, {})
+        for name, n in evidence.counts.items():
+            fields[name] = str(int(fields.get(name, 0)) + n)
+        for name, v in evidence.sums.items():
+            fields[name] = repr(float(fields.get(name, 0.0)) + v)
+        self.flips[where] = (list(reversed(evidence.flips)) + self.flips.get(where, []))[:FLIPS_KEPT]
+
+    def shadow_evidence(self, query: str) -> list[dict[str, Any]]:
+        """The stream's shadow evidence, summed over the shards."""
+        keys = sorted(k for k in self.evidence if k[0] == query)
+        return evidence_view([self.evidence[k] for k in keys], [f for k in keys for f in self.flips.get(k, [])])
 
     def _add(self, d: UserDelta) -> None:
         """One user's delta, as the apply script adds it."""

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from tone.aggregates.redis_store import APPLY_BATCH, RedisToneStore
+from tone.aggregates.shadow import StepEvidence, evidence_view
 from tone.aggregates.store import Step, check_range, check_ranked, finite_top
 from tone.errors import ServiceError
 from tone.labels import RANKED_LABELS
@@ -55,6 +56,15 @@ if not current then return redis.error_reply('refused: ' .. KEYS[1] .. ' is not 
 if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1
 """
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a SCAN MATCH pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+def _str(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def key_slot(key: str) -> int:
@@ -130,6 +140,32 @@ class RedisClusterToneStore(RedisToneStore):
         """The marker of ``slot``'s part of (query, topic, partition): a key in that slot."""
         return f"{self.config.prefix}applied:{{{slot_tags()[slot]}}}:{query}:{topic}:{partition}"
 
+    def evidence_key(self, query: str, shard: int = 0) -> str:
+        """The hash of ``query``'s shadow evidence counted in ``slot`` (a key in that slot, next to its marker)."""
+        return f"{self.config.prefix}shadow:{{{slot_tags()[shard]}}}:{query}"
+
+    def shadow_evidence(self, query: str) -> list[dict[str, Any]]:
+        """The stream's shadow evidence: every slot's hash, found on each master, summed."""
+        prefix = f"{self.config.prefix}shadow:{{"
+        suffix = f"}}:{query}"
+        keys: set[str] = set()
+        for node in self.client.get_primaries():
+            conn = self.client.get_redis_connection(node)
+            for raw in conn.scan_iter(match=f"{_glob_escape(prefix)}*{_glob_escape(suffix)}", count=1000):
+                key = raw.decode() if isinstance(raw, bytes) else raw
+                if key.startswith(prefix) and key.endswith(suffix) and "}" not in key[len(prefix) : -len(suffix)]:
+                    keys.add(key)
+        by_slot: dict[int, list[str]] = {}
+        for key in sorted(keys):
+            by_slot.setdefault(key_slot(key), []).append(key)
+        hashes: list[dict[str, str]] = []
+        flips: list[str] = []
+        for slot_keys in by_slot.values():
+            for key in slot_keys:
+                hashes.append({_str(k): _str(v) for k, v in self.client.hgetall(key).items()})
+                flips += [_str(f) for f in self.client.lrange(f"{key}:flips", 0, -1)]
+        return evidence_view(hashes, flips)
+
     def _riding_out(self, call: Callable[[], T], what: str) -> T:
         """``call()``, retried through a failover or a moved slot for up to the retry time.
 
@@ -180,15 +216,26 @@ class RedisClusterToneStore(RedisToneStore):
         end: int,
         deltas: Sequence[UserDelta],
         shard: int = 0,
+        evidence: StepEvidence | None = None,
     ) -> bool:
         """One slot's step (see :meth:`apply_steps`)."""
-        return self.apply_steps(query, topic, partition, [Step(shard, start, end, deltas)])[0]
+        return self.apply_steps(query, topic, partition, [Step(shard, start, end, deltas, evidence)])[0]
 
     def apply_steps(self, query: str, topic: str, partition: int, steps: Sequence[Step]) -> list[bool]:
         """Apply each slot's step atomically on its master, the steps for one master in one round trip."""
         for step in steps:
             check_range(step.start, step.end)
-        args = [self.script_args(s.start, s.end, s.deltas, top_here=False) for s in steps]
+        args = [
+            self.script_args(
+                s.start,
+                s.end,
+                s.deltas,
+                top_here=False,
+                evidence=s.evidence,
+                evidence_key=self.evidence_key(query, s.shard),
+            )
+            for s in steps
+        ]
         keys = [self.slot_marker_key(query, topic, partition, s.shard) for s in steps]
         results: dict[int, bool] = {}
         tops: list[list[Any]] = []

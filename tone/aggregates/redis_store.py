@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tone.aggregates.deltas import UserDelta, hour_bucket
+from tone.aggregates.shadow import FLIPS_KEPT, StepEvidence, evidence_view
 from tone.aggregates.store import Step, StoreConfig, check_range, check_ranked, finite_top, key_part, user_view
 from tone.errors import ConfigError, ServiceError
 from tone.labels import RANKED_LABELS
@@ -67,6 +68,10 @@ local top_here = ARGV[11] == '1'
 -- A tweet id counts once within this many seconds of its counting (0: no dedupe); times are the server's clock.
 local horizon = tonumber(ARGV[12])
 local users = cjson.decode(ARGV[2])
+-- Shadow evidence (tone.aggregates.shadow): counters added to the hash ARGV[13] (in this step's slot) and flipped
+-- tweets pushed to its list, kept to the newest ARGV[15]; '' when the step has none.
+local evidence_key = ARGV[13]
+local flips_kept = tonumber(ARGV[15])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
 local stamp = string.format('%.17g', now)
@@ -120,6 +125,19 @@ if err then return err end
 local last = tonumber(redis.call('GET', applied_key) or '-1')
 if not last then return redis.error_reply('refused, nothing written: ' .. applied_key .. ' is not an offset') end
 if start_offset <= last then return 0 end
+local evidence = nil
+if evidence_key ~= '' then
+  evidence = cjson.decode(ARGV[14])
+  err = expect_type(evidence_key, 'hash') or expect_type(evidence_key .. ':flips', 'list')
+  if err then return err end
+  local counts, sums = {}, {}
+  for f, _ in pairs(evidence.counts) do table.insert(counts, f) end
+  for f, _ in pairs(evidence.sums) do table.insert(sums, f) end
+  if #counts > 0 then err = expect_numbers(evidence_key, counts, true) end
+  if err then return err end
+  if #sums > 0 then err = expect_numbers(evidence_key, sums, false) end
+  if err then return err end
+end
 if top_here then
   for _, label in ipairs(ranked) do
     err = expect_type(prefix .. 'top:' .. label, 'zset')
@@ -310,6 +328,14 @@ for _, u in ipairs(users) do
     redis.call('EXPIRE', ids, math.ceil(horizon))  -- every id in it was counted by now: all expire by then
   end
 end
+if evidence then
+  for f, v in pairs(evidence.counts) do redis.call('HINCRBY', evidence_key, f, string.format('%d', v)) end
+  for f, v in pairs(evidence.sums) do redis.call('HINCRBYFLOAT', evidence_key, f, string.format('%.17g', v)) end
+  if #evidence.flips > 0 then
+    redis.call('LPUSH', evidence_key .. ':flips', unpack(evidence.flips))
+    redis.call('LTRIM', evidence_key .. ':flips', 0, flips_kept - 1)
+  end
+end
 redis.call('SET', applied_key, end_offset)
 if top_here then return 1 end
 return cjson.encode(tops)
@@ -392,16 +418,47 @@ class RedisToneStore:
         """One node: one shard."""
         return 0
 
-    def script_args(self, start: int, end: int, deltas: Sequence[UserDelta], *, top_here: bool = True) -> list[Any]:
-        """The apply script's arguments for one step."""
+    def script_args(  # noqa: PLR0913 - a step and where its evidence goes
+        self,
+        start: int,
+        end: int,
+        deltas: Sequence[UserDelta],
+        *,
+        top_here: bool = True,
+        evidence: StepEvidence | None = None,
+        evidence_key: str = "",
+    ) -> list[Any]:
+        """The apply script's arguments for one step (``evidence``: its shadow evidence, into ``evidence_key``)."""
         c = self.config
         payload = json.dumps([d.to_wire() | {"key": key_part(d.user_id)} for d in deltas], allow_nan=False)
         args: list[Any] = [start, payload, c.half_life_s, c.recent_k, c.top_min_count, c.bucket_ttl_s, c.prefix, end]
-        return [*args, json.dumps(RANKED_LABELS), c.user_ttl_s, int(top_here), c.dedupe_horizon_s]
+        args += [json.dumps(RANKED_LABELS), c.user_ttl_s, int(top_here), c.dedupe_horizon_s]
+        if not evidence:
+            return [*args, "", "{}", FLIPS_KEPT]
+        # An empty Lua table encodes as {}: the lists and maps are written so that the script reads them alike.
+        wire = {"counts": evidence.counts, "sums": evidence.sums, "flips": evidence.flips}
+        return [*args, evidence_key, json.dumps(wire, allow_nan=False), FLIPS_KEPT]
+
+    def evidence_key(self, query: str, shard: int = 0) -> str:  # noqa: ARG002 - one node has one shard
+        """The hash of ``query``'s shadow evidence (its flipped tweets: the list at this key + ``:flips``)."""
+        return f"{self.config.prefix}shadow:{query}"
+
+    def shadow_evidence(self, query: str) -> list[dict[str, Any]]:
+        """The stream ``query``'s shadow evidence (see tone.aggregates.shadow.evidence_view)."""
+        return self._evidence_of([self.evidence_key(query)])
+
+    def _evidence_of(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+            pipe.lrange(f"{key}:flips", 0, -1)
+        replies = pipe.execute()
+        hashes = [{_text(k): _text(v) for k, v in raw.items()} for raw in replies[::2]]
+        return evidence_view(hashes, [_text(f) for rows in replies[1::2] for f in rows])
 
     def apply_steps(self, query: str, topic: str, partition: int, steps: Sequence[Step]) -> list[bool]:
         """Each step on its own (one node has one shard: count_records sends one step at a time)."""
-        return [self.apply_range(query, topic, partition, t.start, t.end, t.deltas, t.shard) for t in steps]
+        return [self.apply_range(query, topic, partition, t.start, t.end, t.deltas, t.shard, t.evidence) for t in steps]
 
     def apply_range(  # noqa: PLR0913 - a step's coordinates
         self,
@@ -412,12 +469,13 @@ class RedisToneStore:
         end: int,
         deltas: Sequence[UserDelta],
         shard: int = 0,  # noqa: ARG002 - one node has one shard
+        evidence: StepEvidence | None = None,
     ) -> bool:
         """Apply the tweets of offsets [start, end] of one partition atomically; False if already applied."""
         import redis
 
         check_range(start, end)
-        args = self.script_args(start, end, deltas)
+        args = self.script_args(start, end, deltas, evidence=evidence, evidence_key=self.evidence_key(query))
         keys = [self._applied_key(query, topic, partition)]
 
         def apply() -> Any:

@@ -27,6 +27,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from tone.aggregates.deltas import Ewma, Scored, UserDelta, batch_deltas
+from tone.aggregates.shadow import StepEvidence, step_evidence
 from tone.labels import RANKED_LABELS
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Step:
     start: int
     end: int
     deltas: Sequence[UserDelta]
+    evidence: StepEvidence | None = None  # shadow evidence of the step's tweets (tone.aggregates.shadow)
 
 
 class ToneStore(Protocol):
@@ -87,8 +89,11 @@ class ToneStore(Protocol):
         end: int,
         deltas: Sequence[UserDelta],
         shard: int = 0,
+        evidence: StepEvidence | None = None,
     ) -> bool:
         """One atomic step: add ``deltas`` (the tweets of offsets [start, end]) and set the marker to ``end``.
+
+        ``evidence``: the step's shadow evidence, added in the same atomic step (in the shard's evidence hash).
 
         Only if the (shard's) marker is below ``start`` (or absent); otherwise nothing is written and the answer is
         False. Callers count records through :func:`count_records`, which makes this exact per record.
@@ -143,6 +148,9 @@ class ToneStore(Protocol):
 
         Entries of expired users go; a sharded store also rewrites scores that lag their users' hashes.
         """
+
+    def shadow_evidence(self, query: str) -> list[dict[str, Any]]:
+        """The stream ``query``'s shadow evidence, every (live, candidate) pair (see shadow.evidence_view)."""
 
     def write_health(self, query: str, fields: Mapping[str, str]) -> None:
         """Replace the stream ``query``'s health record (written by the driver after each batch)."""
@@ -229,13 +237,12 @@ def count_records(  # noqa: C901, PLR0912 - one loop over the shards' steps
             # its last record (other shards' records, transaction markers, aborted or invalid records).
             start = offsets[shard][i] if i < j else floor + 1
             stop = offsets[shard][j] - 1 if j < len(part) else end
+            tweets = [s for _, s in part[i:j]]
             deltas = batch_deltas(
-                [s for _, s in part[i:j]],
-                config.half_life_s,
-                config.recent_k,
-                contributions=bool(config.dedupe_horizon_s),
+                tweets, config.half_life_s, config.recent_k, contributions=bool(config.dedupe_horizon_s)
             )
-            todo.append((Step(shard, start, stop, deltas), j - i))
+            evidence = step_evidence(tweets) if any(s.shadow is not None for s in tweets) else None
+            todo.append((Step(shard, start, stop, deltas, evidence or None), j - i))
         if not todo:
             break
         refused = []

@@ -54,8 +54,10 @@ def test_lag_drift_and_health_after_a_batch():
     )
     job = SimpleNamespace(
         settings=load_settings(),
-        config=SimpleNamespace(query="q", scorer="rnn"),
+        config=SimpleNamespace(query="q", scorer="rnn", shadow=""),
         refresher=None,
+        shadow=SimpleNamespace(events=[]),
+        shadow_dropped="",
         restarts=1,
         batches=1,
         totals=Counter(records=10, invalid=2, duplicates=4, deletes=2, forgotten=1),
@@ -120,8 +122,10 @@ def test_a_failure_while_publishing_never_reaches_the_stream(caplog):
     monitor = StreamMonitor(StreamMetrics(), MemoryToneStore(), Broken({}), None, training_mix=None, window_s=60)
     job = SimpleNamespace(
         settings=load_settings(),
-        config=SimpleNamespace(query="q", scorer="vader"),
+        config=SimpleNamespace(query="q", scorer="vader", shadow=""),
         refresher=None,
+        shadow=SimpleNamespace(events=[]),
+        shadow_dropped="",
         restarts=0,
         batches=0,
         totals=Counter(),
@@ -166,3 +170,44 @@ def test_a_batch_report_keeps_a_bounded_sample_of_lags():
     assert len(report.lags) <= REPORT_LAGS
     assert {int(x) for x in report.lags} == set(range(12))  # every range still in the sample
     assert len(BatchReport.of(4, rows[:1], 1.0, 2.0).lags) == 2000  # a small batch keeps them all
+
+
+def test_the_shadow_evidence_reaches_health_and_metrics():
+    from streaming.pipeline import chunks_of, run_task
+    from tests.unit.streaming.test_pipeline import CONFIG, ListProducer, records, tweet
+    from tests.unit.streaming.test_shadow import TEXTS, Contrary
+    from tone.scoring.vader import VaderScorer
+
+    store = MemoryToneStore()
+    values = [tweet(i, "alice", TEXTS[i]) for i in range(len(TEXTS))]
+    rows = run_task(
+        CONFIG, [list(chunks_of(records(values)))], lambda _r: VaderScorer(), ListProducer, lambda: store,
+        shadow=Contrary,
+    )  # fmt: skip
+    metrics = StreamMetrics()
+    monitor = StreamMonitor(metrics, store, Reader({0: 8}), None, training_mix=None, window_s=60)
+    job = SimpleNamespace(
+        settings=load_settings(),
+        config=SimpleNamespace(query="q", scorer="vader", shadow="vader"),
+        refresher=None,
+        shadow=SimpleNamespace(events=[SimpleNamespace(action="drop")]),
+        shadow_dropped="",
+        restarts=0,
+        batches=1,
+        totals=Counter(records=8),
+    )
+    monitor.after_batch(job, BatchReport.of(0, rows, 1, 2))
+    shadow = json.loads(store.health("q")["shadow"])
+    (pair,) = shadow["pairs"]
+    assert (shadow["candidate"], shadow["candidate_version"], pair["candidate"]) == (
+        "vader",
+        "contrary-1",
+        "contrary-1",
+    )
+    assert pair["n"] == 8 and "flipped" not in pair
+    r = metrics.registry
+    labels = {"live": "vader-3.3.2", "candidate": "contrary-1"}
+    assert r.get_sample_value("tone_shadow_tweets", labels) == 8
+    assert r.get_sample_value("tone_shadow_agreement_ratio", labels) == pair["agreement"]
+    assert r.get_sample_value("tone_shadow_flips", labels | {"live_label": "positive", "label": "negative"}) >= 1
+    assert r.get_sample_value("tone_shadow_dropped_total") == 1

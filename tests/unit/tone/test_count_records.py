@@ -63,11 +63,11 @@ class Racing(MemoryToneStore):
         super().__init__(StoreConfig(top_min_count=1))
         self.other, self.refused = other, 0
 
-    def apply_range(self, query, topic, partition, start, end, deltas, shard=0):
+    def apply_range(self, query, topic, partition, start, end, deltas, shard=0, evidence=None):
         if self.other is not None:
             other, self.other = self.other, None
             super().apply_range(query, topic, partition, 0, other, [])  # marker only: those tweets are the other's
-        ok = super().apply_range(query, topic, partition, start, end, deltas, shard)
+        ok = super().apply_range(query, topic, partition, start, end, deltas, shard, evidence)
         self.refused += not ok
         return ok
 

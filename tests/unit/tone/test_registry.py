@@ -15,7 +15,12 @@ from tone.settings import load_settings
 
 @pytest.fixture
 def settings(tmp_path):
-    return load_settings(registry_uri=str(tmp_path / "registry"), model_dir=tmp_path / "models", approve_margin=0.01)
+    return load_settings(
+        registry_uri=str(tmp_path / "registry"),
+        model_dir=tmp_path / "models",
+        approve_margin=0.01,
+        approve_min_shadow=0,
+    )
 
 
 @pytest.fixture
@@ -68,7 +73,7 @@ def test_approval_gate_margin_force_and_rollback(registry, tmp_path):
     assert registry.approved_version() == a
     with pytest.raises(RegistryError, match="forced|not approved"):
         registry.approve(b)
-    assert "forced" in registry.approve(b, force=True)
+    assert "forced" in registry.approve(b, force=True, reason="a test")
     assert [e["action"] for e in registry.events()][-3:] == ["rollback", "rollback", "approve"]
 
 
@@ -121,3 +126,45 @@ def test_an_onnx_export_travels_through_the_registry_and_the_model_tar(registry,
     # SageMaker's layout: the nested onnx/ files survive packing and the checked extraction
     tar = artifacts.pack_model_tar(art, tmp_path / "model.tar.gz")
     assert artifacts.load(tar, device="cpu").backend.startswith("onnx-")
+
+
+def evidence(live, candidate, n, agree):
+    from tone.aggregates.shadow import evidence_view
+
+    fields = {f"{live}\t{candidate}\tn": str(n), f"{live}\t{candidate}\tagree": str(agree)}
+    fields[f"{live}\t{candidate}\tlang\ten\tn"] = str(n)
+    fields[f"{live}\t{candidate}\tlang\ten\tagree"] = str(agree)
+    fields[f"{live}\t{candidate}\tflip\tpositive\tpositive"] = str(agree)
+    fields[f"{live}\t{candidate}\tflip\tpositive\tnegative"] = str(n - agree)
+    (row,) = evidence_view([fields])
+    return row
+
+
+def test_approval_needs_shadow_evidence_and_low_churn_unless_forced_with_a_reason(tmp_path):
+    s = load_settings(
+        registry_uri=str(tmp_path / "registry"), model_dir=tmp_path / "models", approve_margin=0.0,
+        approve_min_shadow=100, approve_max_churn=0.1,
+    )  # fmt: skip
+    registry = Registry.from_settings(s)
+    a, b = (registry.publish(artifact(tmp_path, n, 0.7, i)[0] and tmp_path / n, source={}).version
+            for i, n in ((1, "a"), (2, "b")))  # fmt: skip
+    with pytest.raises(RegistryError, match="--force needs --reason"):
+        registry.approve(a, force=True)
+    with pytest.raises(RegistryError, match=r"0 tweets of shadow evidence, at least 100 needed.*tone models shadow"):
+        registry.approve(a)
+    assert "forced" in registry.approve(a, force=True, reason="bootstrap: nothing live to compare with")
+    registry.set_shadow(b)
+    assert registry.shadow_version() == b
+    with pytest.raises(RegistryError, match="99 tweets of shadow evidence"):
+        registry.approve(b, evidence=evidence(a, b, 99, 99))
+    with pytest.raises(RegistryError, match=r"20\.0% of 200 shadowed tweets change label .* TONE_APPROVE_MAX_CHURN"):
+        registry.approve(b, evidence=evidence(a, b, 200, 160))
+    line = registry.approve(b, evidence=evidence(a, b, 200, 190))
+    assert f"shadow: 200 tweets against {a}, 95.0% agree" in line
+    assert registry.approved_version() == b and registry.shadow_version() is None  # it scores live now
+    first, second = [e for e in registry.events() if e["action"] == "approve"]
+    assert first["reason"] == "bootstrap: nothing live to compare with" and first["forced"] is True
+    assert second["shadow"]["n"] == 200 and second["shadow"]["flips"] == {"positive": {"positive": 190, "negative": 10}}
+    assert "reason" not in second
+    with pytest.raises(RegistryError, match="is the approved version"):
+        registry.set_shadow(b)
