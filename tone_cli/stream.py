@@ -63,7 +63,8 @@ def stream(
         err_console.print(
             f"batch {r.batch_id}: {r.records} records, {r.invalid} invalid, "
             f"score {r.score_s:.2f}s, redis {r.redis_s:.2f}s, lag {r.max_lag_s:.2f}s, "
-            f"models {sorted(r.model_versions)}",
+            f"models {sorted(r.model_versions)}"
+            + (f", shadow {sorted(r.shadow_models)} on {r.shadowed} tweets" if r.shadowed else ""),
             highlight=False,
         )
 
@@ -92,8 +93,9 @@ def stream(
     metrics = (
         f"http://127.0.0.1:{settings.metrics_port}/metrics" if settings.metrics_port else "off (TONE_METRICS_PORT=0)"
     )
+    shadowing = f" (shadow: {job.config.shadow})" if job.config.shadow else ""
     err_console.print(
-        f"streaming {settings.kafka_topic_tweets} -> Redis with scorer {spec}, {job.source} Kafka source; "
+        f"streaming {settings.kafka_topic_tweets} -> Redis with scorer {spec}{shadowing}, {job.source} Kafka source; "
         f"Spark UI {ui}; metrics {metrics}; Ctrl-C stops",
         highlight=False,
     )
