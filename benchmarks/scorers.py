@@ -70,13 +70,14 @@ def _transformer_for_bench(settings: Settings) -> tuple[Any, dict[str, Any] | No
     Without one, the packaged MiniLM with a fresh 3-class head (same speed, no accuracy to speak of).
     """
     from tone.errors import ArtifactError
-    from tone.scoring import artifacts
-    from tone.scoring.loader import default_model_path, load_scorer, model_options, torch_options
+    from tone.scoring import artifacts, factory
+    from tone.scoring.factory import model_options, torch_options
+    from tone.scoring.loader import default_model_path, load_scorer
 
     name = settings.transformer_model
     path = Path(name).expanduser() if name else default_model_path(settings, "transformer")
     if (path / artifacts.MANIFEST).is_file():
-        scorer = artifacts.load(path, **{**model_options(settings), "backend": "torch"})  # verifies the checksums
+        scorer = factory.load(path, **{**model_options(settings), "backend": "torch"})  # verifies the checksums
         manifest = artifacts.read_manifest(path)
         return scorer, {**manifest, "path": str(path)}, scorer.version
     try:

@@ -16,7 +16,7 @@ from model_training.tuning_spec import load_spec, parse_spec
 from tests.helpers import tiny_rnn, toy_examples
 from tone import aws
 from tone.registry import Registry
-from tone.scoring import artifacts
+from tone.scoring import artifacts, factory
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +140,7 @@ def test_best_model_is_fetched_verified_and_published_to_the_s3_registry(local, 
     other = Registry.from_settings(s.model_copy(update={"model_dir": tmp_path / "elsewhere"}))
     assert other.approved_version() == version.version
     fetched = other.fetch(version.version)
-    assert artifacts.load(fetched).predict(["I love it"]) == scorer.predict(["I love it"])
+    assert factory.load(fetched).predict(["I love it"]) == scorer.predict(["I love it"])
 
 
 def test_a_tampered_archive_is_refused(local, tmp_path):

@@ -23,7 +23,7 @@ from tone.errors import ArtifactError
 from tone.scoring.kinds import MODEL_KINDS as KINDS
 
 if TYPE_CHECKING:
-    from tone.scoring.base import Scorer
+    pass
 
 MANIFEST: Final = "manifest.json"
 DEFAULT_LANGUAGES: Final = ("en",)
@@ -134,44 +134,6 @@ def verify(directory: Path) -> dict[str, Any]:
         msg = f"artifact {directory}: version {manifest['version']} does not match its files"
         raise ArtifactError(msg)
     return manifest
-
-
-def load(path: str | Path, **options: Any) -> Scorer:
-    """Load a verified artifact directory (or a ``model.tar.gz``) as the right scorer.
-
-    ``options`` go to the scorer (``device``, ``batch_size``, ``threads``...); ``backend`` (auto, torch, onnx),
-    ``onnx_precision`` and ``token_budget`` concern transformers only.
-    """
-    path = Path(path)
-    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
-        target = path.parent / (path.name.removesuffix(".tar.gz").removesuffix(".tgz") + ".extracted")
-        unpack_model_tar(path, target)
-        path = target
-    manifest = verify(path)
-    scorer = _load_verified(path, manifest, **options)
-    scorer.languages = manifest_languages(manifest)
-    return scorer
-
-
-def _load_verified(path: Path, manifest: dict[str, Any], **options: Any) -> Scorer:
-    backend = options.pop("backend", "auto")
-    precision = options.pop("onnx_precision", "auto")
-    token_budget = options.pop("token_budget", None)
-    if manifest["kind"] == "rnn":
-        from tone.scoring.rnn import RNNScorer
-
-        return RNNScorer.from_artifact(path, manifest, **options)
-    from tone.scoring.transformer_common import choose_backend
-
-    if choose_backend(manifest, backend, options.get("device", "auto")) == "onnx":
-        from tone.scoring.onnx_scorer import OnnxTransformerScorer
-
-        return OnnxTransformerScorer.from_artifact(
-            path, manifest, precision=precision, token_budget=token_budget, **options
-        )
-    from tone.scoring.transformer import TransformerScorer
-
-    return TransformerScorer.from_artifact(path, manifest, token_budget=token_budget, **options)
 
 
 # -- SageMaker's model.tar.gz layout: the contents of SM_MODEL_DIR at the top level of the archive ---------------

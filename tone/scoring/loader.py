@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tone.errors import ArtifactError, ConfigError
 from tone.scoring.base import Scorer
+from tone.scoring.factory import model_options, torch_options
 from tone.scoring.kinds import REGISTRY_PREFIX
 from tone.settings import Settings
 
@@ -36,34 +37,13 @@ def default_model_path(settings: Settings, kind: str) -> Path:
     return settings.model_dir / f"default-{kind}"
 
 
-def torch_options(settings: Settings) -> dict[str, Any]:
-    """Device, threads and batch size from the settings, as the torch scorers' keyword arguments."""
-    options: dict[str, Any] = {"device": settings.device, "threads": settings.torch_threads}
-    if settings.scorer_batch_size:
-        options["batch_size"] = settings.scorer_batch_size
-    return options
-
-
-def model_options(settings: Settings) -> dict[str, Any]:
-    """What :func:`tone.scoring.artifacts.load` takes from the settings.
-
-    The torch options plus the transformer backend, its ONNX precision and the padded-token budget per batch.
-    """
-    return {
-        **torch_options(settings),
-        "backend": settings.transformer_backend,
-        "onnx_precision": settings.onnx_precision,
-        "token_budget": settings.scorer_token_budget or None,
-    }
-
-
 def load_scorer(spec: str, settings: Settings) -> Scorer:
     """Load the scorer named by ``spec`` (a kind or an artifact path) with the device/thread settings."""
     if spec == "vader":
         from tone.scoring.vader import VaderScorer
 
         return VaderScorer()
-    from tone.scoring import artifacts
+    from tone.scoring import artifacts, factory
 
     if spec == "registry" or spec.startswith(REGISTRY_PREFIX):
         from tone.registry import Registry
@@ -76,7 +56,7 @@ def load_scorer(spec: str, settings: Settings) -> Scorer:
     if spec == "rnn":
         path = default_model_path(settings, "rnn")
         try:
-            return artifacts.load(path, **model_options(settings))
+            return factory.load(path, **model_options(settings))
         except ArtifactError as exc:
             raise unusable_default_rnn(path, exc) from None
     if spec == "transformer":
@@ -89,11 +69,11 @@ def load_scorer(spec: str, settings: Settings) -> Scorer:
                     "or set TONE_TRANSFORMER_MODEL to a hub id or model directory"
                 )
                 raise ArtifactError(msg)
-            return artifacts.load(path, **model_options(settings))
+            return factory.load(path, **model_options(settings))
         spec = name
     path = Path(spec).expanduser()
     if (path / artifacts.MANIFEST).is_file() or path.is_file():
-        return artifacts.load(path, **model_options(settings))
+        return factory.load(path, **model_options(settings))
     from tone.scoring.transformer import TransformerScorer
     from tone.scoring.transformer_common import choose_backend
 
@@ -123,9 +103,9 @@ def unusable_default_rnn(path: Path, exc: BaseException) -> ArtifactError:
 
 def load_registered(registry: Registry, version: str, settings: Settings) -> Scorer:
     """A registry version, fetched and checksum-verified, loaded with this machine's torch options."""
-    from tone.scoring import artifacts
+    from tone.scoring import factory
 
-    return artifacts.load(registry.fetch(version), **model_options(settings))
+    return factory.load(registry.fetch(version), **model_options(settings))
 
 
 def _artifact_path(spec: str, settings: Settings) -> Path | None:

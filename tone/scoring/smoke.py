@@ -43,11 +43,10 @@ def smoke_test(scorer: Scorer) -> None:
 
 def load_checked(path: Path, settings: Settings) -> Scorer:
     """Load an artifact (checksums verified) and smoke-test it; any failure is an ArtifactError saying why."""
-    from tone.scoring import artifacts
-    from tone.scoring.loader import model_options
+    from tone.scoring import factory
 
     try:
-        scorer = artifacts.load(path, **model_options(settings))
+        scorer = factory.load(path, **factory.model_options(settings))
         smoke_test(scorer)
     except ArtifactError:
         raise

@@ -5,7 +5,7 @@ import torch
 
 from model_training.lexicon import FEATURES, add_lexicon, vader_word_features
 from tests.helpers import tiny_rnn
-from tone.scoring import artifacts
+from tone.scoring import factory
 from tone.scoring.rnn import BiGRUClassifier, load_tokenizer, minilm_dir
 
 
@@ -49,7 +49,7 @@ def test_features_carry_valence_negation_and_boosters(tokenizer):
 def test_lexicon_model_artifact_keeps_its_words_and_features(tmp_path):
     scorer = tiny_rnn(lexicon=True)
     scorer.save(tmp_path / "art")
-    loaded = artifacts.load(tmp_path / "art", device="cpu")
+    loaded = factory.load(tmp_path / "art", device="cpu")
     assert loaded.tokenizer.get_vocab_size() == scorer.tokenizer.get_vocab_size()
     assert loaded.model.lexicon is not None and torch.equal(loaded.model.lexicon, scorer.model.lexicon)
     # the features reach the output: zeroing them changes the scores

@@ -6,7 +6,7 @@ import pytest
 
 from model_training.hparams import HParams
 from model_training.workflow import train_and_save
-from tone.scoring import artifacts
+from tone.scoring import factory
 from tone.scoring.stack import STACK_FILE
 from tone.settings import Settings
 
@@ -24,5 +24,5 @@ def test_the_rnn_artifact_carries_the_stack_only_when_asked(tmp_path, stack):
     assert (STACK_FILE in manifest["files"]) == bool(stack)
     assert ("test_macro_f1_without_stack" in manifest["metrics"]) == bool(stack)
     assert any(line.startswith("vader stack: fitted on") for line in said) == bool(stack)
-    loaded = artifacts.load(tmp_path / "m", device="cpu")
+    loaded = factory.load(tmp_path / "m", device="cpu")
     assert (loaded.stack is not None) == bool(stack)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.helpers import tiny_transformer_artifact
 from tone import envvars as env
 from tone.errors import ArtifactError, ConfigError
-from tone.scoring import artifacts
+from tone.scoring import artifacts, factory
 from tone.scoring.base import pad_rows, token_budget_batches
 from tone.scoring.onnx_scorer import OnnxTransformerScorer
 from tone.scoring.transformer import TransformerScorer
@@ -59,18 +59,18 @@ def test_pad_rows_pads_with_the_pad_id_and_masks():
 def test_auto_backend_runs_the_export_on_the_cpu_and_matches_torch(onnx_artifact):
     manifest = artifacts.verify(onnx_artifact)
     assert set(manifest["files"]) >= {"onnx/model.onnx", "onnx/model.int8.onnx"}  # both checksummed
-    fp32 = artifacts.load(onnx_artifact, device="cpu", onnx_precision="fp32")
-    torch_scorer = artifacts.load(onnx_artifact, device="cpu", backend="torch")
+    fp32 = factory.load(onnx_artifact, device="cpu", onnx_precision="fp32")
+    torch_scorer = factory.load(onnx_artifact, device="cpu", backend="torch")
     assert isinstance(fp32, OnnxTransformerScorer) and fp32.backend == "onnx-fp32"
     assert isinstance(torch_scorer, TransformerScorer)
     assert fp32.version == torch_scorer.version == manifest["version"]
     assert np.abs(fp32.predict_proba(TEXTS) - torch_scorer.predict_proba(TEXTS)).max() < 1e-4
     # the guard accepted int8 on the toy data, so auto takes it
-    assert artifacts.load(onnx_artifact, device="cpu").backend == "onnx-int8"
+    assert factory.load(onnx_artifact, device="cpu").backend == "onnx-int8"
 
 
 def test_onnx_batching_keeps_input_order(onnx_artifact):
-    scorer = artifacts.load(onnx_artifact, device="cpu", onnx_precision="fp32", batch_size=2, token_budget=64)
+    scorer = factory.load(onnx_artifact, device="cpu", onnx_precision="fp32", batch_size=2, token_budget=64)
     together = scorer.predict_proba(TEXTS)
     one_by_one = np.concatenate([scorer.predict_proba([t]) for t in TEXTS])
     assert np.allclose(together, one_by_one, atol=1e-5)
@@ -87,7 +87,7 @@ def test_a_changed_onnx_graph_fails_the_checksum(onnx_artifact, tmp_path):
     graph = copy / "onnx" / "model.onnx"
     graph.write_bytes(graph.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ArtifactError, match=r"checksum on onnx/model.onnx"):
-        artifacts.load(copy, device="cpu")
+        factory.load(copy, device="cpu")
 
 
 def test_backend_choice_and_its_errors(onnx_artifact):
@@ -120,8 +120,8 @@ def test_int8_refused_by_the_guard_is_never_picked(onnx_artifact):
 
 def test_the_onnx_backend_never_imports_torch(onnx_artifact):
     code = (
-        "import sys; from tone.scoring import artifacts\n"
-        f"s = artifacts.load({str(onnx_artifact)!r}, device='cpu', backend='onnx')\n"
+        "import sys; from tone.scoring import factory\n"
+        f"s = factory.load({str(onnx_artifact)!r}, device='cpu', backend='onnx')\n"
         "print(type(s).__name__, s.predict(['I love it'])[0] in s.labels, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)

@@ -89,9 +89,9 @@ def test_fetch_verifies_and_refuses_corruption(registry, settings, tmp_path):
     version = registry.publish(tmp_path / "a", source={}).version
     path = registry.fetch(version)
     assert path == settings.model_dir / "registry" / version
-    from tone.scoring import artifacts
+    from tone.scoring import factory
 
-    assert artifacts.load(path).version == version
+    assert factory.load(path).version == version
     # Corrupt the stored copy (bit rot, a bad upload): a fresh fetch is refused and nothing lands in the cache.
     stored = tmp_path / "registry" / "versions" / version / "artifact" / "model.safetensors"
     stored.write_bytes(stored.read_bytes()[:-8] + b"\0" * 8)
@@ -116,16 +116,16 @@ def test_index_is_plain_json(registry, tmp_path):
 
 def test_an_onnx_export_travels_through_the_registry_and_the_model_tar(registry, tmp_path):
     from tests.helpers import tiny_transformer_artifact
-    from tone.scoring import artifacts
+    from tone.scoring import artifacts, factory
 
     art = tiny_transformer_artifact(tmp_path / "tr")
     version = registry.publish(art, source={"backend": "test"}).version
     fetched = registry.fetch(version)
     assert (fetched / "onnx" / "model.onnx").is_file()
-    assert artifacts.load(fetched, device="cpu").backend.startswith("onnx-")
+    assert factory.load(fetched, device="cpu").backend.startswith("onnx-")
     # SageMaker's layout: the nested onnx/ files survive packing and the checked extraction
     tar = artifacts.pack_model_tar(art, tmp_path / "model.tar.gz")
-    assert artifacts.load(tar, device="cpu").backend.startswith("onnx-")
+    assert factory.load(tar, device="cpu").backend.startswith("onnx-")
 
 
 def evidence(live, candidate, n, agree):

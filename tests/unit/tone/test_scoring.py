@@ -11,7 +11,7 @@ from model_training.hparams import HParams
 from model_training.train import train_rnn, train_transformer
 from tests.helpers import tiny_rnn, tiny_roberta_dir, toy_examples
 from tone.errors import ArtifactError
-from tone.scoring import artifacts
+from tone.scoring import artifacts, factory
 from tone.scoring.rnn import FastBiGRU
 from tone.scoring.torch_utils import pad_batch
 from tone.scoring.transformer import TransformerScorer
@@ -67,7 +67,7 @@ def test_save_load_gives_identical_probabilities(kind, roberta_dir, tmp_path):
     manifest = scorer.save(tmp_path / "art", metrics={"test_macro_f1": 0.5}, params={"lr": "0.1"})
     assert manifest["kind"] == kind and manifest["version"].startswith(f"{kind}-")
     assert all(len(h) == 64 for h in manifest["files"].values())
-    loaded = artifacts.load(tmp_path / "art", device="cpu")
+    loaded = factory.load(tmp_path / "art", device="cpu")
     assert type(loaded) is type(scorer)
     assert loaded.version == manifest["version"]
     # A run-time setting, not saved. Identical numbers need the same batches: the last bit of a float32 matmul may
@@ -116,14 +116,14 @@ def test_tampered_artifact_is_refused(damage, tmp_path):
         (tmp_path / "art" / "manifest.json").write_text("{not json")
         match = "not valid JSON"
     with pytest.raises(ArtifactError, match=match):
-        artifacts.load(tmp_path / "art")
+        factory.load(tmp_path / "art")
 
 
 def test_label_map_is_carried_by_the_artifact(roberta_dir, tmp_path):
     emotion_dir = tiny_roberta_dir(tmp_path / "emotion", labels=("anger", "joy"))
     scorer = TransformerScorer.from_pretrained(emotion_dir, device="cpu")
     scorer.save(tmp_path / "art")
-    loaded = artifacts.load(tmp_path / "art", device="cpu")
+    loaded = factory.load(tmp_path / "art", device="cpu")
     assert loaded.labels == ("anger", "joy")
     results = loaded.score(["so happy", "so mad"])
     assert all(r.label in ("anger", "joy") and set(r.probs) == {"anger", "joy"} for r in results)
@@ -131,7 +131,7 @@ def test_label_map_is_carried_by_the_artifact(roberta_dir, tmp_path):
 
     rnn = tiny_rnn(labels=("sad", "calm", "glad", "wild"))
     rnn.save(tmp_path / "rnn4")
-    assert artifacts.load(tmp_path / "rnn4").predict_proba(["x"]).shape == (1, 4)
+    assert factory.load(tmp_path / "rnn4").predict_proba(["x"]).shape == (1, 4)
 
 
 def test_model_tar_round_trip(tmp_path):
@@ -140,7 +140,7 @@ def test_model_tar_round_trip(tmp_path):
     archive = artifacts.pack_model_tar(tmp_path / "art", tmp_path / "model.tar.gz")
     with tarfile.open(archive) as tar:
         assert "manifest.json" in tar.getnames() and "model.safetensors" in tar.getnames()
-    loaded = artifacts.load(archive)
+    loaded = factory.load(archive)
     loaded.batch_size = scorer.batch_size  # a run-time setting, not saved: identical numbers need the same batches
     assert np.array_equal(loaded.predict_proba(TEXTS), scorer.predict_proba(TEXTS))
 
@@ -273,16 +273,16 @@ def test_an_artifact_says_which_languages_it_reads(tmp_path):
     scorer = tiny_rnn()
     manifest = scorer.save(tmp_path / "en")
     assert manifest["languages"] == ["en"]  # the default: this project's training data is English
-    assert artifacts.load(tmp_path / "en").languages == ("en",)
+    assert factory.load(tmp_path / "en").languages == ("en",)
     multi = tiny_rnn().save(tmp_path / "multi", languages=["de", "en", "es"])
-    assert artifacts.load(tmp_path / "multi").languages == ("de", "en", "es")
+    assert factory.load(tmp_path / "multi").languages == ("de", "en", "es")
     assert multi["version"] != manifest["version"]  # the same weights, other languages: another version
     # An artifact written before manifests recorded languages still verifies, and reads English.
     old = json.loads((tmp_path / "en" / "manifest.json").read_text())
     del old["languages"]
     old["version"] = artifacts.content_version("rnn", old["files"])
     (tmp_path / "en" / "manifest.json").write_text(json.dumps(old))
-    assert artifacts.load(tmp_path / "en").languages == ("en",)
+    assert factory.load(tmp_path / "en").languages == ("en",)
 
 
 def test_routes_that_send_a_model_a_language_it_does_not_read_are_refused(tmp_path):

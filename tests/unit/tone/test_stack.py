@@ -9,7 +9,7 @@ from model_training.stacking import add_vader_stack, fit_stack, source_weights
 from tests.helpers import tiny_rnn
 from tone.datasets import Example
 from tone.errors import ArtifactError
-from tone.scoring import artifacts
+from tone.scoring import factory
 from tone.scoring.stack import STACK_FILE, Stack, VaderFeatures, feature_names, stack_inputs
 from tone.scoring.vader import VaderScorer
 
@@ -53,7 +53,7 @@ def test_the_stack_travels_in_the_artifact_and_changes_its_version(tmp_path):
     stacked = scorer.save(tmp_path / "stacked", stack_about=about)
     assert STACK_FILE in stacked["files"] and STACK_FILE not in plain["files"]
     assert stacked["version"] != plain["version"]
-    loaded = artifacts.load(tmp_path / "stacked", device="cpu")
+    loaded = factory.load(tmp_path / "stacked", device="cpu")
     assert loaded.stack is not None
     assert np.allclose(loaded.predict_proba(TEXTS), scorer.predict_proba(TEXTS), atol=1e-6)
     # what predict_proba gives is the layer over the network's own output and VADER's scores
