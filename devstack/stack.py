@@ -22,6 +22,7 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from devstack.kafka_broker import KafkaNode, kafka_cluster_id
+from devstack.mlflow_server import MlflowNode
 from devstack.moto_server import MotoNode
 from devstack.process import Node, Processes, ServiceStatus
 from devstack.redis_server import RedisService
@@ -71,7 +72,7 @@ class _Nodes:
 class LocalStack:
     """Start, check and stop the local services described by one :class:`Settings`."""
 
-    SERVICES = ("moto", "redis", "kafka", "spark")  # start order; `down` stops them in reverse
+    SERVICES = ("moto", "redis", "kafka", "spark", "mlflow")  # start order; `down` stops them in reverse
 
     def __init__(self, settings: Settings) -> None:
         """Bind the stack to its settings (ports, state directory, sizes)."""
@@ -90,12 +91,18 @@ class LocalStack:
             "redis": self.redis,
             "kafka": _Nodes("kafka", self.kafka),
             "spark": self.spark,
+            # Only with TONE_STACK_MLFLOW (for TONE_REGISTRY_URI=mlflow://...): it takes seconds to start.
+            "mlflow": _Nodes(
+                "mlflow", [MlflowNode(settings.stack_mlflow_port, self.dir / "mlflow")] if settings.stack_mlflow else []
+            ),
         }
         self.ports = {
             "kafka": settings.stack_kafka_port,
             "redis": settings.stack_redis_port,
             "moto": settings.stack_moto_port,
         }
+        if settings.stack_mlflow:
+            self.ports["mlflow"] = settings.stack_mlflow_port
 
     @property
     def nodes(self) -> list[Node]:
@@ -148,6 +155,8 @@ class LocalStack:
             **self.redis.client_env(),
             **self.spark.client_env(),
         }
+        if self.settings.stack_mlflow:
+            env[env_name("mlflow_tracking_uri")] = f"http://127.0.0.1:{self.settings.stack_mlflow_port}"
         if self.secure:
             s = self.secrets
             env |= {
@@ -171,6 +180,8 @@ class LocalStack:
         }
         if self.spark.workers:
             overrides["spark_master"] = self.spark.master.address
+        if self.settings.stack_mlflow:
+            overrides["mlflow_tracking_uri"] = f"http://127.0.0.1:{self.settings.stack_mlflow_port}"
         if self.secure:
             s = self.secrets
             overrides |= {

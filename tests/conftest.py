@@ -52,6 +52,17 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
     )
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cli_settings() -> Iterator[None]:
+    """The CLI's settings are cached per process (tone.settings.get_settings): each test's CliRunner calls read the
+    environment they are given, never an earlier test's."""
+    from tone.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     local = LocalStack(stack_settings(tmp_path_factory.mktemp("stack")))
@@ -65,6 +76,38 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 @pytest.fixture(scope="session")
 def settings(stack: LocalStack) -> Settings:
     return stack.settings
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An MLflow tracking server on SQLite, started as `tone stack up` starts it (TONE_STACK_MLFLOW), only for the
+    tests that ask: its tracking URI."""
+    from devstack.mlflow_server import MlflowNode
+    from devstack.process import Processes
+
+    directory = tmp_path_factory.mktemp("mlflow")
+    processes = Processes(directory)
+    node = MlflowNode(free_port(), directory / "mlflow")
+    processes.wait_ready(node, processes.spawn(node))
+    try:
+        yield node.address
+    finally:
+        processes.stop(node.name)
+
+
+@pytest.fixture(params=["index", "sagemaker", "mlflow"])
+def registry_settings(request, isolated, tmp_path):
+    """``isolated`` settings on a fresh registry of each backend: the project's index on a directory, SageMaker Model
+    Registry (moto) with its artifacts on S3, MLflow's (a local tracking server)."""
+    name = f"r{uuid.uuid4().hex[:10]}"
+    update: dict[str, object] = {"model_dir": tmp_path / "models", "approve_min_shadow": 0}
+    if request.param == "index":
+        update["registry_uri"] = str(tmp_path / "registry")
+    elif request.param == "sagemaker":
+        update |= {"registry_uri": f"sagemaker://{name}", "sagemaker_bucket": "tone-registry-tests"}
+    else:
+        update |= {"registry_uri": f"mlflow://{name}", "mlflow_tracking_uri": request.getfixturevalue("mlflow_server")}
+    return isolated.model_copy(update=update)
 
 
 @pytest.fixture(scope="session")

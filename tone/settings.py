@@ -259,12 +259,17 @@ class Settings(BaseSettings):
     shadow_sample: float = Field(1.0, gt=0, le=1, validation_alias=env.SHADOW_SAMPLE)
     sagemaker_role: str | None = Field(None, validation_alias=env.SAGEMAKER_ROLE)
     sagemaker_bucket: str | None = Field(None, validation_alias=env.SAGEMAKER_BUCKET)
+    # The MLflow tracking server of TONE_REGISTRY_URI=mlflow://NAME (its model registry and artifact store).
+    mlflow_tracking_uri: str | None = Field(None, validation_alias=env.MLFLOW_TRACKING_URI)
 
     # Local stack
     stack_dir: Path = Field(default_factory=_default_stack_dir, validation_alias=env.STACK_DIR)
     stack_kafka_port: int = Field(9092, ge=1, le=65535, validation_alias=env.STACK_KAFKA_PORT)
     stack_redis_port: int = Field(6379, ge=1, le=65535, validation_alias=env.STACK_REDIS_PORT)
     stack_moto_port: int = Field(5000, ge=1, le=65535, validation_alias=env.STACK_MOTO_PORT)
+    # An MLflow tracking server on SQLite (for TONE_REGISTRY_URI=mlflow://...), only when asked: it takes seconds.
+    stack_mlflow: bool = Field(False, validation_alias=env.STACK_MLFLOW)
+    stack_mlflow_port: int = Field(5050, ge=1, le=65535, validation_alias=env.STACK_MLFLOW_PORT)
     stack_kafka_controller_port: int = Field(9093, ge=1, le=65535, validation_alias=env.STACK_KAFKA_CONTROLLER_PORT)
     # The broker's JVM heap: 512 MiB carries the project's loads on a 2-core machine (see devstack/stack.py).
     stack_kafka_heap_mb: int = Field(512, ge=128, le=65536, validation_alias=env.STACK_KAFKA_HEAP_MB)
@@ -365,12 +370,17 @@ class Settings(BaseSettings):
                 msg = "expected s3://bucket[/prefix]"
                 raise ValueError(msg)
             return value.rstrip("/")
+        if value.startswith(("sagemaker://", "mlflow://")):
+            if not value.split("://", 1)[1].strip("/"):
+                msg = "expected sagemaker://GROUP_PREFIX or mlflow://REGISTERED_MODEL"
+                raise ValueError(msg)
+            return value.rstrip("/")
         if "://" in value:
-            msg = "expected a local directory or s3://bucket[/prefix]"
+            msg = "expected a local directory, s3://bucket[/prefix], sagemaker://GROUP_PREFIX or mlflow://NAME"
             raise ValueError(msg)
         return value
 
-    @field_validator("aws_endpoint_url")
+    @field_validator("aws_endpoint_url", "mlflow_tracking_uri")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -422,10 +432,14 @@ _ALLOWED: Final = {
         "or a scorer spec (rnn, vader, registry:VERSION, an artifact path)"
     ),
     "lang_candidates": "ISO 639-1 codes separated by spaces or commas (the languages the detector chooses among)",
-    "registry_uri": "a local directory or s3://bucket/prefix",
+    "registry_uri": (
+        "a local directory or s3://bucket/prefix (the project's index), sagemaker://GROUP_PREFIX (SageMaker Model "
+        "Registry, artifacts in TONE_SAGEMAKER_BUCKET) or mlflow://REGISTERED_MODEL (at TONE_MLFLOW_TRACKING_URI)"
+    ),
     "sagemaker_role": "an IAM role ARN SageMaker training jobs run as",
     "transformer_model": "a Hugging Face hub id or local model directory (unset: the project's fine-tuned MiniLM)",
     "aws_endpoint_url": "an http(s) URL, or unset for real AWS",
+    "mlflow_tracking_uri": "the http(s) URL of an MLflow tracking server",
 }
 
 

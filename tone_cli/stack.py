@@ -23,7 +23,7 @@ def _stack() -> Any:
 
 @app.command("up")
 def up() -> None:
-    """Start Apache Kafka, Redis and moto (idempotent), wait until healthy and create the topics."""
+    """Start Apache Kafka, Redis and moto (and MLflow with TONE_STACK_MLFLOW), wait until healthy, create the topics."""
     _stack().up(log=console.print)
     console.print('[green]stack is up[/green]; point clients at it with: [bold]eval "$(tone stack env)"[/bold]')
 

@@ -95,17 +95,16 @@ def scored_flips(s):
     return {k: dict(v) for k, v in matrix.items()}, rows
 
 
-def test_a_candidate_earns_its_place_in_shadow_then_goes_live_and_rolls_back(spark, isolated, tmp_path):
+def test_a_candidate_earns_its_place_in_shadow_then_goes_live_and_rolls_back(spark, registry_settings, tmp_path):
+    """Publish, shadow, approve with evidence, hot reload and rollback in a running stream, on each registry."""
     from typer.testing import CliRunner
 
     from tone.registry import RegistryError
     from tone.settings import env_name
     from tone_cli.main import app
 
-    s = isolated.model_copy(
+    s = registry_settings.model_copy(
         update={
-            "registry_uri": str(tmp_path / "registry"),
-            "model_dir": tmp_path / "models",
             "model_refresh_s": 0.0,
             "output_guarantee": "exactly_once",
             "approve_min_shadow": 100,
@@ -121,7 +120,9 @@ def test_a_candidate_earns_its_place_in_shadow_then_goes_live_and_rolls_back(spa
     registry.set_shadow(b)
     job = ToneStream(s, scorer="registry", checkpoint=tmp_path / "ckpt", query_name="shadowed", trigger_seconds=0.3)
     assert (job.config.scorer, job.config.shadow) == (f"registry:{a}", f"registry:{b}")
-    env = {env_name(k): str(getattr(s, k)) for k in ("redis_url", "redis_key_prefix", "registry_uri", "model_dir")}
+    fields = ("redis_url", "redis_key_prefix", "registry_uri", "model_dir", "aws_endpoint_url", "sagemaker_bucket",
+              "mlflow_tracking_uri")  # fmt: skip
+    env = {env_name(k): str(getattr(s, k)) for k in fields if getattr(s, k) is not None}
     env |= {"TONE_APPROVE_MIN_SHADOW": "100", "TONE_APPROVE_MAX_CHURN": "1"}
     runner = CliRunner()
     query = job.start(spark)

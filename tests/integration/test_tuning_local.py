@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(tmp_path, isolated):
     data = tmp_path / "toy.jsonl"
     data.write_text(
         "".join(json.dumps({"id": e.id, "text": e.text, "label": e.label}) + "\n" for e in toy_examples(180))
@@ -40,6 +40,8 @@ def env(tmp_path):
         "TONE_REGISTRY_URI": str(tmp_path / "registry"),
         "TONE_MODEL_DIR": str(tmp_path / "models"),
         "TONE_APPROVE_MARGIN": "0.0",
+        "TONE_REDIS_URL": isolated.redis_url,  # where `tone models approve` reads the shadow evidence
+        "TONE_REDIS_KEY_PREFIX": isolated.redis_key_prefix,
     }
 
 
@@ -73,6 +75,11 @@ def test_tune_local_runs_trials_and_publishes_the_best(env, tmp_path):
     # The objective is the last regex match: the best epoch's validation macro-F1, which the manifest records too.
     assert candidate.metrics["val_macro_f1"] == pytest.approx(best["value"], abs=1e-4)
 
-    approved = runner.invoke(app, ["models", "approve", candidate.version], env=env)
+    # A tuned candidate has no evidence on live traffic yet: refused with what to do, unless forced with a reason.
+    refused = runner.invoke(app, ["models", "approve", candidate.version], env=env)
+    assert refused.exit_code == 1 and "tone models shadow" in " ".join(refused.output.split()), refused.output
+    reason = "first model of this registry: nothing live to shadow against"
+    approved = runner.invoke(app, ["models", "approve", candidate.version, "--force", "--reason", reason], env=env)
     assert approved.exit_code == 0, approved.output
+    assert Registry.from_settings(settings).events()[-1]["reason"] == reason
     assert Registry.from_settings(settings).approved_version() == candidate.version

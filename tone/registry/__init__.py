@@ -1,46 +1,34 @@
-"""The model registry: immutable, checksummed model versions on a local directory or an S3 prefix (one code path).
+"""The model registry: immutable, checksummed model versions, a candidate in shadow, one approved, behind one protocol.
 
-Layout under the registry root (``TONE_REGISTRY_URI``)::
-
-    index.json                              statuses, the approved pointer and an event log (the only mutable object)
-    versions/<version>/registration.json    kind, metrics, params, sha256 of every file, source, created_at
-    versions/<version>/artifact/...         the model artifact (manifest.json, weights, tokenizer files)
+Backends (``TONE_REGISTRY_URI``, :mod:`tone.registry.backend`): a local directory or ``s3://bucket/prefix`` (the
+project's own index, the embedded default), ``sagemaker://GROUP_PREFIX`` (SageMaker Model Registry: a model package
+group per scorer kind, ``ModelApprovalStatus`` as the approval, artifacts on S3) and ``mlflow://NAME`` (MLflow's:
+a registered model, aliases for the approved and shadow versions). The rules are the same on each, here.
 
 A version string is derived from the artifact's content (``rnn-1a2b3c4d5e6f``), so publishing the same weights twice
 yields the same version and a version's files never change. Statuses are ``candidate`` -> ``approved`` ->
-``archived``; exactly one version is approved at a time. :meth:`Registry.approve` is gated like a pipeline condition
-step: the candidate's metric must beat the approved one's by a margin unless forced.
-
-The index is rewritten whole on each change; concurrent writers (two people approving at the same instant) are not
-serialised — the registry is meant to have one operator or pipeline writing to it.
+``archived``; exactly one version is approved at a time, and at most one candidate is in shadow.
+:meth:`Registry.approve` is gated like a pipeline's condition steps: shadow evidence on live traffic, then the
+offline metric, unless forced with a reason.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any
 
-from tone.errors import ArtifactError, ToneError
+from tone.errors import ArtifactError
+from tone.registry.backend import INDEX, REGISTRATION, STATUSES, IndexBackend, RegistryBackend, State, Status
+from tone.registry.storage import RegistryError, Storage, open_storage
 from tone.settings import Settings
 
 log = logging.getLogger(__name__)
-
-INDEX: Final = "index.json"
-REGISTRATION: Final = "registration.json"
-Status = Literal["candidate", "approved", "archived"]
-STATUSES: Final = ("candidate", "approved", "archived")
-
-
-class RegistryError(ToneError):
-    """A registry operation was refused (unknown version, approval gate not met, nothing to roll back to)."""
 
 
 def _evidence_summary(evidence: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -61,126 +49,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-# -- storage: the two backends behind one small interface ----------------------------------------------------------
-class Storage(Protocol):
-    """Byte storage addressed by '/'-separated keys relative to the registry root."""
-
-    uri: str
-
-    def read(self, key: str) -> bytes | None:
-        """The object's bytes, or None when there is none."""
-
-    def write(self, key: str, data: bytes) -> None:
-        """Create or replace an object."""
-
-    def put_file(self, key: str, path: Path) -> None:
-        """Upload a local file."""
-
-    def get_file(self, key: str, path: Path) -> None:
-        """Download an object to a local file."""
-
-    def keys(self, prefix: str) -> list[str]:
-        """Every key under ``prefix`` (recursively), relative to the root."""
-
-
-class LocalStorage:
-    """A directory on a local or mounted file system."""
-
-    def __init__(self, root: Path) -> None:
-        """Use ``root`` (created on first write)."""
-        self.root = Path(root).expanduser()
-        self.uri = str(self.root)
-
-    def read(self, key: str) -> bytes | None:
-        """Read a file, None if absent."""
-        try:
-            return (self.root / key).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def write(self, key: str, data: bytes) -> None:
-        """Write atomically (temp file + rename), so a reader never sees half an index."""
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-
-    def put_file(self, key: str, path: Path) -> None:
-        """Copy a file in."""
-        target = self.root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-
-    def get_file(self, key: str, path: Path) -> None:
-        """Copy a file out."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.root / key, path)
-
-    def keys(self, prefix: str) -> list[str]:
-        """Files under the prefix directory."""
-        base = self.root / prefix
-        if not base.is_dir():
-            return []
-        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
-
-
-class S3Storage:
-    """An S3 prefix (real S3 or moto)."""
-
-    def __init__(self, uri: str, settings: Settings) -> None:
-        """Use ``s3://bucket/prefix`` with a client from the settings."""
-        from tone.aws import client, ensure_bucket, split_s3_uri
-
-        self.uri = uri.rstrip("/")
-        self.bucket, self.prefix = split_s3_uri(self.uri)
-        self.s3 = client(settings, "s3")
-        if settings.aws_endpoint_url:
-            ensure_bucket(settings, self.bucket)  # a local endpoint (moto) starts with no buckets
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def read(self, key: str) -> bytes | None:
-        """GET an object, None on 404 (a missing bucket is an error that names it)."""
-        try:
-            return bytes(self.s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read())
-        except self.s3.exceptions.NoSuchKey:
-            return None
-        except self.s3.exceptions.NoSuchBucket:
-            msg = f"registry bucket {self.bucket!r} does not exist: create it or fix TONE_REGISTRY_URI"
-            raise RegistryError(msg) from None
-
-    def write(self, key: str, data: bytes) -> None:
-        """PUT an object (a PUT is atomic on S3)."""
-        self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-
-    def put_file(self, key: str, path: Path) -> None:
-        """Upload a file."""
-        self.s3.upload_file(str(path), self.bucket, self._key(key))
-
-    def get_file(self, key: str, path: Path) -> None:
-        """Download a file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.s3.download_file(self.bucket, self._key(key), str(path))
-
-    def keys(self, prefix: str) -> list[str]:
-        """List with pagination."""
-        out = []
-        start = len(self.prefix) + 1 if self.prefix else 0
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
-            out += [obj["Key"][start:] for obj in page.get("Contents", [])]
-        return sorted(out)
-
-
-def open_storage(uri: str, settings: Settings) -> Storage:
-    """The storage backend for ``uri``."""
-    if uri.startswith("s3://"):
-        return S3Storage(uri, settings)
-    return LocalStorage(Path(uri))
-
-
-# -- the registry ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelVersion:
     """One registered version: its immutable registration plus its current status."""
@@ -196,90 +64,77 @@ class ModelVersion:
 
 
 class Registry:
-    """Publish, list, approve, roll back and fetch model versions."""
+    """Publish, list, shadow, approve, roll back and fetch model versions (the rules; a backend stores)."""
 
-    def __init__(self, storage: Storage, settings: Settings) -> None:
-        """Wrap a storage backend."""
-        self.storage = storage
+    def __init__(self, backend: RegistryBackend, settings: Settings) -> None:
+        """Wrap a backend (:func:`open_backend`)."""
+        self.backend = backend
         self.settings = settings
 
     @classmethod
     def from_settings(cls, settings: Settings, uri: str | None = None) -> Registry:
         """The registry at ``uri`` (default: ``TONE_REGISTRY_URI``)."""
-        return cls(open_storage(uri or settings.registry_uri, settings), settings)
+        return cls(open_backend(uri or settings.registry_uri, settings), settings)
 
-    # index ----------------------------------------------------------------------------------------------------------
-    def _index(self) -> dict[str, Any]:
-        raw = self.storage.read(INDEX)
-        if raw is None:
-            return {"versions": {}, "approved": None, "events": []}
-        try:
-            index: dict[str, Any] = json.loads(raw)
-        except json.JSONDecodeError:
-            msg = f"registry index {self.storage.uri}/{INDEX} is not JSON: restore it from a backup"
-            raise RegistryError(msg) from None
-        return index
+    @property
+    def uri(self) -> str:
+        """Where the registry is."""
+        return self.backend.uri
 
-    def _save_index(self, index: dict[str, Any]) -> None:
-        self.storage.write(INDEX, json.dumps(index, indent=2, sort_keys=True).encode())
+    def _event(self, action: str, version: str, **detail: Any) -> dict[str, Any]:
+        return {"at": _now(), "action": action, "version": version, **detail}
 
-    def _event(self, index: dict[str, Any], action: str, version: str, **detail: Any) -> None:
-        index["events"].append({"at": _now(), "action": action, "version": version, **detail})
+    def _unknown(self, version: str) -> RegistryError:
+        return RegistryError(f"no version {version!r} in the registry at {self.uri}; see `tone models list`")
 
     def shadow_version(self) -> str | None:
         """The candidate running streams score in shadow (``tone models shadow``), None when there is none."""
-        shadow: str | None = self._index().get("shadow")
-        return shadow
+        return self.backend.state().shadow
 
     def set_shadow(self, version: str | None) -> str:
         """Make ``version`` the shadow candidate of streams that follow the registry (None: stop shadowing)."""
-        index = self._index()
-        current = index.get("shadow")
+        state = self.backend.state()
+        current = state.shadow
         if version is not None:
-            self.get(version)  # exists?
-            if version == index.get("approved"):
+            if version not in state.statuses:
+                raise self._unknown(version)
+            if version == state.approved:
                 msg = f"{version} is the approved version: it scores live already; shadow a candidate instead"
                 raise RegistryError(msg)
         if version == current:
             return f"{version or 'nothing'} is already in shadow"
-        index["shadow"] = version
-        self._event(index, "shadow" if version else "unshadow", version or current or "", previous=current)
-        self._save_index(index)
+        event = self._event("shadow" if version else "unshadow", version or current or "", previous=current)
+        self.backend.apply({}, state.approved, version, event)
         if version is None:
             return f"stopped shadowing {current}"
         return f"{version} now scores in shadow beside the live model (was {current or 'none'})"
 
     def approved_version(self) -> str | None:
         """The version the stream should score with (None before the first approval)."""
-        approved: str | None = self._index().get("approved")
-        return approved
+        return self.backend.state().approved
 
     def registration(self, version: str) -> dict[str, Any]:
         """The immutable registration of ``version``."""
-        raw = self.storage.read(f"versions/{version}/{REGISTRATION}")
-        if raw is None:
-            msg = f"no version {version!r} in the registry at {self.storage.uri}; see `tone models list`"
-            raise RegistryError(msg)
-        reg: dict[str, Any] = json.loads(raw)
-        return reg
+        registration = self.backend.registration(version)
+        if registration is None:
+            raise self._unknown(version)
+        return registration
 
     def get(self, version: str) -> ModelVersion:
         """One version with its status."""
-        index = self._index()
-        if version not in index["versions"]:
-            msg = f"no version {version!r} in the registry at {self.storage.uri}; see `tone models list`"
-            raise RegistryError(msg)
-        return ModelVersion(version, index["versions"][version]["status"], self.registration(version))
+        statuses = self.backend.state().statuses
+        if version not in statuses:
+            raise self._unknown(version)
+        return ModelVersion(version, statuses[version], self.registration(version))
 
     def versions(self) -> list[ModelVersion]:
         """Every version, newest first."""
-        index = self._index()
-        out = [ModelVersion(v, row["status"], self.registration(v)) for v, row in index["versions"].items()]
+        out = [ModelVersion(v, st, self.registration(v)) for v, st in self.backend.state().statuses.items()]
         return sorted(out, key=lambda m: (m.registration.get("created_at", ""), m.version), reverse=True)
 
     def events(self) -> list[dict[str, Any]]:
-        """The event log (publish, approve, rollback), oldest first."""
-        return list(self._index()["events"])
+        """The event log (publish, shadow, approve, rollback), oldest first."""
+        return self.backend.events()
 
     # writes ---------------------------------------------------------------------------------------------------------
     def publish(self, artifact_dir: Path, *, source: dict[str, Any]) -> ModelVersion:
@@ -295,12 +150,10 @@ class Registry:
         manifest = artifacts.verify(artifact_dir)
         load_checked(artifact_dir, self.settings)
         version = manifest["version"]
-        index = self._index()
-        if version in index["versions"]:
-            log.info("version %s is already registered (%s)", version, index["versions"][version]["status"])
+        state = self.backend.state()
+        if version in state.statuses:
+            log.info("version %s is already registered (%s)", version, state.statuses[version])
             return self.get(version)
-        for name in [artifacts.MANIFEST, *manifest["files"]]:
-            self.storage.put_file(f"versions/{version}/artifact/{name}", artifact_dir / name)
         registration = {
             "version": version,
             "kind": manifest["kind"],
@@ -311,11 +164,11 @@ class Registry:
             "files": {artifacts.MANIFEST: artifacts.sha256_file(artifact_dir / artifacts.MANIFEST)} | manifest["files"],
             "source": source,
         }
-        self.storage.write(f"versions/{version}/{REGISTRATION}", json.dumps(registration, indent=2).encode())
-        index = self._index()  # re-read: the upload may have taken a while
-        index["versions"][version] = {"status": "candidate"}
-        self._event(index, "publish", version, source=source)
-        self._save_index(index)
+        self.backend.add(version, artifact_dir, [artifacts.MANIFEST, *manifest["files"]], registration)
+        state = self.backend.state()  # re-read: the upload may have taken a while
+        self.backend.apply(
+            {version: "candidate"}, state.approved, state.shadow, self._event("publish", version, source=source)
+        )
         return ModelVersion(version, "candidate", registration)
 
     def approve(  # noqa: PLR0913 - the gates and their overrides
@@ -341,9 +194,9 @@ class Registry:
         if force and not (reason or "").strip():
             msg = f"--force needs --reason TEXT: why {version} goes live without passing the gates (it is recorded)"
             raise RegistryError(msg)
-        index = self._index()
+        state = self.backend.state()
         candidate = self.get(version)
-        current = index.get("approved")
+        current = state.approved
         if current == version:
             return f"{version} is already the approved version"
         shadow = _evidence_summary(evidence)
@@ -364,16 +217,14 @@ class Registry:
                     )
                     raise RegistryError(msg)
                 decision = f"{metric} {new_value:.4f} vs {old_value} (+{margin} required)"
-            index["versions"][current]["status"] = "archived"
-        index["versions"][version]["status"] = "approved"
-        index["approved"] = version
-        if index.get("shadow") == version:
-            index["shadow"] = None  # it scores live now
+        changes: dict[str, Status] = {version: "approved"}
+        if current is not None:
+            changes[current] = "archived"
+        in_shadow = None if state.shadow == version else state.shadow  # it scores live now
         detail: dict[str, Any] = {"previous": current, "decision": decision, "forced": force, "shadow": shadow}
         if force:
             detail["reason"] = reason
-        self._event(index, "approve", version, **detail)
-        self._save_index(index)
+        self.backend.apply(changes, version, in_shadow, self._event("approve", version, **detail))
         seen = "no shadow evidence" if shadow is None else _evidence_line(shadow)
         return f"approved {version} (was {current or 'none'}): {decision}; {seen}"
 
@@ -401,11 +252,11 @@ class Registry:
 
     def rollback(self, to: str | None = None) -> str:
         """Approve the previously approved version again (or ``to``), archiving the current one. No gate."""
-        index = self._index()
-        current = index.get("approved")
+        state = self.backend.state()
+        current = state.approved
         if to is None:
-            history = [e["version"] for e in index["events"] if e["action"] in ("approve", "rollback")]
-            earlier = [v for v in reversed(history) if v != current and v in index["versions"]]
+            history = [e["version"] for e in self.backend.events() if e["action"] in ("approve", "rollback")]
+            earlier = [v for v in reversed(history) if v != current and v in state.statuses]
             if not earlier:
                 msg = "nothing to roll back to: no other version was ever approved"
                 raise RegistryError(msg)
@@ -413,12 +264,11 @@ class Registry:
         self.get(to)  # exists?
         if to == current:
             return f"{to} is already the approved version"
+        changes: dict[str, Status] = {to: "approved"}
         if current is not None:
-            index["versions"][current]["status"] = "archived"
-        index["versions"][to]["status"] = "approved"
-        index["approved"] = to
-        self._event(index, "rollback", to, previous=current)
-        self._save_index(index)
+            changes[current] = "archived"
+        shadow = None if state.shadow == to else state.shadow
+        self.backend.apply(changes, to, shadow, self._event("rollback", to, previous=current))
         return f"rolled back to {to} (was {current or 'none'})"
 
     # reads of artifacts ---------------------------------------------------------------------------------------------
@@ -444,9 +294,9 @@ class Registry:
         try:
             for name, digest in registration["files"].items():
                 try:
-                    self.storage.get_file(f"versions/{version}/artifact/{name}", tmp / name)
-                except Exception as exc:  # noqa: BLE001 - boto and OSError both mean "not there"
-                    msg = f"version {version}: cannot download {name} from {self.storage.uri}: {exc}"
+                    self.backend.get_file(version, name, tmp / name)
+                except Exception as exc:  # noqa: BLE001 - boto, MLflow and OSError all mean "not there"
+                    msg = f"version {version}: cannot download {name} from {self.uri}: {exc}"
                     raise ArtifactError(msg) from None
                 if artifacts.sha256_file(tmp / name) != digest:
                     msg = f"version {version}: {name} does not match its registered sha256 (corrupt or tampered)"
@@ -466,4 +316,29 @@ class Registry:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["STATUSES", "ModelVersion", "Registry", "RegistryError", "Storage", "open_storage"]
+def open_backend(uri: str, settings: Settings) -> RegistryBackend:
+    """The backend for ``uri``: ``sagemaker://``, ``mlflow://``, else the project's index on a directory or S3."""
+    if uri.startswith("sagemaker://"):
+        from tone.registry.sagemaker import SageMakerBackend
+
+        return SageMakerBackend(uri, settings)
+    if uri.startswith("mlflow://"):
+        from tone.registry.mlflow import MlflowBackend
+
+        return MlflowBackend(uri, settings)
+    return IndexBackend(open_storage(uri, settings))
+
+
+__all__ = [
+    "INDEX",
+    "REGISTRATION",
+    "STATUSES",
+    "ModelVersion",
+    "Registry",
+    "RegistryBackend",
+    "RegistryError",
+    "State",
+    "Storage",
+    "open_backend",
+    "open_storage",
+]
