@@ -170,10 +170,13 @@ def run_replay_bench(
     guarantee: str | None = None,
     lang: str = DECLARED,
     dedupe: bool = True,
+    shadow: str = "none",
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the whole path once with one pipeline and return its figures (see the module docstring).
 
+    ``shadow``: a scorer spec the stream scores every tweet with in shadow too (TONE_SHADOW_SCORER, sample 1), or
+    ``none``.
     ``dedupe``: False runs the stream with TONE_DEDUPE_HORIZON_S=0 (every tweet id is distinct here: only the cost
     of checking and recording them differs).
 
@@ -191,7 +194,12 @@ def run_replay_bench(
     declared = "en" if lang == DECLARED else None
     s = _bench_settings(settings)
     s = s.model_copy(
-        update={"output_guarantee": guarantee or s.output_guarantee, "dedupe_horizon_s": s.dedupe_horizon_s * dedupe}
+        update={
+            "output_guarantee": guarantee or s.output_guarantee,
+            "dedupe_horizon_s": s.dedupe_horizon_s * dedupe,
+            "shadow_scorer": shadow,
+            "shadow_sample": 1.0,
+        }
     )
     _create_topics(s)
     texts = bench_texts(settings, REPLAY_TEXTS)
@@ -264,6 +272,7 @@ def run_replay_bench(
         "guarantee": s.output_guarantee if pipeline == TONE else "at_least_once",  # Spark's Kafka sink has no other
         "lang": lang,
         "dedupe_horizon_s": s.dedupe_horizon_s,
+        "shadow": shadow,
         "produce_s": produce_s[0] if produce_s else None,
         **_figures(measured, tweets, t0, t_end),
         "spark_ms": phases,
@@ -315,7 +324,8 @@ def _figures(measured: list[Any], tweets: int, t0: float, t_end: float) -> dict[
     lags = [lag for r in measured for lag in r.lags]
     wall = t_end - t0
     batch_wall = sum(r.finished - r.started for r in measured)
-    stage = {k: sum(getattr(r, k) for r in measured) for k in ("parse_s", "lang_s", "score_s", "redis_s", "kafka_s")}
+    stages = ("parse_s", "lang_s", "score_s", "shadow_s", "redis_s", "kafka_s")
+    stage = {k: sum(getattr(r, k) for r in measured) for k in stages}
     return {
         "batches": len(measured),
         "wall_s": wall,
@@ -330,6 +340,7 @@ def _figures(measured: list[Any], tweets: int, t0: float, t_end: float) -> dict[
         "stage_task_s": stage,  # summed over tasks (they run in parallel, one per Kafka partition)
         "batch_wall_s": batch_wall,
         "model_versions": sorted({v for r in measured for v in r.model_versions}),
+        "shadowed": sum(r.shadowed for r in measured),
         # per batch: records, seconds from foreachBatch start to its Redis writes, worst lag (for tail analysis)
         "per_batch": [
             {

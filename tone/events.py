@@ -177,7 +177,7 @@ class ScoredTweet:
             f'"probs": {{{probs}}}, "polarity": {float.__repr__(self.polarity)}, '
             f'"model_version": {_quote(self.model_version)}, "lang": {_quote(self.lang)}, '
             f'"lang_source": {_quote(self.lang_source)}'
-            + ("}" if self.shadow is None else f', "shadow": {json.dumps(self.shadow)}}}')
+            + ("}" if self.shadow is None else f', "shadow": {_shadow_json(self.shadow)}}}')
         ).encode()
 
     @classmethod
@@ -197,6 +197,20 @@ class ScoredTweet:
             d.get("unscored"),
             d.get("shadow"),
         )
+
+
+def _shadow_json(shadow: dict[str, Any]) -> str:
+    """``json.dumps(shadow)`` for the usual shape (model, label, a finite float polarity), built as to_json builds."""
+    model, label, polarity = shadow.get("model"), shadow.get("label"), shadow.get("polarity")
+    if (
+        len(shadow) == 3  # noqa: PLR2004 - model, label, polarity
+        and isinstance(model, str)
+        and isinstance(label, str)
+        and type(polarity) is float
+        and math.isfinite(polarity)
+    ):
+        return f'{{"model": {_quote(model)}, "label": {_quote(label)}, "polarity": {float.__repr__(polarity)}}}'
+    return json.dumps(shadow)
 
 
 @dataclass(frozen=True, slots=True)

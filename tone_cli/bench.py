@@ -179,6 +179,15 @@ def bench_replay(
             "off on on off for an ABBA of dedupe's cost (default: on)",
         ),
     ] = None,
+    shadows: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--shadow",
+            help="none or a scorer spec the stream also scores every tweet with, in shadow (TONE_SHADOW_SCORER, "
+            "sample 1); repeat it to run the tone stream once per value, e.g. none vader vader none for an ABBA of "
+            "shadowing's cost (default: none)",
+        ),
+    ] = None,
     reference: Annotated[
         bool,
         typer.Option(
@@ -211,9 +220,14 @@ def bench_replay(
         if value not in ("on", "off"):
             msg = f"{value!r}: use on or off"
             raise typer.BadParameter(msg, param_hint="--dedupe")
-    runs = [(d, *run) for d in dedupe or ["on"] for run in _replay_runs(replay, guarantees, limits, langs)]
+    runs = [
+        (sh, d, *run)
+        for sh in shadows or ["none"]
+        for d in dedupe or ["on"]
+        for run in _replay_runs(replay, guarantees, limits, langs)
+    ]
     results: list[dict[str, Any]] = []
-    for d, g, limit, lang in runs:
+    for sh, d, g, limit, lang in runs:
         row = replay.run_replay_bench(
             settings,
             pipeline=replay.TONE,
@@ -222,6 +236,7 @@ def bench_replay(
             guarantee=g,
             lang=lang,
             dedupe=d == "on",
+            shadow=sh,
             **(options | {"max_per_trigger": limit}),
         )
         results.append(row if not results else row | {"vs_first": row["tweets_per_s"] / results[0]["tweets_per_s"]})
@@ -246,6 +261,7 @@ def bench_replay(
     _print_overhead(results)
     _print_detection_cost(results)
     _print_dedupe_cost(results)
+    _print_shadow_cost(results, replay.TONE)
     _print_scorer_share(results)
     for name, ratio in results[0].get("vs_reference", {}).items():
         console.print(f"tone stream vs {name}: {ratio:.2f}x", highlight=False)
@@ -332,7 +348,31 @@ def _run_label(row: dict[str, Any]) -> str:
     label = f"{row['guarantee']}, max {row['max_per_trigger'] or 'all'}/batch"
     if row.get("lang") == "detected":
         label += ", languages detected"
-    return label + (", dedupe off" if row.get("dedupe_horizon_s") == 0 else "")
+    label += ", dedupe off" if row.get("dedupe_horizon_s") == 0 else ""
+    return label + (f", shadow {row['shadow']}" if row.get("shadow") not in (None, "none") else "")
+
+
+def _print_shadow_cost(results: list[dict[str, Any]], tone: str) -> None:
+    """Shadowing against none: the extra wall time beside the candidate's own scoring time (run them ABBA).
+
+    The candidate's own time is its task time over the tasks that ran in parallel; what the stream adds beyond it is
+    the cost of shadowing itself (the comparison, the evidence in the Redis step, the larger scored records).
+    """
+    off = [r for r in results if r.get("shadow") == "none" and r["pipeline"] == tone]
+    for spec in sorted({r["shadow"] for r in results if r.get("shadow") not in (None, "none")}):
+        on = [r for r in results if r.get("shadow") == spec]
+        if not off or not on:
+            continue
+        wall_off = statistics.median(r["wall_s"] for r in off)
+        wall_on = statistics.median(r["wall_s"] for r in on)
+        own = statistics.median(r["stage_task_s"]["shadow_s"] / max(1, r["max_tasks"] or 1) for r in on)
+        beyond = (wall_on - wall_off - own) / wall_off
+        console.print(
+            f"shadow {spec} vs none (medians of {len(on)} and {len(off)} runs): {wall_off / wall_on:.2f}x tweets/s; "
+            f"extra wall {wall_on - wall_off:.2f} s, the candidate's own scoring {own:.2f} s (task time / tasks), "
+            f"beyond it {beyond:+.1%} of the wall without shadow",
+            highlight=False,
+        )
 
 
 def _print_dedupe_cost(results: list[dict[str, Any]]) -> None:

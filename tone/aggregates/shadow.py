@@ -17,6 +17,7 @@ what``; readers sum the shards (:func:`evidence_view`).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -54,50 +55,66 @@ def _field(live: str, candidate: str, *what: str) -> str:
 
 
 def step_evidence(tweets: Iterable[Any], *, flips_kept: int = FLIPS_KEPT) -> StepEvidence:
-    """The evidence of a step's tweets (:class:`tone.aggregates.deltas.Scored` with ``shadow`` set; others skipped)."""
-    ev = StepEvidence()
-    flips: list[str] = []
+    """The evidence of a step's tweets (:class:`tone.aggregates.deltas.Scored` with ``shadow`` set; others skipped).
 
-    def add(name: str, n: int = 1) -> None:
-        ev.counts[name] = ev.counts.get(name, 0) + n
-
-    def add_sum(name: str, v: float) -> None:
-        ev.sums[name] = ev.sums.get(name, 0.0) + v
-
+    One counter per (live, candidate, live label, candidate label, language) while going through the tweets, expanded
+    into fields once at the end, and only the kept flipped tweets made JSON: every shadowed tweet passes here.
+    """
+    cells: Counter[tuple[str, str, str, str, str]] = Counter()
+    sums: dict[tuple[str, str], list[float]] = {}
+    flipped: list[Any] = []
     for tw in tweets:
         sh: Shadowed | None = tw.shadow
         if sh is None or not tw.scored or tw.deleted:
             continue
-        live, cand = tw.model_version, sh.model
-        agree = int(tw.label == sh.label)
-        add(_field(live, cand, "n"))
-        add(_field(live, cand, "agree"), agree)
-        add(_field(live, cand, "flip", tw.label, sh.label))
-        add(_field(live, cand, "lang", tw.lang, "n"))
-        add(_field(live, cand, "lang", tw.lang, "agree"), agree)
-        add_sum(_field(live, cand, "dpol"), abs(sh.polarity - tw.polarity))
-        add_sum(_field(live, cand, "live_s"), sh.live_s)
-        add_sum(_field(live, cand, "shadow_s"), sh.shadow_s)
-        if not agree:
-            flips.append(
-                json.dumps(
-                    {
-                        "live_model": live,
-                        "candidate": cand,
-                        "id": tw.tweet_id,
-                        "user_id": tw.user_id,
-                        "lang": tw.lang,
-                        "text": tw.text[:280],
-                        "live": tw.label,
-                        "shadow": sh.label,
-                        "live_polarity": round(tw.polarity, 4),
-                        "shadow_polarity": round(sh.polarity, 4),
-                    },
-                    ensure_ascii=False,
-                )
-            )
-    ev.flips = flips[-flips_kept:]
+        cells[(tw.model_version, sh.model, tw.label, sh.label, tw.lang)] += 1
+        acc = sums.get((tw.model_version, sh.model))
+        if acc is None:
+            acc = sums[(tw.model_version, sh.model)] = [0.0, 0.0, 0.0]
+        acc[0] += abs(sh.polarity - tw.polarity)
+        acc[1] += sh.live_s
+        acc[2] += sh.shadow_s
+        if tw.label != sh.label:
+            flipped.append(tw)
+    ev = StepEvidence()
+    counts = ev.counts
+    for (live, cand, label, theirs, lang), n in cells.items():
+        agree = n if label == theirs else 0
+        for name, value in (
+            (_field(live, cand, "n"), n),
+            (_field(live, cand, "agree"), agree),
+            (_field(live, cand, "flip", label, theirs), n),
+            (_field(live, cand, "lang", lang, "n"), n),
+            (_field(live, cand, "lang", lang, "agree"), agree),
+        ):
+            counts[name] = counts.get(name, 0) + value
+    for (live, cand), (dpol, live_s, shadow_s) in sums.items():
+        ev.sums |= {
+            _field(live, cand, "dpol"): dpol,
+            _field(live, cand, "live_s"): live_s,
+            _field(live, cand, "shadow_s"): shadow_s,
+        }
+    ev.flips = [_flip_json(tw) for tw in flipped[-flips_kept:]] if flips_kept else []
     return ev
+
+
+def _flip_json(tw: Any) -> str:
+    sh = tw.shadow
+    return json.dumps(
+        {
+            "live_model": tw.model_version,
+            "candidate": sh.model,
+            "id": tw.tweet_id,
+            "user_id": tw.user_id,
+            "lang": tw.lang,
+            "text": tw.text[:280],
+            "live": tw.label,
+            "shadow": sh.label,
+            "live_polarity": round(tw.polarity, 4),
+            "shadow_polarity": round(sh.polarity, 4),
+        },
+        ensure_ascii=False,
+    )
 
 
 def evidence_view(shards: Sequence[Mapping[str, str]], flips: Sequence[str] = ()) -> list[dict[str, Any]]:

@@ -133,3 +133,19 @@ def test_scored_tweet_json_of_numbers_that_are_not_plain_floats_is_json_dumps(pr
     tweet = ScoredTweet("1", "u", created, "positive", {"positive": prob, "neutral": 0.25}, polarity, "v")
     assert tweet.to_json() == json.dumps(tweet.to_dict()).encode()
     json.loads(tweet.to_json())
+
+
+@given(
+    model=st.text(max_size=20),
+    label=st.text(max_size=12),
+    polarity=st.one_of(
+        finite, st.sampled_from([float("nan"), float("inf")]), st.integers(-2, 2), finite.map(np.float64)
+    ),
+    extra=st.booleans(),
+)
+def test_a_shadowed_scored_tweet_json_is_the_bytes_json_dumps_gives(model, label, polarity, extra):
+    shadow = {"model": model, "label": label, "polarity": polarity} | ({"x": 1} if extra else {})
+    created = datetime(2026, 12, 1, tzinfo=UTC)
+    tweet = ScoredTweet("1", "u", created, "positive", {"positive": 0.5}, 0.5, "v", shadow=shadow)
+    assert tweet.to_json() == json.dumps(tweet.to_dict()).encode()
+    assert ScoredTweet.from_json(tweet.to_json()).shadow is not None
