@@ -304,3 +304,30 @@ def test_a_cluster_without_replicas_is_refused_before_anything_is_written(tmp_pa
         for proc in procs:
             proc.terminate()
             proc.wait(10)
+
+
+def test_shadow_evidence_is_counted_in_each_slot_once_and_read_back_summed(on_cluster):
+    """Each slot's part of a step adds its tweets' evidence next to its marker; a retried range adds nothing; the
+    read sums every slot's hash, found on each master."""
+    import dataclasses
+
+    from tone.aggregates.shadow import Shadowed
+
+    store = store_of(on_cluster, on_cluster.redis_key_prefix + "shadow:")
+    twin = MemoryToneStore(StoreConfig(top_min_count=1))
+    flip = {"negative": "positive", "positive": "neutral", "neutral": "neutral"}
+    recs = [
+        (o, dataclasses.replace(s, shadow=Shadowed("cand-1", flip[s.label] if o % 3 else s.label, 0.0, 1e-4, 2e-4)))
+        for o, s in records(1500, seed=5)
+    ]
+    for target in (store, twin):
+        count_records(target, "q", "t", 0, recs[:900], recs[899][0], step=41)
+        count_records(target, "q", "t", 0, recs, 1499, step=41)  # overlaps the first range: its part counts once
+    (mine,), (theirs,) = store.shadow_evidence("q"), twin.shadow_evidence("q")
+    assert mine["n"] == theirs["n"] == len(recs)
+    assert mine["flips"] == theirs["flips"] and mine["languages"] == theirs["languages"]
+    assert mine["agreement"] == pytest.approx(theirs["agreement"])
+    slots = {store.shard_of(s.user_id) for _, s in recs}
+    owners = {store.client.nodes_manager.get_node_from_slot(slot).name for slot in slots}
+    assert len(owners) == 3  # the evidence hashes live on every master
+    assert store.shadow_evidence("another-query") == []
