@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
 BATCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 STAGES = ("parse", "lang", "score", "redis", "kafka")
+SHADOW_READ_S = 10.0  # the shadow evidence in health and metrics is read from the store at most this often
 
 
 class StreamMetrics:
@@ -195,6 +196,8 @@ class StreamMonitor:
         self._prune_cursors: dict[str, int] = {}
         self._shadow_events_seen = 0
         self._shadow_version: str | None = None  # the version the candidate's tasks reported
+        self._evidence: list[dict[str, Any]] | None = None  # the last read of the store's shadow evidence, and when
+        self._evidence_at = 0.0
         self._shadowed = False  # a candidate was shadowed in this run: its evidence is published from then on
         total = sum((training_mix or {}).values())
         self.training = {k: v / total for k, v in (training_mix or {}).items()} if total else {}
@@ -300,7 +303,10 @@ class StreamMonitor:
         }
         if not job.config.shadow and not self._shadowed:
             return out  # never shadowed: nothing to read
-        evidence = self.store.shadow_evidence(job.config.query)
+        if self._evidence is None or self.clock() - self._evidence_at >= SHADOW_READ_S:
+            # A read per batch would be one per trigger; on a Redis Cluster it is a read per slot with evidence.
+            self._evidence, self._evidence_at = self.store.shadow_evidence(job.config.query), self.clock()
+        evidence = self._evidence
         self._shadowed = True
         for e in evidence:
             pair = (e["live"], e["candidate"])

@@ -330,4 +330,5 @@ def test_shadow_evidence_is_counted_in_each_slot_once_and_read_back_summed(on_cl
     slots = {store.shard_of(s.user_id) for _, s in recs}
     owners = {store.client.nodes_manager.get_node_from_slot(slot).name for slot in slots}
     assert len(owners) == 3  # the evidence hashes live on every master
+    assert {int(x) for x in store.client.smembers(store.evidence_slots_key("q"))} == slots  # read without a SCAN
     assert store.shadow_evidence("another-query") == []

@@ -58,11 +58,6 @@ return 1
 """
 
 
-def _glob_escape(text: str) -> str:
-    """``text`` as a literal in a SCAN MATCH pattern."""
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
-
-
 def _str(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -144,27 +139,21 @@ class RedisClusterToneStore(RedisToneStore):
         """The hash of ``query``'s shadow evidence counted in ``slot`` (a key in that slot, next to its marker)."""
         return f"{self.config.prefix}shadow:{{{slot_tags()[shard]}}}:{query}"
 
+    def evidence_slots_key(self, query: str) -> str:
+        """The set of the slots that hold ``query``'s shadow evidence (in whatever slot it hashes to)."""
+        return f"{self.config.prefix}shadow-slots:{query}"
+
     def shadow_evidence(self, query: str) -> list[dict[str, Any]]:
-        """The stream's shadow evidence: every slot's hash, found on each master, summed."""
-        prefix = f"{self.config.prefix}shadow:{{"
-        suffix = f"}}:{query}"
-        keys: set[str] = set()
-        for node in self.client.get_primaries():
-            conn = self.client.get_redis_connection(node)
-            for raw in conn.scan_iter(match=f"{_glob_escape(prefix)}*{_glob_escape(suffix)}", count=1000):
-                key = raw.decode() if isinstance(raw, bytes) else raw
-                if key.startswith(prefix) and key.endswith(suffix) and "}" not in key[len(prefix) : -len(suffix)]:
-                    keys.add(key)
-        by_slot: dict[int, list[str]] = {}
-        for key in sorted(keys):
-            by_slot.setdefault(key_slot(key), []).append(key)
-        hashes: list[dict[str, str]] = []
-        flips: list[str] = []
-        for slot_keys in by_slot.values():
-            for key in slot_keys:
-                hashes.append({_str(k): _str(v) for k, v in self.client.hgetall(key).items()})
-                flips += [_str(f) for f in self.client.lrange(f"{key}:flips", 0, -1)]
-        return evidence_view(hashes, flips)
+        """The stream's shadow evidence: the hashes of the slots listed in its set, summed (no SCAN of the keyspace)."""
+        slots = sorted(int(x) for x in self.client.smembers(self.evidence_slots_key(query)))
+        pipe = self.client.pipeline()
+        for slot in slots:
+            key = self.evidence_key(query, slot)
+            pipe.hgetall(key)
+            pipe.lrange(f"{key}:flips", 0, -1)
+        replies = pipe.execute() if slots else []
+        hashes = [{_str(k): _str(v) for k, v in raw.items()} for raw in replies[::2]]
+        return evidence_view(hashes, [_str(f) for rows in replies[1::2] for f in rows])
 
     def _riding_out(self, call: Callable[[], T], what: str) -> T:
         """``call()``, retried through a failover or a moved slot for up to the retry time.
@@ -225,6 +214,11 @@ class RedisClusterToneStore(RedisToneStore):
         """Apply each slot's step atomically on its master, the steps for one master in one round trip."""
         for step in steps:
             check_range(step.start, step.end)
+        if with_evidence := sorted({s.shard for s in steps if s.evidence}):
+            # Listed before their steps are applied: a listed slot with no evidence yet reads as empty, and no slot
+            # with evidence is ever missing from the list.
+            key = self.evidence_slots_key(query)
+            self._riding_out(lambda: self.client.sadd(key, *with_evidence), "the shadow evidence's slot list")
         args = [
             self.script_args(
                 s.start,

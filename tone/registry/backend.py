@@ -58,6 +58,32 @@ class RegistryBackend(Protocol):
         """Download one of ``version``'s artifact files to ``path``."""
 
 
+class VersionFiles:
+    """The versions' files on a Storage: ``versions/<version>/registration.json`` and ``.../artifact/<name>``.
+
+    The layout the index backend and the SageMaker backend (whose files are on S3) share.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        """Keep the files in ``storage``."""
+        self.storage = storage
+
+    def registration(self, version: str) -> dict[str, Any] | None:
+        """The registration, None when there is none."""
+        raw = self.storage.read(f"versions/{version}/{REGISTRATION}")
+        return None if raw is None else dict(json.loads(raw))
+
+    def put(self, version: str, artifact_dir: Path, names: list[str], registration: dict[str, Any]) -> None:
+        """The artifact's files first, then the registration."""
+        for name in names:
+            self.storage.put_file(f"versions/{version}/artifact/{name}", artifact_dir / name)
+        self.storage.write(f"versions/{version}/{REGISTRATION}", json.dumps(registration, indent=2).encode())
+
+    def get_file(self, version: str, name: str, path: Path) -> None:
+        """One artifact file."""
+        self.storage.get_file(f"versions/{version}/artifact/{name}", path)
+
+
 class IndexBackend:
     """The project's own registry: one ``index.json`` (statuses, pointers, events) beside the versions' files.
 
@@ -75,6 +101,7 @@ class IndexBackend:
     def __init__(self, storage: Storage) -> None:
         """Keep the registry in ``storage``."""
         self.storage = storage
+        self.files = VersionFiles(storage)
         self.uri = storage.uri
 
     def _index(self) -> dict[str, Any]:
@@ -96,14 +123,11 @@ class IndexBackend:
 
     def registration(self, version: str) -> dict[str, Any] | None:
         """From ``versions/<version>/registration.json``."""
-        raw = self.storage.read(f"versions/{version}/{REGISTRATION}")
-        return None if raw is None else dict(json.loads(raw))
+        return self.files.registration(version)
 
     def add(self, version: str, artifact_dir: Path, names: list[str], registration: dict[str, Any]) -> None:
         """Files first, then the registration, then the index entry: a reader never sees a version half-there."""
-        for name in names:
-            self.storage.put_file(f"versions/{version}/artifact/{name}", artifact_dir / name)
-        self.storage.write(f"versions/{version}/{REGISTRATION}", json.dumps(registration, indent=2).encode())
+        self.files.put(version, artifact_dir, names, registration)
         index = self._index()  # re-read: the upload may have taken a while
         index["versions"][version] = {"status": "candidate"}
         self.storage.write(INDEX, json.dumps(index, indent=2, sort_keys=True).encode())
@@ -125,4 +149,4 @@ class IndexBackend:
 
     def get_file(self, version: str, name: str, path: Path) -> None:
         """From ``versions/<version>/artifact/``."""
-        self.storage.get_file(f"versions/{version}/artifact/{name}", path)
+        self.files.get_file(version, name, path)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from tone.errors import ConfigError
-from tone.registry.backend import REGISTRATION, State, Status
+from tone.registry.backend import State, Status, VersionFiles
 from tone.registry.storage import RegistryError, S3Storage
 from tone.scoring.kinds import MODEL_KINDS
 
@@ -66,6 +66,7 @@ class SageMakerBackend:
             msg = f"TONE_REGISTRY_URI {uri!r} keeps the artifacts on S3: set TONE_SAGEMAKER_BUCKET to a bucket"
             raise ConfigError(msg)
         self.files = S3Storage(f"s3://{settings.sagemaker_bucket}/{self.prefix}-registry", settings)
+        self.versions = VersionFiles(self.files)
         self.sm = client(settings, "sagemaker")
 
     def group(self, kind: str) -> str:
@@ -114,14 +115,11 @@ class SageMakerBackend:
 
     def registration(self, version: str) -> dict[str, Any] | None:
         """From S3."""
-        raw = self.files.read(f"versions/{version}/{REGISTRATION}")
-        return None if raw is None else dict(json.loads(raw))
+        return self.versions.registration(version)
 
     def add(self, version: str, artifact_dir: Path, names: list[str], registration: dict[str, Any]) -> None:
         """Files and registration on S3, then the model package (PendingManualApproval) in its kind's group."""
-        for name in names:
-            self.files.put_file(f"versions/{version}/artifact/{name}", artifact_dir / name)
-        self.files.write(f"versions/{version}/{REGISTRATION}", json.dumps(registration, indent=2).encode())
+        self.versions.put(version, artifact_dir, names, registration)
         kind = registration["kind"]
         group = self.group(kind)
         try:
@@ -162,7 +160,7 @@ class SageMakerBackend:
             package = packages[version]
             if _FROM_SAGEMAKER.get(package.get("ModelApprovalStatus", "")) == status:
                 continue
-            kind = (self.registration(version) or {}).get("kind", "")
+            kind = package["ModelPackageGroupName"].removeprefix(f"{self.prefix}-")
             self.sm.update_model_package(
                 ModelPackageArn=package["ModelPackageArn"],
                 ModelApprovalStatus=_TO_SAGEMAKER[status],
@@ -185,4 +183,4 @@ class SageMakerBackend:
 
     def get_file(self, version: str, name: str, path: Path) -> None:
         """From S3."""
-        self.files.get_file(f"versions/{version}/artifact/{name}", path)
+        self.versions.get_file(version, name, path)
