@@ -38,6 +38,7 @@ from typing import Any
 from producer.sources import RawTweet
 from tone.events import DeleteEvent, ForgetEvent, TweetEvent
 from tone.kafka.readers import Offsets, RangeReader
+from tone.tags import declared as declared_tags
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,8 @@ def bluesky_record(message: dict[str, Any]) -> TweetEvent | DeleteEvent | Forget
         if created.tzinfo is None:
             created = created.replace(tzinfo=UTC)
         langs = record.get("langs") or [None]
-        return TweetEvent(f"{did}:{rkey}", did, str(record["text"]), created, langs[0], "bluesky")
+        tags = declared_tags(record) if isinstance(record, dict) else None
+        return TweetEvent(f"{did}:{rkey}", did, str(record["text"]), created, langs[0], "bluesky", tags)
     except (KeyError, ValueError, TypeError):
         return None
 

@@ -49,6 +49,8 @@ from tone.events import (
 )
 from tone.kafka.transactions import AT_LEAST_ONCE, EXACTLY_ONCE, Output, RangeOutputs
 from tone.language import DECLARED, DEFAULT_SCORER, NO_ROUTE, UND, WILDCARD, Precedence, Routes, resolve
+from tone.tags import STREAM
+from tone.tags import of_tweet as tweet_tags
 
 if TYPE_CHECKING:
     from tone.aggregates.store import ToneStore
@@ -172,6 +174,9 @@ class _Valid:
     error: BaseException | None = None  # its scorer raised on it alone (see _isolated): dead-lettered
     live_s: float = 0.0  # its share of its scorer's time
     shadow: Shadowed | None = None  # the shadow candidate's score
+    # Counted in its user's shard by an attempt killed before its tags' shards: counted again only where it is not
+    # yet (count_records' per-shard markers), and never taken for a duplicate of itself.
+    partial: bool = False
 
 
 @dataclass
@@ -383,17 +388,18 @@ def _prepare(part: ParsedRange) -> None:
                 raise item.error
             created = e.created_at.timestamp()
             hour_bucket(created)  # the aggregation needs it: fail here, for this record only
+            tags = tweet_tags(e.tags, e.text)
             if res is None:
-                scored = Scored(e.user_id, e.id, created, "", {}, 0.0, e.text, "", item.lang, scored=False)
+                scored = Scored(e.user_id, e.id, created, "", {}, 0.0, e.text, "", item.lang, scored=False, tags=tags)
                 out = ScoredTweet(e.id, e.user_id, e.created_at, None, {}, None, None, item.lang, item.lang_source,
-                                  NO_ROUTE)  # fmt: skip
+                                  NO_ROUTE, tags=tags)  # fmt: skip
             else:
                 sh = item.shadow
                 scored = Scored(e.user_id, e.id, created, res.label, res.probs, res.polarity, e.text, version,
-                                item.lang, shadow=sh)  # fmt: skip
+                                item.lang, shadow=sh, tags=tags)  # fmt: skip
                 wire_shadow = None if sh is None else {"model": sh.model, "label": sh.label, "polarity": sh.polarity}
                 out = ScoredTweet(e.id, e.user_id, e.created_at, res.label, res.probs, res.polarity, version, item.lang,
-                                  item.lang_source, shadow=wire_shadow)  # fmt: skip
+                                  item.lang_source, shadow=wire_shadow, tags=tags)  # fmt: skip
             wire = out.to_json()
         except Exception as exc:  # noqa: BLE001 - per-record isolation: any error dead-letters this record only
             source = f"{part.stats.topic}:{part.stats.partition}:{item.offset}"
@@ -456,14 +462,28 @@ def _skip_counted_in_shards(parts: list[ParsedRange], config: TaskConfig, target
     """
     if not target.sharded or not target.config.dedupe_horizon_s:
         return
+    tags = target.config.tags
     for part in parts:
         if not part.valid and not part.controls:
             continue
         s = part.stats
         shard_of = {item.offset: target.shard_of(item.event.user_id) for item in part.valid}
-        shards = sorted(set(shard_of.values()))
+        # A tweet's tags (and the stream) live in their own shards: it is counted whole once every one of them is.
+        others = {
+            item.offset: {target.shard_of(t) for t in (STREAM, *tweet_tags(item.event.tags, item.event.text))}
+            for item in part.valid
+            if tags
+        }
+        shards = sorted(set(shard_of.values()).union(*others.values()))
         floors = dict(zip(shards, target.shard_offsets(config.query, s.topic, s.partition, shards), strict=True))
-        kept = [item for item in part.valid if item.offset > (floors[shard_of[item.offset]] or -1)]
+        kept = []
+        for item in part.valid:
+            home = floors[shard_of[item.offset]]
+            if home is None or item.offset > home:
+                kept.append(item)
+            elif any(f is None or item.offset > f for f in (floors[x] for x in others.get(item.offset, ()))):
+                item.partial = True
+                kept.append(item)
         s.already += len(part.valid) - len(kept)
         part.valid = kept
         user_shards = {c[1].user_id: target.shard_of(c[1].user_id) for c in part.controls}
@@ -548,13 +568,14 @@ def _drop_duplicates(parts: list[ParsedRange], target: ToneStore) -> None:
     wanted: dict[str, list[str]] = {}
     for part in parts:
         for item in part.valid:
-            wanted.setdefault(item.event.user_id, []).append(item.event.id)
+            if not item.partial:
+                wanted.setdefault(item.event.user_id, []).append(item.event.id)
     seen = target.counted_ids(wanted)
     for part in parts:
         kept = []
         for item in part.valid:
             key = (item.event.user_id, item.event.id)
-            if key in seen:
+            if key in seen and not item.partial:
                 part.stats.duplicates += 1
                 continue
             seen.add(key)

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii as _quote  # json.dumps' own escaper (C), ensure_ascii as it does
 from typing import Any, Final
 
+from tone.tags import declared as declared_tags
+
 # Stable reason codes written to the dead-letter topic; add, never rename.
 OVERSIZED_MESSAGE: Final = "oversized_message"
 INVALID_UTF8: Final = "invalid_utf8"
@@ -89,6 +91,7 @@ class TweetEvent:
     created_at: datetime
     lang: str | None = None
     source: str | None = None
+    tags: tuple[str, ...] | None = None  # declared by the source (tone.tags.declared); None: parsed from the text
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: the wire format the producer writes and the stream reads."""
@@ -103,6 +106,8 @@ class TweetEvent:
             data["lang"] = self.lang
         if self.source is not None:
             data["source"] = self.source
+        if self.tags is not None:
+            data["tags"] = list(self.tags)
         return data
 
     def to_json(self) -> bytes:
@@ -130,6 +135,7 @@ class ScoredTweet:
     unscored: str | None = None
     # The shadow candidate's score, when this tweet was in its sample: {"model", "label", "polarity"}.
     shadow: dict[str, Any] | None = None
+    tags: tuple[str, ...] = ()  # the hashtags and cashtags it counted in (tone.tags)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of the scored topic."""
@@ -148,6 +154,8 @@ class ScoredTweet:
             data["unscored"] = self.unscored
         if self.shadow is not None:
             data["shadow"] = self.shadow
+        if self.tags:
+            data["tags"] = list(self.tags)
         return data
 
     def to_json(self) -> bytes:
@@ -177,7 +185,8 @@ class ScoredTweet:
             f'"probs": {{{probs}}}, "polarity": {float.__repr__(self.polarity)}, '
             f'"model_version": {_quote(self.model_version)}, "lang": {_quote(self.lang)}, '
             f'"lang_source": {_quote(self.lang_source)}'
-            + ("}" if self.shadow is None else f', "shadow": {_shadow_json(self.shadow)}}}')
+            + ("" if self.shadow is None else f', "shadow": {_shadow_json(self.shadow)}')
+            + ("}" if not self.tags else f', "tags": [{", ".join(map(_quote, self.tags))}]}}')
         ).encode()
 
     @classmethod
@@ -196,6 +205,7 @@ class ScoredTweet:
             d.get("lang_source", "und"),
             d.get("unscored"),
             d.get("shadow"),
+            tuple(d.get("tags", ())),
         )
 
 
@@ -404,7 +414,7 @@ def validate_event(obj: Any, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) ->
     source = _optional_str(obj, "source", MAX_SOURCE_CHARS)
     if isinstance(source, Invalid):
         return source
-    return TweetEvent(tweet_id, user_id, text, created_at, lang, source)
+    return TweetEvent(tweet_id, user_id, text, created_at, lang, source, declared_tags(obj))
 
 
 def parse_event(

@@ -152,6 +152,19 @@ class Settings(BaseSettings):
     # re-run of last month's file dedupes too): a live reader's redelivery, X's backfill, a file sent twice. Its
     # ids live in its user's keys (docs/operations.md has the bytes). 0: no dedupe.
     dedupe_horizon_s: int = Field(2 * 24 * 3600, ge=0, le=366 * 24 * 3600, validation_alias=env.DEDUPE_HORIZON_S)
+    # The conversation (docs/conversation.md): each tweet also counts for its hashtags and cashtags and for the whole
+    # stream, in the same atomic step, with per-minute buckets in event time. A tag's keys expire this long after its
+    # last counted tweet (spam makes millions of tags; the bytes per tag are in docs/operations.md).
+    tags: bool = Field(True, validation_alias=env.TAGS)
+    tag_ttl_s: int = Field(7 * 24 * 3600, ge=60, validation_alias=env.TAG_TTL_S)
+    # A minute is closed (the shift detector reads it) once the stream's event time is this far past its end; a tweet
+    # for a closed minute still lands in it and is counted as late (tone_timeline_late_tweets_total).
+    timeline_lateness_s: int = Field(120, ge=0, le=24 * 3600, validation_alias=env.TIMELINE_LATENESS_S)
+    # The shift detector (tone.shifts): a CUSUM of the per-minute negative share against a baseline learned over its
+    # first minutes; it fires at this log-likelihood ratio, for a change of at least this share.
+    shift_threshold: float = Field(12.0, gt=0, le=1000, validation_alias=env.SHIFT_THRESHOLD)
+    shift_delta: float = Field(0.2, gt=0, lt=1, validation_alias=env.SHIFT_DELTA)
+    shift_baseline_minutes: int = Field(30, ge=1, le=24 * 60, validation_alias=env.SHIFT_BASELINE_MINUTES)
 
     # AWS / SageMaker: unset endpoint means real AWS; the local stack points it at moto.
     aws_endpoint_url: str | None = Field(None, validation_alias=env.AWS_ENDPOINT_URL)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from tone.aggregates.shadow import Shadowed
+from tone.tags import STREAM
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Scored:
     deleted: bool = False  # a deletion: this is the contribution the tweet made (from the store), taken back out
     matched: bool = True  # a deletion whose tweet's contribution was kept (else its id is only recorded)
     shadow: Shadowed | None = None  # the shadow candidate's score of it (counted as evidence, never as tone)
+    tags: tuple[str, ...] = ()  # its hashtags and cashtags (tone.tags): it counts for each, and for the stream
 
     @classmethod
     def unmatched_deletion(cls, user_id: str, tweet_id: str) -> Scored:
@@ -48,13 +50,14 @@ class Scored:
     def contribution(self) -> str:
         """What the store keeps of a counted tweet within the dedupe horizon, so a deletion can take it back out.
 
-        A JSON list, ``[created_at, label, polarity, lang, scored, {label: p}]``, built by hand: it is made for every
-        counted tweet, and json.dumps of a dict took twice as long.
+        A JSON list, ``[created_at, label, polarity, lang, scored, {label: p}, [tag, ...]]``, built by hand: it is
+        made for every counted tweet, and json.dumps of a dict took twice as long.
         """
         probs = ",".join([f"{_json_text(k)}:{v!r}" for k, v in self.probs.items()])
+        tags = ",".join([json.dumps(t) for t in self.tags])
         return (
             f"[{self.created_at!r},{_json_text(self.label)},{self.polarity!r},{_json_text(self.lang)},"
-            f"{int(self.scored)},{{{probs}}}]"
+            f"{int(self.scored)},{{{probs}}},[{tags}]]"
         )
 
     @classmethod
@@ -64,10 +67,11 @@ class Scored:
         None when the kept value is not one (a key written by something else): the deletion then changes nothing.
         """
         try:
-            t, label, polarity, lang, scored, probs = json.loads(contribution)
+            t, label, polarity, lang, scored, probs, *rest = json.loads(contribution)
+            tags = tuple(str(tag) for tag in rest[0]) if rest else ()  # kept before tags were counted: none
             return cls(
                 user_id, tweet_id, float(t), str(label), {str(k): float(v) for k, v in probs.items()},
-                float(polarity), lang=str(lang), scored=bool(scored), deleted=True,
+                float(polarity), lang=str(lang), scored=bool(scored), deleted=True, tags=tags,
             )  # fmt: skip
         except (ValueError, TypeError, AttributeError):
             return None
@@ -111,9 +115,13 @@ class Ewma:
 
 @dataclass
 class UserDelta:
-    """What one batch adds to one user's aggregates."""
+    """What one batch adds to one user's aggregates, or (``kind`` "tag") to one tag's or the whole stream's.
 
-    user_id: str
+    A tag's delta (the stream is the tag STREAM) has no ids, tombstone or hourly buckets: dedupe, deletions and
+    erasure are decided by its tweets' users; it has per-minute buckets (``minutes``) instead.
+    """
+
+    user_id: str  # the user's id, or the tag (tone.tags)
     ids: list[str] = field(default_factory=list)  # the tweet ids, recorded for dedupe in the same atomic step
     contributions: dict[str, str] = field(default_factory=dict)  # tweet id -> Scored.contribution (for deletions)
     deletes: list[str] = field(default_factory=list)  # tweets taken back out (their contributions are subtracted)
@@ -129,6 +137,10 @@ class UserDelta:
     last_seen: float = float("-inf")
     hourly: dict[str, dict[str, int]] = field(default_factory=dict)
     recent: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "user"  # or "tag"
+    # UTC hour (YYYYMMDDHH) -> {"MM:n": counted, "MM:LABEL": scored with the label, "MM:p": polarity sum} (tags)
+    minutes: dict[str, dict[str, float]] = field(default_factory=dict)
+    starts: dict[int, int] = field(default_factory=dict)  # minute start (epoch s) -> tweets added (the stream's late)
 
     def to_wire(self) -> dict[str, Any]:
         """JSON-ready form for the Redis script (the store adds how the id appears inside its keys)."""
@@ -152,6 +164,10 @@ class UserDelta:
         }
         if self.first_seen != float("inf"):  # a step of deletions only leaves first and last seen as they are
             wire["first_seen"], wire["last_seen"] = self.first_seen, self.last_seen
+        if self.kind == "tag":
+            wire["tag"], wire["minutes"] = True, self.minutes
+            if self.user_id == STREAM:
+                wire["starts"] = [[t, n] for t, n in self.starts.items() if n > 0]
         return wire
 
 
@@ -167,66 +183,111 @@ def _hour_text(hour: int) -> str:
     return datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y%m%d%H")
 
 
-def batch_deltas(
-    tweets: Iterable[Scored], half_life: float, recent_k: int, *, contributions: bool = False
+def minute_field(epoch_seconds: float) -> tuple[str, str]:
+    """The hour bucket and the minute (``MM``) of an event time, as the per-minute buckets key them."""
+    return hour_bucket(epoch_seconds), f"{int(epoch_seconds // 60) % 60:02d}"
+
+
+def batch_deltas(  # noqa: C901 - one pass over the tweets, for users and tags
+    tweets: Iterable[Scored],
+    half_life: float,
+    recent_k: int,
+    *,
+    contributions: bool = False,
+    tags: bool = False,
+    keep: Callable[[str, str], bool] | None = None,
 ) -> list[UserDelta]:
     """Group a batch's counted tweets by user into deltas (recent tweets newest first, at most ``recent_k``).
 
     Unscored tweets (see :class:`Scored`) count in ``n``, ``languages``, first/last seen and the recent list only. A
     deletion subtracts what its tweet added (first and last seen stay). ``contributions``: keep each tweet's, for a
-    deletion to come (the store does within the dedupe horizon).
+    deletion to come (the store does within the dedupe horizon). ``tags``: each tweet also counts for each of its
+    tags and for the whole stream (the tag STREAM). ``keep(kind, id)``: only the deltas it keeps (a shard's part).
     """
-    by_user: dict[str, UserDelta] = {}
-    points: dict[str, list[tuple[float, float, float]]] = {}
+    deltas: dict[tuple[str, str], UserDelta] = {}
+    points: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for tw in tweets:
-        d = by_user.get(tw.user_id)
-        if d is None:
-            d = by_user[tw.user_id] = UserDelta(tw.user_id)
-            points[tw.user_id] = []
-        if tw.deleted:
-            _take_out(d, tw, points[tw.user_id])
-            continue
-        d.n += 1
+        entities = [("user", tw.user_id)]
+        if tags:
+            entities += [("tag", t) for t in (STREAM, *tw.tags)]
+        for kind, entity in entities:
+            if keep is not None and not keep(kind, entity):
+                continue
+            d = deltas.get((kind, entity))
+            if d is None:
+                d = deltas[kind, entity] = UserDelta(entity, kind=kind)
+                points[kind, entity] = []
+            if tw.deleted:
+                _take_out(d, tw, points[kind, entity])
+            else:
+                _add(d, tw, points[kind, entity], contributions=contributions)
+    for key, d in deltas.items():
+        d.ewma = Ewma.of(points[key], half_life)
+        d.recent = sorted(d.recent, key=lambda r: r["t"], reverse=True)[:recent_k]
+    return list(deltas.values())
+
+
+def _add(d: UserDelta, tw: Scored, points: list[tuple[float, float, float]], *, contributions: bool) -> None:
+    d.n += 1
+    tag = d.kind == "tag"
+    if not tag:
         d.ids.append(tw.tweet_id)
         if contributions:
             d.contributions[tw.tweet_id] = tw.contribution()
-        d.languages[tw.lang] = d.languages.get(tw.lang, 0) + 1
-        d.first_seen = min(d.first_seen, tw.created_at)
-        d.last_seen = max(d.last_seen, tw.created_at)
-        if tw.scored:
-            d.scored += 1
-            d.counts[tw.label] = d.counts.get(tw.label, 0) + 1
-            for label, p in tw.probs.items():
-                d.prob_sums[label] = d.prob_sums.get(label, 0.0) + p
-            d.polarity_sum += tw.polarity
+    d.languages[tw.lang] = d.languages.get(tw.lang, 0) + 1
+    d.first_seen = min(d.first_seen, tw.created_at)
+    d.last_seen = max(d.last_seen, tw.created_at)
+    if tag:
+        _minute(d, tw, 1)
+    if tw.scored:
+        d.scored += 1
+        d.counts[tw.label] = d.counts.get(tw.label, 0) + 1
+        for label, p in tw.probs.items():
+            d.prob_sums[label] = d.prob_sums.get(label, 0.0) + p
+        d.polarity_sum += tw.polarity
+        if not tag:
             bucket = d.hourly.setdefault(hour_bucket(tw.created_at), {})
             bucket[tw.label] = bucket.get(tw.label, 0) + 1
-            points[tw.user_id].append((tw.created_at, tw.polarity, 1.0))
-        d.recent.append(
-            {
-                "id": tw.tweet_id,
-                "t": tw.created_at,
-                "label": tw.label if tw.scored else None,
-                "polarity": round(tw.polarity, 4) if tw.scored else None,
-                "text": tw.text[:280],
-                "model": tw.model_version if tw.scored else None,
-                "lang": tw.lang,
-            }
-        )
-    for uid, d in by_user.items():
-        d.ewma = Ewma.of(points[uid], half_life)
-        d.recent = sorted(d.recent, key=lambda r: r["t"], reverse=True)[:recent_k]
-    return list(by_user.values())
+        points.append((tw.created_at, tw.polarity, 1.0))
+    entry = {
+        "id": tw.tweet_id,
+        "t": tw.created_at,
+        "label": tw.label if tw.scored else None,
+        "polarity": round(tw.polarity, 4) if tw.scored else None,
+        "text": tw.text[:280],
+        "model": tw.model_version if tw.scored else None,
+        "lang": tw.lang,
+    }
+    if tag:
+        entry["user"] = tw.user_id
+    d.recent.append(entry)
+
+
+def _minute(d: UserDelta, tw: Scored, sign: int) -> None:
+    """A tweet into (or, ``sign`` -1, out of) its minute's bucket."""
+    hour, minute = minute_field(tw.created_at)
+    if sign > 0:
+        start = int(tw.created_at // 60) * 60
+        d.starts[start] = d.starts.get(start, 0) + 1
+    bucket = d.minutes.setdefault(hour, {})
+    bucket[f"{minute}:n"] = bucket.get(f"{minute}:n", 0) + sign
+    if tw.scored:
+        bucket[f"{minute}:{tw.label}"] = bucket.get(f"{minute}:{tw.label}", 0) + sign
+        bucket[f"{minute}:p"] = bucket.get(f"{minute}:p", 0.0) + sign * tw.polarity
 
 
 def _take_out(d: UserDelta, tw: Scored, points: list[tuple[float, float, float]]) -> None:
     """A deletion: the tweet's contribution with the sign turned (its EWMA point with weight -1: exact)."""
+    tag = d.kind == "tag"
     if not tw.matched:
-        d.blocked.append(tw.tweet_id)
+        if not tag:
+            d.blocked.append(tw.tweet_id)
         return
     d.deletes.append(tw.tweet_id)
     d.n -= 1
     d.languages[tw.lang] = d.languages.get(tw.lang, 0) - 1
+    if tag:
+        _minute(d, tw, -1)
     if not tw.scored:
         return
     d.scored -= 1
@@ -234,6 +295,7 @@ def _take_out(d: UserDelta, tw: Scored, points: list[tuple[float, float, float]]
     for label, p in tw.probs.items():
         d.prob_sums[label] = d.prob_sums.get(label, 0.0) - p
     d.polarity_sum -= tw.polarity
-    bucket = d.hourly.setdefault(hour_bucket(tw.created_at), {})
-    bucket[tw.label] = bucket.get(tw.label, 0) - 1
+    if not tag:
+        bucket = d.hourly.setdefault(hour_bucket(tw.created_at), {})
+        bucket[tw.label] = bucket.get(tw.label, 0) - 1
     points.append((tw.created_at, tw.polarity, -1.0))

@@ -23,11 +23,20 @@ from tone.aggregates.store import (
     StoreConfig,
     check_range,
     check_ranked,
+    check_tag_rank,
     finite_top,
     scored_count,
+    tag_view,
     user_view,
 )
 from tone.labels import RANKED_LABELS
+from tone.tags import STREAM
+
+TAG_KEY = "\x00tag:"  # a tag's entries among the users' (no user id holds a control character: tone.events)
+
+
+def _key(d: UserDelta) -> str:
+    return TAG_KEY + d.user_id if d.kind == "tag" else d.user_id
 
 
 @dataclass
@@ -48,6 +57,10 @@ class MemoryToneStore:
     flips: dict[tuple[str, int], list[str]] = field(
         default_factory=dict
     )  # (query, shard) -> flipped tweets, newest first
+    minutes: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # (tag key, hour) -> MM:... fields
+    tag_ranks: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {label: {} for label in (*RANKED_LABELS, "n")}
+    )
     clock: Callable[[], float] = time.time
     shards: int = 1
     # Test hooks: raise this from apply_range (before any write) to simulate a failing store; or only after this
@@ -93,7 +106,7 @@ class MemoryToneStore:
         marker = self._marker(query, topic, partition, shard) if self.sharded else (query, topic, partition)
         if start <= self.applied.get(marker, -1):
             return False
-        seen = self.counted_ids({d.user_id: d.ids for d in deltas})
+        seen = self.counted_ids({d.user_id: d.ids for d in deltas if d.kind == "user"})
         if seen:
             user, tweet = min(seen)
             msg = (
@@ -102,6 +115,8 @@ class MemoryToneStore:
             )
             raise RuntimeError(msg)
         for d in deltas:
+            if d.kind != "user":
+                continue
             at = self.tombstones.get(d.user_id)
             if at is not None and d.first_seen <= at:
                 msg = f"refused, nothing written: {d.user_id!r} was forgotten at {at} and the step holds an older tweet"
@@ -133,16 +148,17 @@ class MemoryToneStore:
         keys = sorted(k for k in self.evidence if k[0] == query)
         return evidence_view([self.evidence[k] for k in keys], [f for k in keys for f in self.flips.get(k, [])])
 
-    def _add(self, d: UserDelta) -> None:
+    def _add(self, d: UserDelta) -> None:  # noqa: PLR0912 - the apply script's steps, for users and tags
         """One user's delta, as the apply script adds it."""
         half_life = self.config.half_life_s
         wire = d.to_wire()
         json.dumps(wire, allow_nan=False)  # the Redis store refuses what JSON cannot carry: so does this one
-        if not d.ids and not d.deletes:  # deletions of tweets never counted here: their ids only
+        tag = d.kind == "tag"
+        if not tag and not d.ids and not d.deletes:  # deletions of tweets never counted here: their ids only
             if self.config.dedupe_horizon_s:
                 self._keep_ids(d)
             return
-        h = self.users.setdefault(d.user_id, {})
+        h = self.users.setdefault(_key(d), {})
         scored = scored_count(h) + d.scored
         n = int(h.get("n", 0)) + d.n
         h["n"], h["scored"] = str(n), str(scored)
@@ -156,23 +172,42 @@ class MemoryToneStore:
         old = Ewma(float(h.get("ewma_s", 0.0)), float(h.get("ewma_w", 0.0)), float(h.get("ewma_t", 0.0)))
         ewma = old.merge(d.ewma, half_life) if d.ewma.w else old
         h["ewma_s"], h["ewma_w"], h["ewma_t"] = repr(ewma.s), repr(ewma.w), repr(ewma.t)
+        if d.user_id == STREAM and tag and "last_seen" in h:
+            late = sum(c for t, c in d.starts.items() if t + 60 + self.config.lateness_s < float(h["last_seen"]))
+            if late:
+                h["late"] = str(int(h.get("late", 0)) + late)
         if d.first_seen != float("inf"):  # a step of deletions only leaves them as they are
             h["first_seen"] = repr(min(d.first_seen, float(h.get("first_seen", "inf"))))
             h["last_seen"] = repr(max(d.last_seen, float(h.get("last_seen", "-inf"))))
-        if self.config.dedupe_horizon_s and (d.ids or d.deletes or d.blocked):
+        if not tag and self.config.dedupe_horizon_s and (d.ids or d.deletes or d.blocked):
             self._keep_ids(d)
         self._lists(d)
+        if tag and d.user_id == STREAM:
+            return
+        ranks = self.tag_ranks if tag else self.ranks
         for label in RANKED_LABELS:
             if scored >= self.config.top_min_count and scored:
-                self.ranks[label][d.user_id] = float(h.get(f"prob_sum:{label}", 0.0)) / scored
+                ranks[label][d.user_id] = float(h.get(f"prob_sum:{label}", 0.0)) / scored
             else:
-                self.ranks[label].pop(d.user_id, None)
+                ranks[label].pop(d.user_id, None)
+        if tag:
+            if n > 0:
+                ranks["n"][d.user_id] = float(n)
+            else:
+                ranks["n"].pop(d.user_id, None)
 
     def _lists(self, d: UserDelta) -> None:
         """The recent list (a deleted tweet leaves it) and the hourly buckets (a count that reaches 0 goes)."""
-        recent = [json.dumps(r) for r in d.recent] + self.recent.get(d.user_id, [])
+        key = _key(d)
+        recent = [json.dumps(r) for r in d.recent] + self.recent.get(key, [])
         gone = set(d.deletes)
-        self.recent[d.user_id] = [r for r in recent if json.loads(r)["id"] not in gone][: self.config.recent_k]
+        self.recent[key] = [r for r in recent if json.loads(r)["id"] not in gone][: self.config.recent_k]
+        for hour, fields in d.minutes.items():
+            bucket = self.minutes.setdefault((key, hour), {})
+            for name, v in fields.items():
+                bucket[name] = bucket.get(name, 0) + v
+                if not name.endswith(":p") and bucket[name] == 0:
+                    del bucket[name]
         for hour, counts in d.hourly.items():
             bucket = self.buckets.setdefault((d.user_id, hour), {})
             for label, c in counts.items():
@@ -268,6 +303,21 @@ class MemoryToneStore:
     def health(self, query: str) -> dict[str, str] | None:
         """The stream's health record."""
         return dict(self.streams[query]) if query in self.streams else None
+
+    def tag(self, tag: str) -> dict[str, Any] | None:
+        """A tag's aggregates (the stream's: STREAM), or None for a tag never counted."""
+        key = TAG_KEY + tag
+        return tag_view(tag, self.users.get(key, {}), [json.loads(r) for r in self.recent.get(key, [])])
+
+    def tag_minutes(self, tag: str, hours: Sequence[str]) -> list[dict[str, float]]:
+        """A tag's per-minute bucket fields (``MM:n``, ``MM:LABEL``, ``MM:p``) of each UTC hour."""
+        return [dict(self.minutes.get((TAG_KEY + tag, hour), {})) for hour in hours]
+
+    def top_tags(self, by: str, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` tags with the highest mean p(``by``), or (``by`` "n") the most counted tweets."""
+        check_tag_rank(by)
+        rows = sorted(self.tag_ranks[by].items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+        return finite_top(rows[:n])
 
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
         """The ``n`` users with the highest mean p(``by``) (ties: the larger id first, as Redis's ZREVRANGE)."""

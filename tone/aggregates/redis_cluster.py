@@ -359,9 +359,16 @@ class RedisClusterToneStore(RedisToneStore):
             return
         c = self.config
         pipe = self.client.pipeline(transaction=False)
-        for user_id, scored, *sums in rows:
+        for user_id, scored, *rest in rows:
+            top, sums = "top", rest[: len(RANKED_LABELS)]
+            if len(rest) > len(RANKED_LABELS):  # a tag's row: its sums, then its n and a 1
+                n, top = rest[len(RANKED_LABELS)], "tagtop"
+                if n > 0:
+                    pipe.zadd(f"{c.prefix}tagtop:n", {user_id: float(n)})
+                else:
+                    pipe.zrem(f"{c.prefix}tagtop:n", user_id)
             for label, prob_sum in zip(RANKED_LABELS, sums, strict=True):
-                zkey = f"{c.prefix}top:{label}"
+                zkey = f"{c.prefix}{top}:{label}"
                 if scored >= c.top_min_count and scored:
                     pipe.zadd(zkey, {user_id: float(prob_sum) / scored})
                 else:
@@ -417,4 +424,4 @@ class RedisClusterToneStore(RedisToneStore):
             if stale:
                 self.client.zadd(zkey, stale)
                 repaired += len(stale)
-        return repaired
+        return repaired + self._prune_tag_tops(cursors, count)

@@ -41,7 +41,18 @@ from typing import TYPE_CHECKING, Any
 
 from tone.aggregates.deltas import UserDelta, hour_bucket
 from tone.aggregates.shadow import FLIPS_KEPT, StepEvidence, evidence_view
-from tone.aggregates.store import Step, StoreConfig, check_range, check_ranked, finite_top, key_part, user_view
+from tone.aggregates.store import (
+    TAG_RANKS,
+    Step,
+    StoreConfig,
+    check_range,
+    check_ranked,
+    check_tag_rank,
+    finite_top,
+    key_part,
+    tag_view,
+    user_view,
+)
 from tone.errors import ConfigError, ServiceError
 from tone.labels import RANKED_LABELS
 from tone.retry import with_retries
@@ -72,6 +83,14 @@ local users = cjson.decode(ARGV[2])
 -- tweets pushed to its list, kept to the newest ARGV[15]; '' when the step has none.
 local evidence_key = ARGV[13]
 local flips_kept = tonumber(ARGV[15])
+-- Tags (``u.tag``; the stream is the tag '*'): their keys expire ARGV[16] s after their last tweet; a tweet more than
+-- ARGV[17] s behind the stream's event time (its last_seen) is late: counted, and added to the stream's 'late'.
+local tag_ttl = tonumber(ARGV[16])
+local lateness = tonumber(ARGV[17])
+local function key_of(u)
+  if u.tag then return prefix .. 'tag:{' .. u.key .. '}' end
+  return prefix .. 'user:{' .. u.key .. '}'
+end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
 local stamp = string.format('%.17g', now)
@@ -145,11 +164,11 @@ if top_here then
   end
 end
 for _, u in ipairs(users) do
-  local key = prefix .. 'user:{' .. u.key .. '}'
+  local key = key_of(u)
   err = expect_type(key, 'hash') or expect_type(key .. ':recent', 'list')
   if err then return err end
   -- A read of the wrong type is an error reply (pcall), not a failed script: one call checks and reads.
-  local gone = redis.pcall('GET', key .. ':forgotten')
+  local gone = (not u.tag) and redis.pcall('GET', key .. ':forgotten')
   if type(gone) == 'table' and gone.err then
     return redis.error_reply('refused, nothing written: ' .. key .. ':forgotten: ' .. gone.err)
   end
@@ -160,7 +179,7 @@ for _, u in ipairs(users) do
     return redis.error_reply('refused, nothing written: ' .. key .. ' was forgotten at ' .. gone .. ' and the step ' ..
       'holds an older tweet of theirs (erased since the task looked): the task is retried and leaves it out')
   end
-  if horizon > 0 and (#u.ids > 0 or #u.deletes > 0 or #u.blocked > 0) then
+  if horizon > 0 and not u.tag and (#u.ids > 0 or #u.deletes > 0 or #u.blocked > 0) then
     -- One HMGET (in slices) reads the trim mark and what is kept of the step's ids and deletions; pcall: a key of
     -- another type is an error reply here, before any write.
     local fields = {TRIM}
@@ -190,7 +209,7 @@ for _, u in ipairs(users) do
       end
     end
   end
-  local fields = {'n', 'scored', 'polarity_sum', 'ewma_s', 'ewma_w', 'ewma_t', 'first_seen', 'last_seen'}
+  local fields = {'n', 'scored', 'polarity_sum', 'ewma_s', 'ewma_w', 'ewma_t', 'first_seen', 'last_seen', 'late'}
   for lang, _ in pairs(u.languages) do table.insert(fields, 'lang:' .. lang) end
   for label, _ in pairs(u.counts) do table.insert(fields, 'count:' .. label) end
   for label, _ in pairs(u.prob_sums) do table.insert(fields, 'prob_sum:' .. label) end
@@ -206,6 +225,15 @@ for _, u in ipairs(users) do
     err = expect_numbers(hkey, labels, true)
     if err then return err end
   end
+  for hour, counts in pairs(u.minutes or {}) do
+    local mkey = key .. ':m:' .. hour
+    err = expect_type(mkey, 'hash')
+    if err then return err end
+    local names = {}
+    for name, _ in pairs(counts) do table.insert(names, name) end
+    err = expect_numbers(mkey, names, false)
+    if err then return err end
+  end
 end
 
 -- 2. Write. A user's hash is read once (above) and written once: the sums are added here, in doubles, and stored
@@ -219,9 +247,9 @@ end
 local tops = {}
 local written = {}  -- key -> its numbers after this script's write (a user twice in one step reads them, not u.old)
 for _, u in ipairs(users) do
-  local key = prefix .. 'user:{' .. u.key .. '}'
+  local key = key_of(u)
   -- A step of deletions of tweets never counted here only records their ids: the user's keys stay untouched.
-  if #u.ids > 0 or #u.deletes > 0 then
+  if #u.ids > 0 or #u.deletes > 0 or u.tag then
     local old = u.old
     if written[key] then for field, v in pairs(written[key]) do old[field] = v end end
     local hash = {}
@@ -254,6 +282,14 @@ for _, u in ipairs(users) do
     put(hash, old, 'ewma_s', s)
     put(hash, old, 'ewma_w', w)
     put(hash, old, 'ewma_t', t)
+    if u.tag and u.id == '*' and old['last_seen'] then
+      -- Late: tweets of a minute that ended more than ``lateness`` before the stream's event time as it stood.
+      local late = 0
+      for _, pair in ipairs(u.starts or {}) do
+        if pair[1] + 60 + lateness < old['last_seen'] then late = late + pair[2] end
+      end
+      if late > 0 then put(hash, old, 'late', (old['late'] or 0) + late, '%d') end
+    end
     if first then put(hash, old, 'first_seen', first) end
     if lastseen then put(hash, old, 'last_seen', lastseen) end
     redis.call('HSET', key, unpack(hash))
@@ -279,26 +315,52 @@ for _, u in ipairs(users) do
       end
       if redis.call('EXISTS', hkey) == 1 then redis.call('EXPIRE', hkey, bucket_ttl) end
     end
-    if user_ttl > 0 then
-      redis.call('EXPIRE', key, user_ttl)
-      redis.call('EXPIRE', key .. ':recent', user_ttl)
-    end
-    -- Ranked by the mean over scored tweets, from the minimum count of them.
-    local row = {u.id, scored}
-    for _, label in ipairs(ranked) do
-      local zkey = prefix .. 'top:' .. label
-      local sum = old['prob_sum:' .. label] or 0
-      if not top_here then
-        table.insert(row, sum)
-      elseif scored >= min_count and scored > 0 then
-        redis.call('ZADD', zkey, sum / scored, u.id)
-      else
-        redis.call('ZREM', zkey, u.id)
+    for hour, counts in pairs(u.minutes or {}) do
+      local mkey = key .. ':m:' .. hour
+      for name, c in pairs(counts) do
+        if string.sub(name, -2) == ':p' then
+          redis.call('HINCRBYFLOAT', mkey, name, string.format('%.17g', c))
+        elseif redis.call('HINCRBY', mkey, name, string.format('%d', c)) == 0 then
+          redis.call('HDEL', mkey, name)
+        end
       end
+      if redis.call('EXISTS', mkey) == 1 then redis.call('EXPIRE', mkey, math.max(bucket_ttl, tag_ttl)) end
     end
-    if not top_here then table.insert(tops, row) end
+    local ttl = u.tag and tag_ttl or user_ttl
+    if ttl > 0 then
+      redis.call('EXPIRE', key, ttl)
+      redis.call('EXPIRE', key .. ':recent', ttl)
+    end
+    -- Ranked by the mean over scored tweets, from the minimum count of them; tags also by their count (the stream,
+    -- '*', is no tag to rank).
+    local row = {u.id, scored}
+    local top = u.tag and 'tagtop:' or 'top:'
+    if not (u.tag and u.id == '*') then
+      for _, label in ipairs(ranked) do
+        local zkey = prefix .. top .. label
+        local sum = old['prob_sum:' .. label] or 0
+        if not top_here then
+          table.insert(row, sum)
+        elseif scored >= min_count and scored > 0 then
+          redis.call('ZADD', zkey, sum / scored, u.id)
+        else
+          redis.call('ZREM', zkey, u.id)
+        end
+      end
+      if u.tag then
+        if not top_here then
+          table.insert(row, old['n'])
+          table.insert(row, 1)
+        elseif old['n'] > 0 then
+          redis.call('ZADD', prefix .. 'tagtop:n', old['n'], u.id)
+        else
+          redis.call('ZREM', prefix .. 'tagtop:n', u.id)
+        end
+      end
+      if not top_here then table.insert(tops, row) end
+    end
   end
-  if horizon > 0 and (#u.ids > 0 or #u.deletes > 0 or #u.blocked > 0) then
+  if horizon > 0 and not u.tag and (#u.ids > 0 or #u.deletes > 0 or #u.blocked > 0) then
     -- Ids with their contributions, in one hash; a deleted tweet's id stays, without (its replay is a duplicate).
     local ids = key .. ':ids'
     local entries = {}
@@ -433,11 +495,12 @@ class RedisToneStore:
         payload = json.dumps([d.to_wire() | {"key": key_part(d.user_id)} for d in deltas], allow_nan=False)
         args: list[Any] = [start, payload, c.half_life_s, c.recent_k, c.top_min_count, c.bucket_ttl_s, c.prefix, end]
         args += [json.dumps(RANKED_LABELS), c.user_ttl_s, int(top_here), c.dedupe_horizon_s]
+        tail = [c.tag_ttl_s, c.lateness_s]
         if not evidence:
-            return [*args, "", "{}", FLIPS_KEPT]
+            return [*args, "", "{}", FLIPS_KEPT, *tail]
         # An empty Lua table encodes as {}: the lists and maps are written so that the script reads them alike.
         wire = {"counts": evidence.counts, "sums": evidence.sums, "flips": evidence.flips}
-        return [*args, evidence_key, json.dumps(wire, allow_nan=False), FLIPS_KEPT]
+        return [*args, evidence_key, json.dumps(wire, allow_nan=False), FLIPS_KEPT, *tail]
 
     def evidence_key(self, query: str, shard: int = 0) -> str:  # noqa: ARG002 - one node has one shard
         """The hash of ``query``'s shadow evidence (its flipped tweets: the list at this key + ``:flips``)."""
@@ -594,6 +657,62 @@ class RedisToneStore:
         fields = {k.decode(): v.decode() for k, v in raw.items()}
         return user_view(user_id, fields, [json.loads(r) for r in rows] if fields else [])
 
+    def tag_key(self, tag: str) -> str:
+        """The hash of a tag's aggregates (the stream's: tag ``*``); its recent list and minute buckets follow it."""
+        return f"{self.config.prefix}tag:{{{key_part(tag)}}}"
+
+    def tag(self, tag: str) -> dict[str, Any] | None:
+        """A tag's aggregates (tone.aggregates.store.tag_view), or None for a tag never counted (or expired)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.tag_key(tag))
+        pipe.lrange(f"{self.tag_key(tag)}:recent", 0, -1)
+        raw, rows = pipe.execute()
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        return tag_view(tag, fields, [json.loads(r) for r in rows] if fields else [])
+
+    def tag_minutes(self, tag: str, hours: Sequence[str]) -> list[dict[str, float]]:
+        """A tag's minute buckets of each UTC hour, in one round trip (they share the tag's slot)."""
+        pipe = self.client.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(f"{self.tag_key(tag)}:m:{hour}")
+        return [{k.decode(): float(v) for k, v in raw.items()} for raw in pipe.execute()]
+
+    def top_tags(self, by: str, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` tags with the highest mean p(``by``) or (``by`` "n") the most tweets; expired tags left out."""
+        check_tag_rank(by)
+        zkey = f"{self.config.prefix}tagtop:{by}"
+        out: list[tuple[str, float]] = []
+        start, page = 0, max(n, 16)
+        while len(out) < n:
+            rows = [
+                (m.decode(), float(s)) for m, s in self.client.zrevrange(zkey, start, start + page - 1, withscores=True)
+            ]
+            if not rows:
+                break
+            gone = set(self._expired_tags([t for t, _ in rows]))
+            out += [(t, s) for t, s in rows if t not in gone]
+            start += page
+        return finite_top(out[:n])
+
+    def _expired_tags(self, tags: Sequence[str]) -> list[str]:
+        if not tags:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for tag in tags:
+            pipe.exists(self.tag_key(tag))
+        return [t for t, exists in zip(tags, pipe.execute(), strict=True) if not exists]
+
+    def _prune_tag_tops(self, cursors: dict[str, int], count: int) -> int:
+        """Entries of expired tags leave the tags' top sets (a tag's n and means are rewritten by each of its steps)."""
+        removed = 0
+        for by in TAG_RANKS:
+            zkey = f"{self.config.prefix}tagtop:{by}"
+            cursor, rows = self.client.zscan(zkey, cursors.get(f"tag:{by}", 0), count=count)
+            cursors[f"tag:{by}"] = int(cursor)
+            if gone := self._expired_tags([member.decode() for member, _ in rows]):
+                removed += int(self.client.zrem(zkey, *gone))
+        return removed
+
     def hourly(self, user_id: str, hour: str) -> dict[str, int]:
         """Label counts of one UTC hour bucket (``YYYYMMDDHH``)."""
         return {k.decode(): int(v) for k, v in self.client.hgetall(self.hour_key(user_id, hour)).items()}
@@ -734,7 +853,7 @@ class RedisToneStore:
             cursors[label] = int(cursor)
             if gone := self._expired([member.decode() for member, _ in rows]):
                 removed += int(self.client.zrem(zkey, *gone))
-        return removed
+        return removed + self._prune_tag_tops(cursors, count)
 
     def eviction_warning(self) -> str | None:
         """What is wrong with the server's ``maxmemory-policy`` for this store, or None.

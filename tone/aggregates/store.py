@@ -19,6 +19,7 @@ what readers of :meth:`ToneStore.last_offset` need: records at or below it are n
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import string
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 from tone.aggregates.deltas import Ewma, Scored, UserDelta, batch_deltas
 from tone.aggregates.shadow import StepEvidence, step_evidence
 from tone.labels import RANKED_LABELS
+from tone.tags import STREAM
 
 if TYPE_CHECKING:
     from tone.settings import Settings
@@ -45,6 +47,9 @@ class StoreConfig:
     bucket_ttl_s: int = 7 * 24 * 3600
     user_ttl_s: int = 0  # a user's keys expire this long after their last counted tweet (0: never)
     dedupe_horizon_s: int = 0  # a tweet id counts once within this long of its counting (0: no dedupe)
+    tags: bool = False  # each tweet also counts for its tags and the stream (tone.tags)
+    tag_ttl_s: int = 7 * 24 * 3600
+    lateness_s: int = 120  # a tweet this far behind the stream's event time is late (still counted)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, prefix: str | None = None) -> StoreConfig:
@@ -57,6 +62,9 @@ class StoreConfig:
             bucket_ttl_s=settings.hourly_bucket_ttl_s,
             user_ttl_s=settings.user_ttl_s,
             dedupe_horizon_s=settings.dedupe_horizon_s,
+            tags=settings.tags,
+            tag_ttl_s=settings.tag_ttl_s,
+            lateness_s=settings.timeline_lateness_s,
         )
 
 
@@ -136,6 +144,15 @@ class ToneStore(Protocol):
     def hourly_many(self, user_id: str, hours: Sequence[str]) -> list[dict[str, int]]:
         """:meth:`hourly` for each hour, in one round trip."""
 
+    def tag(self, tag: str) -> dict[str, Any] | None:
+        """A tag's aggregates (see :func:`tag_view`; the whole stream's: tone.tags.STREAM), or None if never counted."""
+
+    def tag_minutes(self, tag: str, hours: Sequence[str]) -> list[dict[str, float]]:
+        """A tag's per-minute bucket fields (``MM:n``, ``MM:LABEL``, ``MM:p``) of each UTC hour (``YYYYMMDDHH``)."""
+
+    def top_tags(self, by: str, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` tags with the highest mean p(``by``) (from the minimum count), or (``by`` "n") the most tweets."""
+
     def top(self, by: str, n: int = 10) -> list[tuple[str, float]]:
         """The ``n`` users with the highest mean p(``by``), ``by`` being one of RANKED_LABELS.
 
@@ -189,7 +206,7 @@ class Counted:
     marker: int | None = None  # the marker afterwards
 
 
-def count_records(  # noqa: C901, PLR0912 - one loop over the shards' steps
+def count_records(  # noqa: C901, PLR0912, PLR0915 - one loop over the shards' steps
     store: ToneStore,
     query: str,
     topic: str,
@@ -216,7 +233,13 @@ def count_records(  # noqa: C901, PLR0912 - one loop over the shards' steps
     groups: dict[int, list[tuple[int, Scored]]] = {}
     if store.sharded:
         for record in records:
-            groups.setdefault(store.shard_of(record[1].user_id), []).append(record)
+            # A tweet counts in its user's shard and in each of its tags' (and the stream's): in each shard's part.
+            scored = record[1]
+            home = store.shard_of(scored.user_id)
+            groups.setdefault(home, []).append(record)
+            if config.tags:
+                for shard in {store.shard_of(tag) for tag in (STREAM, *scored.tags)} - {home}:
+                    groups.setdefault(shard, []).append(record)
         # Records at or below the partition's marker are counted in every shard, whatever a shard's own marker says.
         mine = store.shard_offsets(query, topic, partition, list(groups)) if groups else []
         floors = {shard: max(base, -1 if m is None else m) for shard, m in zip(groups, mine, strict=True)}
@@ -238,10 +261,22 @@ def count_records(  # noqa: C901, PLR0912 - one loop over the shards' steps
             start = offsets[shard][i] if i < j else floor + 1
             stop = offsets[shard][j] - 1 if j < len(part) else end
             tweets = [s for _, s in part[i:j]]
+            keep = None
+            if store.sharded:
+                keep = functools.partial(_in_shard, store, shard)
+                homes = [s for s in tweets if s.shadow is not None and store.shard_of(s.user_id) == shard]
+            else:
+                homes = [s for s in tweets if s.shadow is not None]
             deltas = batch_deltas(
-                tweets, config.half_life_s, config.recent_k, contributions=bool(config.dedupe_horizon_s)
+                tweets,
+                config.half_life_s,
+                config.recent_k,
+                contributions=bool(config.dedupe_horizon_s),
+                tags=config.tags,
+                keep=keep,
             )
-            evidence = step_evidence(tweets) if any(s.shadow is not None for s in tweets) else None
+            # A tweet's shadow evidence counts once: in its user's shard.
+            evidence = step_evidence(homes) if homes else None
             todo.append((Step(shard, start, stop, deltas, evidence or None), j - i))
         if not todo:
             break
@@ -272,6 +307,10 @@ def count_records(  # noqa: C901, PLR0912 - one loop over the shards' steps
     return Counted(counted, len(records) - counted, steps, base)
 
 
+def _in_shard(store: ToneStore, shard: int, kind: str, entity: str) -> bool:  # noqa: ARG001 - batch_deltas' keep
+    return store.shard_of(entity) == shard
+
+
 def check_range(start: int, end: int) -> None:
     """An offset range must hold at least one offset."""
     if end < start:
@@ -284,6 +323,25 @@ def check_ranked(by: str) -> None:
     if by not in RANKED_LABELS:
         msg = f"by must be {' or '.join(RANKED_LABELS)}, got {by!r}"
         raise ValueError(msg)
+
+
+TAG_RANKS: Final = (*RANKED_LABELS, "n")
+
+
+def check_tag_rank(by: str) -> None:
+    """``by`` must name a label tags are ranked by, or ``n`` (the most tweets)."""
+    if by not in TAG_RANKS:
+        msg = f"by must be {', '.join(TAG_RANKS)}, got {by!r}"
+        raise ValueError(msg)
+
+
+def tag_view(tag: str, fields: Mapping[str, str], recent: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A tag's read shape: a user's (``tweets`` = every counted tweet) with ``tag`` and ``late`` (the stream's)."""
+    view = user_view(tag, fields, recent)
+    if view is None:
+        return None
+    del view["user_id"]
+    return {"tag": tag, "tweets": view["n"], **view, "late": int(fields.get("late", 0))}
 
 
 def scored_count(fields: Mapping[str, str]) -> int:

@@ -544,3 +544,32 @@ def test_an_erased_user_is_gone_and_stays_gone_when_their_old_tweets_are_replaye
     (replay,) = run_task(CONFIG, [list(chunks_of(records([*old, timed(9, "carol", hour=10, minute=1)], start=9)))],
                          lambda _r: VaderScorer(), ListProducer, lambda: store)  # fmt: skip
     assert (replay.forgotten, store.user("carol")["n"]) == (6, 1)
+
+
+@pytest.mark.parametrize("killed_after", [1, 2, 3, 4])
+def test_a_task_killed_between_a_tweets_user_and_tag_shards_counts_every_tag_once_on_retry(killed_after):
+    """A tweet counts in its user's shard, each tag's shard and the stream's: an attempt killed between them leaves
+    some counted; the retry completes the others and takes none of them for a duplicate of itself."""
+    from tone.aggregates.timeline import tag_report
+    from tone.settings import load_settings
+    from tone.tags import STREAM
+
+    now = [1_000_000.0]
+    config = StoreConfig(top_min_count=1, dedupe_horizon_s=3600, tags=True)
+    store = MemoryToneStore(config, clock=lambda: now[0], shards=5)
+    tags = ["#launch", "#Launch", "$TSLA", "#東京", "#x1", "#steady"]
+    values = [tweet(i, f"u{i % 9}", f"I love it {tags[i % 6]} {tags[(i * 7) % 6]}") for i in range(60)]
+    store.fail_after_steps, store.fail_with = killed_after, ConnectionError("killed between shards")
+    with pytest.raises(ConnectionError):
+        run_task(CONFIG, [list(chunks_of(records(values)))], lambda _r: VaderScorer(), ListProducer, lambda: store)
+    store.fail_after_steps = store.fail_with = None
+    (stats,) = run_task(CONFIG, [list(chunks_of(records(values)))], lambda _r: VaderScorer(), ListProducer,
+                        lambda: store)  # fmt: skip
+    assert stats.duplicates == 0
+    expected: dict[str, int] = {}
+    for i in range(60):
+        for tag in {STREAM, tags[i % 6].casefold(), tags[(i * 7) % 6].casefold()}:
+            expected[tag] = expected.get(tag, 0) + 1
+    settings = load_settings()
+    assert {tag: tag_report(store, tag, settings)["tweets"] for tag in expected} == expected
+    assert sum(store.user(f"u{u}")["n"] for u in range(9)) == 60

@@ -1,0 +1,167 @@
+"""The conversation read back: a tag's (or the whole stream's) per-minute timeline and its shifts, from a store.
+
+Minutes are in event time (a tweet's ``created_at``), kept in per-hour buckets next to the tag's hash. A minute is
+*closed* once the stream's event time (the latest counted tweet's) is ``lateness_s`` past its end: the shift detector
+reads closed minutes only, so a live run and a replay of the same tweets report the same shifts. A tweet that arrives
+for a closed minute still lands in it (the minutes always sum to the counts) and is counted as late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tone.aggregates.deltas import hour_bucket
+from tone.aggregates.store import ToneStore
+from tone.labels import TONE_LABELS
+from tone.shifts import Shift, ShiftConfig, detect
+from tone.tags import STREAM
+
+HISTORY_HOURS = 7 * 24  # the most a shift detection reads back (the minute buckets' TTL is about this)
+
+
+@dataclass(frozen=True)
+class Minute:
+    """One minute of a timeline."""
+
+    t: float  # its start, epoch seconds
+    tweets: int  # every counted tweet
+    counts: dict[str, int]  # scored ones by label
+    polarity_sum: float
+    closed: bool
+
+    @property
+    def scored(self) -> int:
+        """Scored tweets of the minute."""
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        scored = self.scored
+        return {
+            "minute": datetime.fromtimestamp(self.t, UTC).isoformat(),
+            "t": self.t,
+            "tweets": self.tweets,
+            "counts": self.counts,
+            "mean_polarity": round(self.polarity_sum / scored, 4) if scored else None,
+            "closed": self.closed,
+        }
+
+
+def _hours(first: float, last: float) -> list[str]:
+    start = int(first // 3600)
+    return [hour_bucket(h * 3600) for h in range(start, int(last // 3600) + 1)]
+
+
+def minutes(store: ToneStore, tag: str, first: float, last: float, closed_until: float) -> list[Minute]:
+    """Every minute of ``tag`` from the one holding ``first`` to the one holding ``last`` (empty ones included)."""
+    hours = _hours(first, last)
+    buckets = dict(zip(hours, store.tag_minutes(tag, hours), strict=True))
+    out = []
+    for m in range(int(first // 60), int(last // 60) + 1):
+        t = m * 60.0
+        fields = buckets.get(hour_bucket(t), {})
+        mm = f"{m % 60:02d}"
+        counts = {label: int(c) for label in TONE_LABELS if (c := fields.get(f"{mm}:{label}", 0))}
+        out.append(
+            Minute(t, int(fields.get(f"{mm}:n", 0)), counts, float(fields.get(f"{mm}:p", 0.0)), t + 60 <= closed_until)
+        )
+    return out
+
+
+def closed_until(store: ToneStore, lateness_s: float) -> float | None:
+    """The event time up to which minutes are closed: the stream's latest tweet less the lateness (None: no tweet)."""
+    stream = store.tag(STREAM)
+    if stream is None or stream["last_seen"] is None:
+        return None
+    return float(stream["last_seen"]) - lateness_s
+
+
+def timeline(store: ToneStore, tag: str, n_minutes: int, lateness_s: float) -> list[Minute] | None:
+    """The last ``n_minutes`` of ``tag`` up to its latest tweet, or None for a tag never counted."""
+    view = store.tag(tag)
+    if view is None or view["last_seen"] is None:
+        return None
+    last = float(view["last_seen"])
+    until = closed_until(store, lateness_s) or float("-inf")
+    return minutes(store, tag, last - (n_minutes - 1) * 60, last, until)
+
+
+def shifts(store: ToneStore, tag: str, lateness_s: float, config: ShiftConfig | None = None) -> list[Shift]:
+    """The shifts of ``tag`` over its closed minutes (at most HISTORY_HOURS back), oldest first."""
+    view = store.tag(tag)
+    until = closed_until(store, lateness_s)
+    if view is None or view["first_seen"] is None or until is None:
+        return []
+    last = min(float(view["last_seen"]), until)
+    first = max(float(view["first_seen"]), last - HISTORY_HOURS * 3600)
+    if last < first:
+        return []
+    rows = [(m.t, m.scored, m.counts.get("negative", 0)) for m in minutes(store, tag, first, last, until) if m.closed]
+    return detect(rows, config)
+
+
+def shift_config(settings: Any) -> ShiftConfig:
+    """The detector's parameters from settings."""
+    return ShiftConfig(settings.shift_threshold, settings.shift_delta, settings.shift_baseline_minutes)
+
+
+def tag_report(store: ToneStore, tag: str, settings: Any, *, recent: int = 10) -> dict[str, Any] | None:
+    """A tag's public shape: counts, means, EWMA, recent tweets and ``shifts`` (``tone tag``, GET /tags/{tag})."""
+    view = store.tag(tag)
+    if view is None:
+        return None
+    found = shifts(store, tag, settings.timeline_lateness_s, shift_config(settings))
+    iso = lambda t: None if t is None else datetime.fromtimestamp(t, UTC).isoformat()  # noqa: E731
+    return {
+        "tag": tag,
+        "tweets": view["n"],
+        "scored": view["scored"],
+        "languages": dict(sorted(view["languages"].items(), key=lambda kv: (-kv[1], kv[0]))),
+        "dominant_label": view["dominant_label"],
+        "counts": view["counts"],
+        "mean_probs": {k: round(v, 4) for k, v in view["mean_probs"].items()},
+        "mean_polarity": round(view["mean_polarity"], 4),
+        "ewma_polarity": None if view["ewma_polarity"] is None else round(view["ewma_polarity"], 4),
+        "first_seen": iso(view["first_seen"]),
+        "last_seen": iso(view["last_seen"]),
+        "shifts": [s.to_dict() for s in found],
+        "late": view["late"],
+        "recent": view["recent"][:recent],
+    }
+
+
+def timeline_report(store: ToneStore, tag: str, n_minutes: int, settings: Any) -> dict[str, Any] | None:
+    """``tone timeline`` / GET /timeline: one entry per minute with its counts, and the tag's shifts."""
+    rows = timeline(store, tag, n_minutes, settings.timeline_lateness_s)
+    if rows is None:
+        return None
+    found = shifts(store, tag, settings.timeline_lateness_s, shift_config(settings))
+    return {
+        "tag": None if tag == STREAM else tag,
+        "minutes": [m.to_dict() for m in rows],
+        "shifts": [s.to_dict() for s in found],
+    }
+
+
+def top_tags(store: ToneStore, by: str, n: int) -> list[dict[str, Any]]:
+    """The top tags by mean p(``by``) or (``n``) tweets, each with its counts."""
+    out = []
+    for tag, score in store.top_tags(by, n):
+        view = store.tag(tag)
+        if view is None:
+            continue
+        out.append({"tag": tag, "score": round(score, 4), "tweets": view["n"], "counts": view["counts"]})
+    return out
+
+
+def check_minutes(n: int) -> None:
+    """A timeline's length must be 1 minute to the detector's history."""
+    if not 1 <= n <= HISTORY_HOURS * 60:
+        msg = f"minutes must be 1 to {HISTORY_HOURS * 60}, got {n}"
+        raise ValueError(msg)
+
+
+__all__: Sequence[str] = ["Minute", "check_minutes", "shifts", "tag_report", "timeline", "timeline_report", "top_tags"]
