@@ -22,9 +22,12 @@ from serving.metrics import ApiMetrics, MetricsMiddleware
 from tone import __version__
 from tone.aggregates.factory import open_store
 from tone.aggregates.redis_store import settings_client
+from tone.aggregates.store import TAG_RANKS
+from tone.aggregates.timeline import MAX_TIMELINE_MINUTES, active_shifts, tag_report, timeline_report, top_tags
 from tone.events import MAX_USER_ID_CHARS, USER_ID_PATTERN, check_user_id
 from tone.labels import NEGATIVE, RankedLabel
 from tone.settings import Settings, get_settings
+from tone.tags import STREAM, check_tag
 
 # A path parameter that takes any valid user id (":path" in the routes lets it hold "/"), documented in OpenAPI.
 UserId = Annotated[
@@ -111,7 +114,64 @@ def _erasure_route(app: FastAPI, store: Any, token: str, checked: Any) -> None:
         return {"user_id": user_id, "erased": erased}
 
 
-def create_app(settings: Settings | None = None, *, fast_lookups: bool = True) -> FastAPI:
+def _tag_of(value: str) -> str:
+    try:
+        return check_tag(value)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def _conversation_routes(app: FastAPI, store: Any, settings: Settings) -> None:
+    """The conversation's tone: tags, the stream's per-minute timeline and its shifts (docs/conversation.md)."""
+    unknown_tag: dict[int | str, dict[str, Any]] = {
+        404: {"description": "No counted tweet has this tag.", "model": ErrorBody},
+        422: {"description": "Not a tag (a hashtag: letters, digits, _; a cashtag: $ and 1-6 letters)."},
+    }
+    cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    @app.get("/tags")
+    def tags(
+        by: Annotated[str, Query(description="negative, positive (mean probability) or n (most tweets).")] = NEGATIVE,
+        n: Annotated[int, Query(ge=1, le=1000)] = 10,
+    ) -> dict[str, Any]:
+        """The most negative (positive, or most active: ``by=n``) tags."""
+        if by not in TAG_RANKS:
+            raise HTTPException(422, f"by must be one of {', '.join(TAG_RANKS)}, got {by!r}")
+        return {"by": by, "min_count": settings.top_min_count, "tags": top_tags(store, by, n)}
+
+    @app.get("/tags/{tag:path}/tone", responses=unknown_tag)
+    def tag_tone(tag: Annotated[str, Path(description="#launch (as %23launch), launch, or $tsla.")]) -> dict[str, Any]:
+        """A tag's tone: tweets, counts by label, means, EWMA, recent tweets and ``shifts``."""
+        wanted = _tag_of(tag)
+        result = tag_report(store, wanted, settings)
+        if result is None:
+            raise HTTPException(404, f"no counted tweet has the tag {wanted}")
+        return result
+
+    @app.get("/timeline", responses=unknown_tag)
+    def timeline(
+        tag: Annotated[str | None, Query(description="A tag (default: the whole stream).")] = None,
+        minutes: Annotated[int, Query(ge=1, le=MAX_TIMELINE_MINUTES)] = 60,
+    ) -> dict[str, Any]:
+        """Per-minute tone in event time up to the latest tweet (one entry per minute), with the shifts detected."""
+        wanted = STREAM if tag is None else _tag_of(tag)
+        result = timeline_report(store, wanted, minutes, settings)
+        if result is None:
+            raise HTTPException(
+                404, "no tweets counted yet" if tag is None else f"no counted tweet has the tag {wanted}"
+            )
+        return result
+
+    @app.get("/shifts")
+    def active() -> dict[str, Any]:
+        """Shifts detected in the last hour of event time, for the stream and the 20 most active tags (cached 10 s)."""
+        now = time.monotonic()
+        if "v" not in cache or now - cache["v"][0] > 10:  # noqa: PLR2004 - seconds
+            cache["v"] = (now, active_shifts(store, settings))
+        return {"shifts": cache["v"][1]}
+
+
+def create_app(settings: Settings | None = None, *, fast_lookups: bool = True) -> FastAPI:  # noqa: PLR0915 - routes
     """Build the app around one store (one Redis connection pool per process).
 
     ``fast_lookups`` puts :class:`FastToneLookup` in front of the tone route (off only to compare the two paths).
@@ -205,6 +265,7 @@ def create_app(settings: Settings | None = None, *, fast_lookups: bool = True) -
 
     if settings.api_token is not None:
         _erasure_route(app, store, settings.api_token.get_secret_value(), checked)
+    _conversation_routes(app, store, settings)
 
     @app.get("/users/{user_id:path}/hourly", responses=invalid_or_unknown)
     def hourly(

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tone import __version__
-from tone_cli import bench, config, data, lookup, models, produce, stack, stream, train, tune
+from tone_cli import bench, config, conversation, data, lookup, models, produce, stack, stream, train, tune
 from tone_cli._common import console
 from tone_cli._errors import ToneGroup
 
@@ -27,6 +27,9 @@ app.command("produce")(produce.produce)
 app.command("stream")(stream.stream)
 app.command("lookup")(lookup.lookup)
 app.command("top")(lookup.top)
+app.command("tag")(conversation.tag)
+app.command("tags")(conversation.tags)
+app.command("timeline")(conversation.timeline)
 app.command("forget")(lookup.forget)
 app.command("serve")(lookup.serve)
 app.command("train")(train.train)

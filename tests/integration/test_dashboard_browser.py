@@ -140,3 +140,59 @@ def test_a_users_card_chart_lists_and_health_in_a_real_browser(served, page):
     page.wait_for_function("document.querySelector('[data-testid=card-user]').textContent === 'sunny'", timeout=10000)
     assert page.text_content("[data-testid=card-tweets]") == "4"
     assert "user=sunny" in page.url
+
+
+@pytest.fixture
+def conversation(isolated):
+    """The API over a Redis holding 100 minutes of tagged tweets: #launch turns negative at minute 60."""
+    import random
+
+    from tone.aggregates.store import count_records
+
+    s = isolated
+    store = open_store(s)
+    rng = random.Random(5)
+    t0 = 1_795_428_000.0
+    recs = []
+    for o in range(100 * 12):
+        t = t0 + o * 5
+        tag = ("#launch", "#steady", "$tsla")[o % 3]
+        share = 0.8 if tag == "#launch" and t >= t0 + 3600 else 0.1
+        probs = NEG if rng.random() < share else rng.choice([POS, NEU])
+        label = max(probs, key=probs.get)
+        recs.append((o, Scored(f"u{o % 40}", f"c{o}", t, label, probs, probs["positive"] - probs["negative"],
+                               f"tweet {o} {tag}", "rnn-test", "en", tags=(tag,))))  # fmt: skip
+    count_records(store, "q", "tweets", 0, recs, len(recs) - 1)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield s, store, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_the_conversation_view_shows_the_timeline_tags_and_the_active_shift_in_a_real_browser(conversation, page):
+    from tone.aggregates.timeline import timeline_report
+    from tone.tags import STREAM
+
+    s, store, base = conversation
+    page.goto(base)
+    page.wait_for_selector("[data-testid=timeline] svg rect", timeout=15000)
+    drawn = page.eval_on_selector_all("[data-testid=timeline] svg rect", "els => els.map(e => +e.dataset.count)")
+    want = timeline_report(store, STREAM, 60, s)
+    assert sum(drawn) == sum(sum(m["counts"].values()) for m in want["minutes"]) == 60 * 12
+    launch = page.locator("[data-testid=shift]", has_text="#launch")
+    launch.wait_for(timeout=15000)
+    assert "to negative" in launch.text_content()
+    assert page.locator("[data-testid=shift]", has_text="#steady").count() == 0
+    assert page.locator("[data-testid=timeline] svg line[data-shift]").count() >= 1  # the stream's own shift, marked
+    active = page.text_content("[data-testid=tags-active]")
+    assert all(tag in active for tag in ("#launch", "#steady", "$tsla"))
+    assert "#launch" in page.text_content("[data-testid=tags-negative] tr:first-child")
+    shots = REPO_ROOT / "reports"
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / "dashboard-conversation.png"), full_page=True)

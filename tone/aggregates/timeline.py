@@ -8,7 +8,6 @@ for a closed minute still lands in it (the minutes always sum to the counts) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +18,8 @@ from tone.labels import TONE_LABELS
 from tone.shifts import Shift, ShiftConfig, detect
 from tone.tags import STREAM
 
-HISTORY_HOURS = 7 * 24  # the most a shift detection reads back (the minute buckets' TTL is about this)
+HISTORY_HOURS = 24  # shifts are detected over the last day of a tag's event time (docs/conversation.md)
+MAX_TIMELINE_MINUTES = 7 * 24 * 60  # the most a timeline shows (the minute buckets' TTL is about this)
 
 
 @dataclass(frozen=True)
@@ -157,11 +157,21 @@ def top_tags(store: ToneStore, by: str, n: int) -> list[dict[str, Any]]:
     return out
 
 
+def active_shifts(store: ToneStore, settings: Any, n_tags: int = 20, window_s: float = 3600.0) -> list[dict[str, Any]]:
+    """The shifts detected within ``window_s`` of the closed event time, for the stream and the most active tags."""
+    until = closed_until(store, settings.timeline_lateness_s)
+    if until is None:
+        return []
+    out = []
+    for tag in [STREAM, *(t for t, _ in store.top_tags("n", n_tags))]:
+        found = shifts(store, tag, settings.timeline_lateness_s, shift_config(settings))
+        if found and until - found[-1].at <= window_s:
+            out.append({"tag": None if tag == STREAM else tag, **found[-1].to_dict()})
+    return out
+
+
 def check_minutes(n: int) -> None:
     """A timeline's length must be 1 minute to the detector's history."""
-    if not 1 <= n <= HISTORY_HOURS * 60:
-        msg = f"minutes must be 1 to {HISTORY_HOURS * 60}, got {n}"
+    if not 1 <= n <= MAX_TIMELINE_MINUTES:
+        msg = f"minutes must be 1 to {MAX_TIMELINE_MINUTES}, got {n}"
         raise ValueError(msg)
-
-
-__all__: Sequence[str] = ["Minute", "check_minutes", "shifts", "tag_report", "timeline", "timeline_report", "top_tags"]
