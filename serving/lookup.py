@@ -64,7 +64,16 @@ def stream_health(store: ToneStore, query: str, now: float) -> dict[str, Any] | 
         return None
     health: dict[str, Any] = {"query": query}
     for key, value in raw.items():
-        if key in ("lag", "dead_letters", "drift", "model_versions", "refused_on_workers", "languages", "shadow"):
+        if key in (
+            "lag",
+            "dead_letters",
+            "drift",
+            "model_versions",
+            "refused_on_workers",
+            "languages",
+            "shadow",
+            "conversation",
+        ):
             health[key] = json.loads(value)
         elif key in COUNTS:
             health[key] = int(value)

@@ -50,6 +50,7 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
 BATCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 STAGES = ("parse", "lang", "score", "redis", "kafka")
 SHADOW_READ_S = 10.0  # the shadow evidence in health and metrics is read from the store at most this often
+CONVERSATION_READ_S = 10.0  # so are the tags' shifts (a read of the 20 most active tags' last day of minutes)
 
 
 class StreamMetrics:
@@ -149,6 +150,27 @@ class StreamMetrics:
         self.shadow_dropped = PromCounter(
             "tone_shadow_dropped", "Shadow candidates dropped (failed to load or raised).", registry=r
         )
+        self.tweets_by_label = PromCounter(
+            "tone_stream_tweets_by_label",
+            "Scored tweets counted, by label (the stream's tone over time).",
+            ["label"],
+            registry=r,
+        )
+        self.shift_active = Gauge(
+            "tone_shift_active",
+            '1 while a tone shift was detected in the last hour of event time, by tag (tag="*": the whole stream; '
+            "the 20 most active tags) and direction (negative: the negative share rose).",
+            ["tag", "direction"],
+            registry=r,
+        )
+        self.late = Gauge(
+            "tone_timeline_late_tweets",
+            "Tweets counted for a minute already closed (older than TONE_TIMELINE_LATENESS_S behind the stream).",
+            registry=r,
+        )
+        self.event_time = Gauge(
+            "tone_timeline_event_time_seconds", "The stream's event time: its latest counted tweet (epoch).", registry=r
+        )
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Serve /metrics over HTTP from a daemon thread."""
@@ -199,6 +221,8 @@ class StreamMonitor:
         self._evidence: list[dict[str, Any]] | None = None  # the last read of the store's shadow evidence, and when
         self._evidence_at = 0.0
         self._shadowed = False  # a candidate was shadowed in this run: its evidence is published from then on
+        self._conversation_read: dict[str, Any] | None = None
+        self._conversation_at = 0.0
         total = sum((training_mix or {}).values())
         self.training = {k: v / total for k, v in (training_mix or {}).items()} if total else {}
         for label, share in self.training.items():
@@ -231,6 +255,8 @@ class StreamMonitor:
             m.languages.labels(metric_language(lang)).inc(n)
         self.languages.update(report.languages)
         m.unscored.inc(report.unscored)
+        for label, n in report.labels.items():
+            m.tweets_by_label.labels(label).inc(n)
         m.lang_ignored.inc(report.lang_ignored)
         elapsed = report.finished - (self._last_finished or report.started)
         self._last_finished = report.finished
@@ -259,6 +285,7 @@ class StreamMonitor:
         drift = self._drift(report)
         lags = self._lags(job)
         shadow = self._shadow(job, report, version)
+        conversation = self._conversation(job)
         self.store.write_health(
             job.config.query,
             {
@@ -283,6 +310,7 @@ class StreamMonitor:
                 "restarts": str(job.restarts),
                 "drift": json.dumps(drift),
                 "shadow": json.dumps(shadow),
+                "conversation": json.dumps(conversation),
             },
         )
 
@@ -321,6 +349,32 @@ class StreamMonitor:
                     m.shadow_flips.labels(*pair, live_label, label).set(n)
         out["pairs"] = [{k: v for k, v in e.items() if k != "flipped"} for e in evidence]
         return out
+
+    def _conversation(self, job: ToneStream) -> dict[str, Any]:
+        """The stream's event time, its late tweets and the active shifts (at most every CONVERSATION_READ_S)."""
+        if not job.settings.tags:
+            return {}
+        if self._conversation_read is not None and self.clock() - self._conversation_at < CONVERSATION_READ_S:
+            return self._conversation_read
+        from tone.aggregates.timeline import active_shifts
+        from tone.tags import STREAM
+
+        m = self.metrics
+        stream = self.store.tag(STREAM)
+        shifts = active_shifts(self.store, job.settings)
+        m.shift_active.clear()
+        for shift in shifts:
+            m.shift_active.labels(shift["tag"] or STREAM, shift["direction"]).set(1)
+        if stream is not None:
+            m.late.set(stream["late"])
+            m.event_time.set(stream["last_seen"] or 0)
+        self._conversation_read = {
+            "event_time": None if stream is None else stream["last_seen"],
+            "late": 0 if stream is None else stream["late"],
+            "shifts": shifts,
+        }
+        self._conversation_at = self.clock()
+        return self._conversation_read
 
     def _prune(self) -> None:
         removed = self.store.prune_top(self._prune_cursors)

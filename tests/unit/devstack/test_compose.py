@@ -136,6 +136,8 @@ def test_every_metric_the_dashboard_queries_is_one_the_code_exports():
         "Produce -> Redis latency",
         "Dead letters by reason",
         "Model version",
+        "Tone timeline (scored tweets per minute by label)",
+        "Tone shifts by tag, late tweets",
     ):
         assert needed in titles
 
