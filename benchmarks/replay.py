@@ -61,6 +61,23 @@ def _create_topics(s: Settings) -> None:
     create_topics(KafkaConnection.from_settings(s), wanted)
 
 
+TAGGED_SHARE: Final = 0.3  # about the share of tweets with a hashtag or cashtag in a general sample of X
+
+
+def tagged_texts(texts: list[str], seed: int = 11) -> list[str]:
+    """``texts`` where about TAGGED_SHARE carry 1-3 tags from a pool of 2,000 (Zipf-like: a few very common)."""
+    import random
+
+    rng = random.Random(seed)
+    pool = [f"#topic{i}" for i in range(1990)] + [f"$tick{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(10)]
+    weights = [1 / (i + 1) for i in range(len(pool))]
+    out = []
+    for text in texts:
+        tagged = rng.random() < TAGGED_SHARE
+        out.append(" ".join([text, *rng.choices(pool, weights, k=rng.randint(1, 3))]) if tagged else text)
+    return out
+
+
 def _produce(s: Settings, texts: list[str], n: int, seed: int, rate: float | None, lang: str | None = "en") -> float:
     from producer.kafka_writer import TweetWriter
     from producer.replay import replay
@@ -154,7 +171,7 @@ def batches_by_id(reports: Iterable[Any]) -> dict[int, Any]:
     return out
 
 
-def run_replay_bench(
+def run_replay_bench(  # noqa: PLR0915 - one run, its set-up and figures
     settings: Settings,
     *,
     tweets: int,
@@ -171,12 +188,15 @@ def run_replay_bench(
     lang: str = DECLARED,
     dedupe: bool = True,
     shadow: str = "none",
+    tags: str | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the whole path once with one pipeline and return its figures (see the module docstring).
 
     ``shadow``: a scorer spec the stream scores every tweet with in shadow too (TONE_SHADOW_SCORER, sample 1), or
     ``none``.
+    ``tags``: None (the settings' TONE_TAGS; the texts as they are), or on / off: TONE_TAGS for this run, and the texts
+    carry hashtags as a live feed does (:func:`tagged_texts`), the same texts either way.
     ``dedupe``: False runs the stream with TONE_DEDUPE_HORIZON_S=0 (every tweet id is distinct here: only the cost
     of checking and recording them differs).
 
@@ -199,10 +219,13 @@ def run_replay_bench(
             "dedupe_horizon_s": s.dedupe_horizon_s * dedupe,
             "shadow_scorer": shadow,
             "shadow_sample": 1.0,
+            "tags": s.tags if tags is None else tags == "on",
         }
     )
     _create_topics(s)
     texts = bench_texts(settings, REPLAY_TEXTS)
+    if tags is not None:
+        texts = tagged_texts(texts)
     spark = build_spark(
         settings.spark_master, "tone-bench-replay", extra=kafka_connector_config(settings), jars_dir=settings.jars_dir
     )
@@ -273,6 +296,8 @@ def run_replay_bench(
         "lang": lang,
         "dedupe_horizon_s": s.dedupe_horizon_s,
         "shadow": shadow,
+        "tags": s.tags,
+        "tagged_texts": tags is not None,
         "produce_s": produce_s[0] if produce_s else None,
         **_figures(measured, tweets, t0, t_end),
         "spark_ms": phases,

@@ -17,7 +17,7 @@ from typing import Any
 
 from tone.aggregates.deltas import Scored, hour_bucket
 from tone.aggregates.factory import open_store
-from tone.aggregates.store import count_records
+from tone.aggregates.store import TAG_RANKS, count_records
 from tone.settings import Settings
 
 PROBS = {"negative": 0.2, "neutral": 0.3, "positive": 0.5}
@@ -57,6 +57,42 @@ def _bytes_per_user(store: Any, users: int, t0: float, name: str = "user{:09d}")
             raise RuntimeError(msg)
         sizes.append(sum(store.client.memory_usage(k, samples=0) or 0 for k in keys))
     return round(sum(sizes) / len(sizes))
+
+
+def _bytes_per_tag(store: Any, t0: float, offset: int, tags: int = 20_000) -> dict[str, Any]:
+    """What a tag seen once costs (spam's case: millions of tags of one tweet each).
+
+    Its hash, recent list and minute bucket (mean ``MEMORY USAGE`` over 500 of ``tags`` tags counted), and its share
+    of the tags' top sets.
+    """
+    records = [
+        (
+            offset + i,
+            Scored(
+                f"tagger{i % 1000}", f"g{i}", t0 + i / 1000, "negative", PROBS, -0.4, TEXT, "v", tags=(f"#spam{i:07d}",)
+            ),
+        )  # fmt: skip
+        for i in range(tags)
+    ]
+    before = sum(store.client.memory_usage(f"{store.config.prefix}tagtop:{by}", samples=0) or 0 for by in TAG_RANKS)
+    count_records(store, "bench", "t", 2, records, offset + tags - 1)
+    after = sum(store.client.memory_usage(f"{store.config.prefix}tagtop:{by}", samples=0) or 0 for by in TAG_RANKS)
+    sizes = []
+    for i in random.Random(2).sample(range(tags), 500):
+        key = store.tag_key(f"#spam{i:07d}")
+        keys = [key, f"{key}:recent", f"{key}:m:{hour_bucket(t0 + i / 1000)}"]
+        if not all(store.client.exists(k) for k in keys):
+            msg = f"expected {len(keys)} keys for #spam{i:07d}"
+            raise RuntimeError(msg)
+        sizes.append(sum(store.client.memory_usage(k, samples=0) or 0 for k in keys))
+    per_tag = round(sum(sizes) / len(sizes))
+    in_tops = round((after - before) / tags)
+    return {
+        "bytes_per_tag_1_tweet": per_tag,
+        "bytes_per_tag_in_top_sets": in_tops,
+        "keys_per_tag": 3,
+        "gib_per_million_tags": round((per_tag + in_tops) * 1_000_000 / 2**30, 2),
+    }
 
 
 def run_store_bench(settings: Settings, users: int, steps: list[int], say: Callable[[str], None]) -> dict[str, Any]:
@@ -106,6 +142,8 @@ def run_store_bench(settings: Settings, users: int, steps: list[int], say: Calla
         count_records(store, "bench", "t", 1, heavy, users + len(heavy) - 1)
         per_user["bytes_per_user_full_recent"] = _bytes_per_user(store, 500, t0, name="heavy{:06d}")
         per_user["recent_tweets"] = k
+        if store.config.tags:
+            per_user |= _bytes_per_tag(store, t0, users + len(heavy))
     finally:
         for key in store.client.scan_iter(f"{prefix}*", count=10_000):
             store.client.delete(key)

@@ -188,6 +188,15 @@ def bench_replay(
             "shadowing's cost (default: none)",
         ),
     ] = None,
+    tag_runs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tags",
+            help="on or off (TONE_TAGS: count each tweet for its tags and the stream's timeline); repeat it to run the "
+            "tone stream once per value, e.g. off on on off for an ABBA of the conversation's cost; with it, 30% of "
+            "the texts carry hashtags (default: TONE_TAGS as set, the texts as they are)",
+        ),
+    ] = None,
     reference: Annotated[
         bool,
         typer.Option(
@@ -216,18 +225,20 @@ def bench_replay(
     }
     limits = max_per_trigger or [settings.max_per_trigger]
     options["max_per_trigger"] = limits[0]
-    for value in dedupe or []:
-        if value not in ("on", "off"):
-            msg = f"{value!r}: use on or off"
-            raise typer.BadParameter(msg, param_hint="--dedupe")
+    for hint, values in (("--dedupe", dedupe), ("--tags", tag_runs)):
+        for value in values or []:
+            if value not in ("on", "off"):
+                msg = f"{value!r}: use on or off"
+                raise typer.BadParameter(msg, param_hint=hint)
     runs = [
-        (sh, d, *run)
+        (t, sh, d, *run)
+        for t in tag_runs or [None]
         for sh in shadows or ["none"]
         for d in dedupe or ["on"]
         for run in _replay_runs(replay, guarantees, limits, langs)
     ]
     results: list[dict[str, Any]] = []
-    for sh, d, g, limit, lang in runs:
+    for t, sh, d, g, limit, lang in runs:
         row = replay.run_replay_bench(
             settings,
             pipeline=replay.TONE,
@@ -237,6 +248,7 @@ def bench_replay(
             lang=lang,
             dedupe=d == "on",
             shadow=sh,
+            tags=t,
             **(options | {"max_per_trigger": limit}),
         )
         results.append(row if not results else row | {"vs_first": row["tweets_per_s"] / results[0]["tweets_per_s"]})
@@ -262,6 +274,7 @@ def bench_replay(
     _print_detection_cost(results)
     _print_dedupe_cost(results)
     _print_shadow_cost(results, replay.TONE)
+    _print_tags_cost(results)
     _print_scorer_share(results)
     for name, ratio in results[0].get("vs_reference", {}).items():
         console.print(f"tone stream vs {name}: {ratio:.2f}x", highlight=False)
@@ -349,6 +362,8 @@ def _run_label(row: dict[str, Any]) -> str:
     if row.get("lang") == "detected":
         label += ", languages detected"
     label += ", dedupe off" if row.get("dedupe_horizon_s") == 0 else ""
+    if row.get("tagged_texts"):
+        label += ", tags on" if row.get("tags") else ", tags off"
     return label + (f", shadow {row['shadow']}" if row.get("shadow") not in (None, "none") else "")
 
 
@@ -371,6 +386,19 @@ def _print_shadow_cost(results: list[dict[str, Any]], tone: str) -> None:
             f"shadow {spec} vs none (medians of {len(on)} and {len(off)} runs): {wall_off / wall_on:.2f}x tweets/s; "
             f"extra wall {wall_on - wall_off:.2f} s, the candidate's own scoring {own:.2f} s (task time / tasks), "
             f"beyond it {beyond:+.1%} of the wall without shadow",
+            highlight=False,
+        )
+
+
+def _print_tags_cost(results: list[dict[str, Any]]) -> None:
+    """Tags and timeline on against off, on the same tagged texts (run them ABBA: --tags off on on off)."""
+    on = [r["tweets_per_s"] for r in results if r.get("tagged_texts") and r.get("tags")]
+    off = [r["tweets_per_s"] for r in results if r.get("tagged_texts") and not r.get("tags")]
+    if on and off:
+        ratio = statistics.median(on) / statistics.median(off)
+        console.print(
+            f"tags on vs off (medians of {len(on)} and {len(off)} runs): {ratio:.2f}x tweets/s "
+            f"(the conversation costs {1 - ratio:+.1%} of the drain)",
             highlight=False,
         )
 
@@ -532,6 +560,13 @@ def bench_store(
         f"tweet, {result['bytes_per_user_full_recent']} with a full recent list ({result['recent_tweets']} tweets)",
         highlight=False,
     )
+    if "bytes_per_tag_1_tweet" in result:
+        console.print(
+            f"per tag seen once (MEMORY USAGE, {result['keys_per_tag']} keys): {result['bytes_per_tag_1_tweet']} B, "
+            f"+{result['bytes_per_tag_in_top_sets']} in the tags' top sets: {result['gib_per_million_tags']} GiB per "
+            "1M distinct tags of one tweet each, for TONE_TAG_PROBATION_S after their tweet (then they expire)",
+            highlight=False,
+        )
 
 
 @app.command("soak")

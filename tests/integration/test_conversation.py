@@ -111,3 +111,16 @@ def test_a_tag_no_key_can_spell_stays_in_its_own_keys(pair, settings):
         assert tag_report(red, tag, settings)["tweets"] == tag_report(twin, tag, settings)["tweets"]
     assert tag_report(red, "#plain", settings)["tweets"] == len(hostile)
     assert tag_report(red, STREAM, settings)["tweets"] == len(hostile)
+
+
+def test_a_tag_on_probation_expires_soon_and_is_not_ranked_until_it_has_enough_tweets(pair):
+    red, _ = pair
+    tags = [("#once",), *[("#often",)] * 5]
+    recs = [(i, Scored("u", f"p{i}", T0 + i, "negative", PROBS, -0.5, "x", "v", tags=t)) for i, t in enumerate(tags)]
+    count_records(red, "q", "t", 0, recs, 5)
+    c = red.config
+    once, often = red.tag_key("#once"), red.tag_key("#often")
+    assert 0 < red.client.ttl(once) <= c.tag_probation_s
+    assert 0 < red.client.ttl(f"{once}:recent") <= c.tag_probation_s
+    assert c.tag_probation_s < red.client.ttl(often) <= c.tag_ttl_s
+    assert [t for t, _ in red.top_tags("n", 10)] == ["#often"]  # 5 tweets: out of probation; #once is not ranked

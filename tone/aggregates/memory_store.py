@@ -191,7 +191,7 @@ class MemoryToneStore:
             else:
                 ranks[label].pop(d.user_id, None)
         if tag:
-            if n > 0:
+            if n >= self.config.tag_min_tweets:
                 ranks["n"][d.user_id] = float(n)
             else:
                 ranks["n"].pop(d.user_id, None)

@@ -86,6 +86,10 @@ local flips_kept = tonumber(ARGV[15])
 -- Tags (``u.tag``; the stream is the tag '*'): their keys expire ARGV[16] s after their last tweet; a tweet more than
 -- ARGV[17] s behind the stream's event time (its last_seen) is late: counted, and added to the stream's 'late'.
 local tag_ttl = tonumber(ARGV[16])
+-- A tag with fewer than ARGV[18] tweets is on probation: its keys expire ARGV[19] s after its last tweet and it is
+-- not ranked (spam makes millions of tags of a tweet or two each: they cost memory for that long only).
+local tag_min = tonumber(ARGV[18])
+local probation = tonumber(ARGV[19])
 local lateness = tonumber(ARGV[17])
 local function key_of(u)
   if u.tag then return prefix .. 'tag:{' .. u.key .. '}' end
@@ -315,6 +319,8 @@ for _, u in ipairs(users) do
       end
       if redis.call('EXISTS', hkey) == 1 then redis.call('EXPIRE', hkey, bucket_ttl) end
     end
+    local ttl = user_ttl
+    if u.tag then ttl = (n >= tag_min) and tag_ttl or probation end
     for hour, counts in pairs(u.minutes or {}) do
       local mkey = key .. ':m:' .. hour
       for name, c in pairs(counts) do
@@ -324,9 +330,8 @@ for _, u in ipairs(users) do
           redis.call('HDEL', mkey, name)
         end
       end
-      if redis.call('EXISTS', mkey) == 1 then redis.call('EXPIRE', mkey, math.max(bucket_ttl, tag_ttl)) end
+      if redis.call('EXISTS', mkey) == 1 then redis.call('EXPIRE', mkey, ttl) end
     end
-    local ttl = u.tag and tag_ttl or user_ttl
     if ttl > 0 then
       redis.call('EXPIRE', key, ttl)
       redis.call('EXPIRE', key .. ':recent', ttl)
@@ -348,10 +353,11 @@ for _, u in ipairs(users) do
         end
       end
       if u.tag then
+        local ranked_n = (n >= tag_min) and n or 0
         if not top_here then
-          table.insert(row, old['n'])
+          table.insert(row, ranked_n)
           table.insert(row, 1)
-        elseif old['n'] > 0 then
+        elseif ranked_n > 0 then
           redis.call('ZADD', prefix .. 'tagtop:n', old['n'], u.id)
         else
           redis.call('ZREM', prefix .. 'tagtop:n', u.id)
@@ -495,7 +501,7 @@ class RedisToneStore:
         payload = json.dumps([d.to_wire() | {"key": key_part(d.user_id)} for d in deltas], allow_nan=False)
         args: list[Any] = [start, payload, c.half_life_s, c.recent_k, c.top_min_count, c.bucket_ttl_s, c.prefix, end]
         args += [json.dumps(RANKED_LABELS), c.user_ttl_s, int(top_here), c.dedupe_horizon_s]
-        tail = [c.tag_ttl_s, c.lateness_s]
+        tail = [c.tag_ttl_s, c.lateness_s, c.tag_min_tweets, c.tag_probation_s]
         if not evidence:
             return [*args, "", "{}", FLIPS_KEPT, *tail]
         # An empty Lua table encodes as {}: the lists and maps are written so that the script reads them alike.
