@@ -166,8 +166,8 @@ class Settings(BaseSettings):
     timeline_lateness_s: int = Field(120, ge=0, le=24 * 3600, validation_alias=env.TIMELINE_LATENESS_S)
     # The shift detector (tone.shifts): a CUSUM of the per-minute negative share against a baseline learned over its
     # first minutes; it fires at this log-likelihood ratio, for a change of at least this share.
-    shift_threshold: float = Field(12.0, gt=0, le=1000, validation_alias=env.SHIFT_THRESHOLD)
-    shift_delta: float = Field(0.2, gt=0, lt=1, validation_alias=env.SHIFT_DELTA)
+    shift_threshold: float = Field(14.0, gt=0, le=1000, validation_alias=env.SHIFT_THRESHOLD)
+    shift_delta: float = Field(0.3, gt=0, lt=1, validation_alias=env.SHIFT_DELTA)
     shift_baseline_minutes: int = Field(30, ge=1, le=24 * 60, validation_alias=env.SHIFT_BASELINE_MINUTES)
 
     # AWS / SageMaker: unset endpoint means real AWS; the local stack points it at moto.

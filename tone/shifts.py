@@ -27,10 +27,10 @@ from typing import Any
 class ShiftConfig:
     """The detector's parameters (TONE_SHIFT_THRESHOLD, TONE_SHIFT_DELTA, TONE_SHIFT_BASELINE_MINUTES)."""
 
-    threshold: float = 12.0
-    delta: float = 0.2
+    threshold: float = 14.0
+    delta: float = 0.3
     baseline_minutes: int = 30
-    min_baseline_tweets: int = 30
+    min_baseline_tweets: int = 100
 
 
 @dataclass(frozen=True)

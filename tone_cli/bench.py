@@ -519,6 +519,39 @@ def bench_langid(
         )
 
 
+@app.command("shifts")
+def bench_shifts(
+    runs: Annotated[int, typer.Option(help="Replays of three hours per row.")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The shift detector's false alarms on stationary replays and delay on injected shifts (TONE_SHIFT_*)."""
+    bench = dev_tool("benchmarks.shifts")
+    from tone.aggregates.timeline import shift_config
+
+    settings = cli_settings()
+    config = shift_config(settings)
+    rows = bench.run_shift_bench(config, runs=runs)
+    if as_json:
+        console.print_json(json.dumps({"config": config.__dict__, "rows": rows}))
+        return
+    console.print(
+        f"threshold {config.threshold}, delta {config.delta}, baseline {config.baseline_minutes} min; {runs} replays "
+        "of 180 minutes per row, the turn at minute 90",
+        highlight=False,
+    )
+    table = Table("tweets/min", "negative share", "jump", "false alarms /1000 tag-h", "found <=10 min",
+                  "median delay", "p95 delay", "alarms before")  # fmt: skip
+    for r in rows:
+        if r["jump"] == 0:
+            table.add_row(str(r["rate"]), f"{r['base']:.1f}", "none", f"{r['false_alarms_per_1000_tag_hours']:.2f}",
+                          "", "", "", "")  # fmt: skip
+        else:
+            table.add_row(str(r["rate"]), f"{r['base']:.1f}", f"+{r['jump']:.1f}", "",
+                          f"{100 * r['detected_within_10_min']:.1f}%", f"{r['median_delay_min']} min",
+                          f"{r['p95_delay_min']} min", str(r["alarms_before_the_turn"]))  # fmt: skip
+    console.print(table)
+
+
 @app.command("store")
 def bench_store(
     users: Annotated[int, typer.Option(help="New users (one tweet each) counted per step size.")] = 25_000,
