@@ -645,3 +645,98 @@ def test_a_backlog_drains_in_bounded_steps_while_lookups_stay_fast(isolated, tmp
     # 500 tweets takes ~30-60 ms; the rest of the bound is this 2-core machine's scheduling under a full drain.
     assert waits[int(len(waits) * 0.99)] < 0.25
     assert waits[-1] < 0.75
+
+
+POSITIVE = ["I love the new {t}, it is wonderful", "Great news about {t}, so happy"]
+NEGATIVE = ["{t} is awful, I hate it", "Terrible experience with {t}, really bad"]
+NEUTRAL = ["{t} update at 3pm today", "Reading about {t} on the train"]
+
+
+def conversation_feed(minutes: int, turn: int, seed: int) -> list[TweetEvent]:
+    """Three hours of event time: #launch mostly positive, then mostly negative from minute ``turn``; #steady,
+    $acme and #weather (declared by X's entities) steady; some tweets with no tag or two; a few a minute late."""
+    rng = random.Random(seed)
+    t0 = datetime(2026, 11, 23, tzinfo=UTC)
+    out = []
+    for m in range(minutes):
+        for j in range(48):
+            tag = rng.choice(["#launch", "#steady", "$acme", "#weather", None])
+            shares = (0.1, 0.2) if tag != "#launch" or m < turn else (0.75, 0.1)  # negative, neutral
+            x = rng.random()
+            pool = NEGATIVE if x < shares[0] else NEUTRAL if x < shares[0] + shares[1] else POSITIVE
+            text = rng.choice(pool).format(t=tag or "it")
+            if tag and rng.random() < 0.1:
+                text += " #extra"
+            at = t0 + timedelta(minutes=m, seconds=j * 1.25 - (45 if rng.random() < 0.01 else 0))
+            declared = ("#weather",) if tag == "#weather" else None  # as X's entities would say
+            out.append(TweetEvent(f"c{m}-{j}", f"u{rng.randrange(400):04d}", text, at, "en", None, declared))
+    return out
+
+
+def test_a_tagged_feed_counts_each_tag_exactly_through_kill_9_and_finds_the_turn(isolated, tmp_path):
+    """The issue's acceptance: every tag's counts exact through kill -9; the timeline's minutes sum to the counts;
+    a shift for the turning tag within 10 minutes of event time after the turn, none for the steady ones."""
+    from tone.aggregates.timeline import tag_report, timeline_report
+    from tone.tags import STREAM, of_tweet
+
+    s = isolated
+    rng = random.Random(SEED + 39)
+    turn = 100
+    sent = conversation_feed(180, turn, SEED)
+    producer = produce_in_background(s, as_pairs(sent), rate=600)
+    stream = Stream(s, tmp_path, query="conversation")
+    kills = []
+    for _ in range(2):
+        stream.start(until_idle=120)
+        at = rng.uniform(15, 30)
+        time.sleep(at)
+        stream.kill9()
+        kills.append(round(at, 1))
+    producer.join(timeout=300)
+    assert not producer.errors
+    stream.start(until_idle=8)
+    out = stream.wait(timeout=300)
+
+    want: dict[str, int] = Counter()
+    for e in sent:
+        want.update({STREAM, *of_tweet(e.tags, e.text)})
+    scored = [json.loads(v or b"{}") for v, _ in read_topic(s, s.kafka_topic_scored, "read_committed")]
+    by_label: dict[str, Counter[str]] = {}
+    for row in scored:
+        for tag in (STREAM, *row.get("tags", [])):
+            by_label.setdefault(tag, Counter())[row["label"]] += 1
+    store = open_store(s)
+    reports = {tag: tag_report(store, tag, s) for tag in want}
+    got = {tag: r["tweets"] if r else 0 for tag, r in reports.items()}
+    lost = sum(max(0, n - got[t]) for t, n in want.items())
+    doubled = sum(max(0, got[t] - n) for t, n in want.items())
+    sums = {tag: sum(m["tweets"] for m in timeline_report(store, tag, 200, s)["minutes"]) for tag in want}
+    shifts = {tag: [(x["at"], x["direction"]) for x in r["shifts"]] for tag, r in reports.items() if r}
+    turn_at = datetime(2026, 11, 23, tzinfo=UTC) + timedelta(minutes=turn)
+    launch = [datetime.fromisoformat(at) for at, d in shifts["#launch"] if d == "negative"]
+    record(
+        "tagged feed, stream kill -9 x2",
+        kills_after_start_s=kills,
+        tweets=len(sent),
+        tags={t: n for t, n in want.items() if t != STREAM},
+        lost=lost,
+        doubled=doubled,
+        counts_equal_scored_topic=all(reports[t]["counts"] == dict(by_label.get(t, {})) for t in want),
+        minutes_sum_to_counts=sums == got,
+        launch_shift_delay_min=[round((at - turn_at).total_seconds() / 60, 1) for at in launch],
+        steady_shifts={t: v for t, v in shifts.items() if t not in ("#launch", STREAM)},
+        late=reports[STREAM]["late"],
+        summary=out.strip().splitlines()[-1],
+    )
+    assert (lost, doubled) == (0, 0), (got, dict(want))
+    for tag in want:
+        assert reports[tag]["counts"] == dict(by_label[tag]), tag  # labels as a read_committed reader sees them
+    assert sums == got
+    assert len(launch) == 1 and turn_at <= launch[0] <= turn_at + timedelta(minutes=10), shifts["#launch"]
+    assert all(not v for t, v in shifts.items() if t in ("#steady", "$acme", "#weather")), shifts
+    cli = subprocess.run(
+        [sys.executable, "-m", "tone_cli.main", "tag", "$ACME", "--json"],
+        env=settings_env(s), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert json.loads(cli.stdout)["tweets"] == want["$acme"]

@@ -124,3 +124,27 @@ def test_a_tag_on_probation_expires_soon_and_is_not_ranked_until_it_has_enough_t
     assert 0 < red.client.ttl(f"{once}:recent") <= c.tag_probation_s
     assert c.tag_probation_s < red.client.ttl(often) <= c.tag_ttl_s
     assert [t for t, _ in red.top_tags("n", 10)] == ["#often"]  # 5 tweets: out of probation; #once is not ranked
+
+
+def test_minutes_close_at_the_slowest_partitions_event_time_and_late_is_per_partition(pair):
+    from tone.aggregates.timeline import closed_until
+
+    def tw(i: int, t: float) -> Scored:
+        return Scored("u", f"w{i}", t, "neutral", PROBS, 0.0, "x", "v", tags=("#w",))
+
+    for store in pair:
+        count_records(store, "q", "t", 0, [(0, tw(0, T0 + 1800))], 0)  # partition 0 at T0 + 30 min
+        count_records(store, "q", "t", 1, [(0, tw(1, T0 + 600))], 0)  # partition 1 behind, at T0 + 10 min
+        assert closed_until(store, 120) == T0 + 600 - 120  # its earlier minutes may still come
+        # A tweet 20 minutes behind partition 0 but ahead of partition 1's own time is not late: keyed input is in
+        # order per partition, and a fast replay must not count the other partitions' progress against it.
+        count_records(store, "q", "t", 1, [(1, tw(2, T0 + 900))], 1)
+        assert store.tag(STREAM)["late"] == 0
+        count_records(store, "q", "t", 0, [(1, tw(3, T0 + 1500))], 1)  # 5 minutes behind its own partition: late
+        assert store.tag(STREAM)["late"] == 1
+        count_records(store, "q", "t", 2, [(0, tw(4, T0 - 7200))], 0)  # an idle partition, hours behind
+        assert closed_until(store, 120) == T0 + 900 - 120
+    red, twin = pair
+    assert red.tag(STREAM)["watermarks"] == twin.tag(STREAM)["watermarks"] == {
+        "t:0": T0 + 1800, "t:1": T0 + 900, "t:2": T0 - 7200,
+    }  # fmt: skip

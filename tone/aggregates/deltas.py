@@ -141,6 +141,7 @@ class UserDelta:
     # UTC hour (YYYYMMDDHH) -> {"MM:n": counted, "MM:LABEL": scored with the label, "MM:p": polarity sum} (tags)
     minutes: dict[str, dict[str, float]] = field(default_factory=dict)
     starts: dict[int, int] = field(default_factory=dict)  # minute start (epoch s) -> tweets added (the stream's late)
+    watermark: str = ""  # the stream's delta: "topic:partition", whose event time it keeps (tone.aggregates.timeline)
 
     def to_wire(self) -> dict[str, Any]:
         """JSON-ready form for the Redis script (the store adds how the id appears inside its keys)."""
@@ -166,8 +167,9 @@ class UserDelta:
             wire["first_seen"], wire["last_seen"] = self.first_seen, self.last_seen
         if self.kind == "tag":
             wire["tag"], wire["minutes"] = True, self.minutes
-            if self.user_id == STREAM:
+            if self.watermark:
                 wire["starts"] = [[t, n] for t, n in self.starts.items() if n > 0]
+                wire["wm"] = self.watermark
         return wire
 
 

@@ -172,10 +172,14 @@ class MemoryToneStore:
         old = Ewma(float(h.get("ewma_s", 0.0)), float(h.get("ewma_w", 0.0)), float(h.get("ewma_t", 0.0)))
         ewma = old.merge(d.ewma, half_life) if d.ewma.w else old
         h["ewma_s"], h["ewma_w"], h["ewma_t"] = repr(ewma.s), repr(ewma.w), repr(ewma.t)
-        if d.user_id == STREAM and tag and "last_seen" in h:
-            late = sum(c for t, c in d.starts.items() if t + 60 + self.config.lateness_s < float(h["last_seen"]))
-            if late:
-                h["late"] = str(int(h.get("late", 0)) + late)
+        if d.watermark and d.first_seen != float("inf"):
+            field_name = f"wm:{d.watermark}"
+            if field_name in h:
+                wm = float(h[field_name])
+                late = sum(c for t, c in d.starts.items() if t + 60 + self.config.lateness_s < wm)
+                if late:
+                    h["late"] = str(int(h.get("late", 0)) + late)
+            h[field_name] = repr(max(d.last_seen, float(h.get(field_name, "-inf"))))
         if d.first_seen != float("inf"):  # a step of deletions only leaves them as they are
             h["first_seen"] = repr(min(d.first_seen, float(h.get("first_seen", "inf"))))
             h["last_seen"] = repr(max(d.last_seen, float(h.get("last_seen", "-inf"))))

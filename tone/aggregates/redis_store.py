@@ -83,8 +83,9 @@ local users = cjson.decode(ARGV[2])
 -- tweets pushed to its list, kept to the newest ARGV[15]; '' when the step has none.
 local evidence_key = ARGV[13]
 local flips_kept = tonumber(ARGV[15])
--- Tags (``u.tag``; the stream is the tag '*'): their keys expire ARGV[16] s after their last tweet; a tweet more than
--- ARGV[17] s behind the stream's event time (its last_seen) is late: counted, and added to the stream's 'late'.
+-- Tags (``u.tag``; the stream is the tag '*'): their keys expire ARGV[16] s after their last tweet. The stream keeps
+-- each input partition's event time (its latest tweet: field 'wm:' .. u.wm); a tweet of a minute that ended more than
+-- ARGV[17] s before its partition's event time is late: counted, and added to the stream's 'late'.
 local tag_ttl = tonumber(ARGV[16])
 -- A tag with fewer than ARGV[18] tweets is on probation: its keys expire ARGV[19] s after its last tweet and it is
 -- not ranked (spam makes millions of tags of a tweet or two each: they cost memory for that long only).
@@ -214,6 +215,7 @@ for _, u in ipairs(users) do
     end
   end
   local fields = {'n', 'scored', 'polarity_sum', 'ewma_s', 'ewma_w', 'ewma_t', 'first_seen', 'last_seen', 'late'}
+  if u.wm then table.insert(fields, 'wm:' .. u.wm) end
   for lang, _ in pairs(u.languages) do table.insert(fields, 'lang:' .. lang) end
   for label, _ in pairs(u.counts) do table.insert(fields, 'count:' .. label) end
   for label, _ in pairs(u.prob_sums) do table.insert(fields, 'prob_sum:' .. label) end
@@ -286,13 +288,17 @@ for _, u in ipairs(users) do
     put(hash, old, 'ewma_s', s)
     put(hash, old, 'ewma_w', w)
     put(hash, old, 'ewma_t', t)
-    if u.tag and u.id == '*' and old['last_seen'] then
-      -- Late: tweets of a minute that ended more than ``lateness`` before the stream's event time as it stood.
-      local late = 0
-      for _, pair in ipairs(u.starts or {}) do
-        if pair[1] + 60 + lateness < old['last_seen'] then late = late + pair[2] end
+    if u.wm and u.last_seen then
+      -- Late: tweets of a minute that ended more than ``lateness`` before their partition's event time as it stood.
+      local wm = old['wm:' .. u.wm]
+      if wm then
+        local late = 0
+        for _, pair in ipairs(u.starts or {}) do
+          if pair[1] + 60 + lateness < wm then late = late + pair[2] end
+        end
+        if late > 0 then put(hash, old, 'late', (old['late'] or 0) + late, '%d') end
       end
-      if late > 0 then put(hash, old, 'late', (old['late'] or 0) + late, '%d') end
+      put(hash, old, 'wm:' .. u.wm, wm and math.max(wm, u.last_seen) or u.last_seen, '%.17g')
     end
     if first then put(hash, old, 'first_seen', first) end
     if lastseen then put(hash, old, 'last_seen', lastseen) end

@@ -279,6 +279,9 @@ def count_records(  # noqa: C901, PLR0912, PLR0915 - one loop over the shards' s
                 tags=config.tags,
                 keep=keep,
             )
+            for d in deltas:
+                if d.kind == "tag" and d.user_id == STREAM:
+                    d.watermark = f"{topic}:{partition}"
             # A tweet's shadow evidence counts once: in its user's shard.
             evidence = step_evidence(homes) if homes else None
             todo.append((Step(shard, start, stop, deltas, evidence or None), j - i))
@@ -345,7 +348,9 @@ def tag_view(tag: str, fields: Mapping[str, str], recent: list[dict[str, Any]]) 
     if view is None:
         return None
     del view["user_id"]
-    return {"tag": tag, "tweets": view["n"], **view, "late": int(fields.get("late", 0))}
+    # The stream's: each input partition's event time (its latest counted tweet), "topic:partition" -> epoch s.
+    watermarks = {k[3:]: float(v) for k, v in fields.items() if k.startswith("wm:")}
+    return {"tag": tag, "tweets": view["n"], **view, "late": int(fields.get("late", 0)), "watermarks": watermarks}
 
 
 def scored_count(fields: Mapping[str, str]) -> int:

@@ -71,12 +71,22 @@ def minutes(store: ToneStore, tag: str, first: float, last: float, closed_until:
     return out
 
 
+IDLE_PARTITION_S = 3600  # a partition this far (event time) behind the furthest one is idle: it holds nothing back
+
+
 def closed_until(store: ToneStore, lateness_s: float) -> float | None:
-    """The event time up to which minutes are closed: the stream's latest tweet less the lateness (None: no tweet)."""
+    """The event time up to which minutes are closed (None: no tweet yet).
+
+    The stream's event time is its slowest input partition's (each partition's latest counted tweet), as a watermark
+    is in Spark and Flink: a partition behind the others may still bring tweets of earlier minutes. A partition more
+    than IDLE_PARTITION_S behind the furthest is idle (no tweets for it lately) and holds nothing back.
+    """
     stream = store.tag(STREAM)
     if stream is None or stream["last_seen"] is None:
         return None
-    return float(stream["last_seen"]) - lateness_s
+    marks = list(stream["watermarks"].values()) or [float(stream["last_seen"])]
+    furthest = max(marks)
+    return min(w for w in marks if w >= furthest - IDLE_PARTITION_S) - lateness_s
 
 
 def timeline(store: ToneStore, tag: str, n_minutes: int, lateness_s: float) -> list[Minute] | None:
