@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on embedded defaults, on a fresh local stack.
 #   stack up -> default RNN (trained on first use) -> replay the 4,200 rated tweets with synthetic users
-#   (+ a few invalid ones, + tweets in 13 languages, + a re-sent file and a deletion) -> Spark stream until caught
-#   up -> per-user tone and top users
+#   (+ a few invalid ones, + tweets in 13 languages, + a tagged three-hour conversation, + a re-sent file and a
+#   deletion) -> Spark stream until caught up -> per-user tone and top users -> tags and their shifts
 #   -> the HTTP API -> stop.
 # KEEP=1 leaves the stack running afterwards.
 set -euo pipefail
@@ -30,6 +30,9 @@ echo "   examples/multilingual.jsonl (13 languages: English scored, the others c
 "$tone" produce --dataset vader-tweets --users 200
 "$tone" produce examples/tweets.jsonl --send-invalid
 "$tone" produce examples/multilingual.jsonl
+echo; echo "== examples/conversation.jsonl: three hours about #launch, #weather, #coffee and \$ACME; #launch turns"
+echo "   negative at 10:30 UTC (docs/conversation.md)"
+"$tone" produce examples/conversation.jsonl
 echo; echo "== examples/tweets.jsonl again (a re-run file: each tweet counts once), then demo_alice deletes ex-2"
 "$tone" produce examples/tweets.jsonl
 "$tone" produce examples/deletions.jsonl
@@ -43,6 +46,11 @@ echo; echo "== per-user tone"
 "$tone" lookup demo_mixes    # English, Spanish and German tweets: the English ones make the tone
 "$tone" top --by negative --n 5
 "$tone" top --by positive --n 5
+
+echo; echo "== the conversation: tags, and the shift the detector found in event time"
+"$tone" tags --by n --n 5
+"$tone" tag '#launch'
+"$tone" tag '$ACME'
 
 echo; echo "== the HTTP API and the live dashboard (tone serve); e.g. curl http://127.0.0.1:8765/users/user00001/tone"
 "$tone" serve --port 8765 >"$stack_dir/api.log" 2>&1 &
