@@ -82,14 +82,12 @@ def tags(
     if as_json:
         console.print_json(json.dumps(rows))
         return
-    score = "tweets" if by == "n" else f"mean p({by})"
-    table = Table(
-        "rank", "tag", score, "tweets", "counts", title="most active tags" if by == "n" else f"most {by} tags"
-    )
+    columns = ["rank", "tag", "tweets", "counts"] if by == "n" else ["rank", "tag", f"mean p({by})", "tweets", "counts"]
+    table = Table(*columns, title="most active tags" if by == "n" else f"most {by} tags")
     for i, row in enumerate(rows, 1):
-        shown = f"{row['score']:.0f}" if by == "n" else f"{row['score']:.3f}"
         counts = " ".join(f"{k} {v}" for k, v in sorted(row["counts"].items()))
-        table.add_row(str(i), row["tag"], shown, str(row["tweets"]), counts)
+        score = [] if by == "n" else [f"{row['score']:.3f}"]
+        table.add_row(str(i), row["tag"], *score, str(row["tweets"]), counts)
     console.print(table)
 
 
