@@ -353,3 +353,31 @@ def test_shadow_evidence_is_counted_in_each_slot_once_and_read_back_summed(on_cl
     assert len(owners) == 3  # the evidence hashes live on every master
     assert {int(x) for x in store.client.smembers(store.evidence_slots_key("q"))} == slots  # read without a SCAN
     assert store.shadow_evidence("another-query") == []
+
+
+def test_tags_and_the_timeline_on_the_cluster_match_the_one_node_rules_each_tag_in_its_own_slot(on_cluster):
+    """A tweet counts in its user's slot, each tag's slot and the stream's: each slot's part once on its own."""
+    from tone.aggregates.redis_cluster import key_slot
+    from tone.aggregates.timeline import tag_report, timeline_report
+    from tone.tags import STREAM
+
+    s = on_cluster.model_copy(update={"top_min_count": 1})
+    store = store_of(s, s.redis_key_prefix + "tags:")
+    assert store.config.tags
+    twin = MemoryToneStore(dataclasses.replace(store.config))
+    rng = random.Random(39)
+    pool = ["#launch", "#a}{b", "$acme", "#東京", "#x:recent", *(f"#t{i}" for i in range(40))]
+    recs = [(o, dataclasses.replace(sc, tags=tuple(rng.sample(pool, rng.randint(0, 3)))))
+            for o, sc in records(4000, seed=39)]  # fmt: skip
+    for target in (store, twin):
+        count_records(target, "q", "t", 0, recs[:2500], recs[2499][0], step=97)
+        count_records(target, "q", "t", 0, recs, 3999, step=97)  # overlaps: the first part counts once
+    want = Counter(t for _, sc in recs for t in (STREAM, *sc.tags))
+    for tag, n in want.items():
+        mine, theirs = tag_report(store, tag, s), tag_report(twin, tag, s)
+        assert mine["tweets"] == theirs["tweets"] == n, tag
+        assert (mine["counts"], mine["shifts"], mine["late"]) == (theirs["counts"], theirs["shifts"], theirs["late"])
+        assert timeline_report(store, tag, 90, s) == timeline_report(twin, tag, 90, s)
+        assert key_slot(store.tag_key(tag)) == store.shard_of(tag)  # the tag's keys in the tag's own slot
+    assert store.top_tags("n", 10) == twin.top_tags("n", 10)
+    assert counts(store, USERS) == expected(recs)

@@ -208,49 +208,40 @@ def batch_deltas(  # noqa: C901 - one pass over the tweets, for users and tags
     """
     deltas: dict[tuple[str, str], UserDelta] = {}
     points: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    recent: dict[tuple[str, str], list[Scored]] = {}  # the recent entries are built for the kept ones only
+    minute: tuple[str, str, int] | None = None
     for tw in tweets:
         entities = [("user", tw.user_id)]
         if tags:
             entities += [("tag", t) for t in (STREAM, *tw.tags)]
+            minute = (*minute_field(tw.created_at), int(tw.created_at // 60) * 60)  # once a tweet, not once a tag
         for kind, entity in entities:
             if keep is not None and not keep(kind, entity):
                 continue
-            d = deltas.get((kind, entity))
+            key = (kind, entity)
+            d = deltas.get(key)
             if d is None:
-                d = deltas[kind, entity] = UserDelta(entity, kind=kind)
-                points[kind, entity] = []
+                d = deltas[key] = UserDelta(entity, kind=kind)
+                points[key], recent[key] = [], []
             if tw.deleted:
-                _take_out(d, tw, points[kind, entity])
+                _take_out(d, tw, points[key])
             else:
-                _add(d, tw, points[kind, entity], contributions=contributions)
+                _add(d, tw, points[key], contributions=contributions, minute=minute)
+                recent[key].append(tw)
     for key, d in deltas.items():
         d.ewma = Ewma.of(points[key], half_life)
-        d.recent = sorted(d.recent, key=lambda r: r["t"], reverse=True)[:recent_k]
+        # Newest first; sorted() is stable, so tweets of the same time keep their order.
+        kept = sorted(recent[key], key=_created, reverse=True)[:recent_k]
+        d.recent = [_entry(tw, tag=d.kind == "tag") for tw in kept]
     return list(deltas.values())
 
 
-def _add(d: UserDelta, tw: Scored, points: list[tuple[float, float, float]], *, contributions: bool) -> None:
-    d.n += 1
-    tag = d.kind == "tag"
-    if not tag:
-        d.ids.append(tw.tweet_id)
-        if contributions:
-            d.contributions[tw.tweet_id] = tw.contribution()
-    d.languages[tw.lang] = d.languages.get(tw.lang, 0) + 1
-    d.first_seen = min(d.first_seen, tw.created_at)
-    d.last_seen = max(d.last_seen, tw.created_at)
-    if tag:
-        _minute(d, tw, 1)
-    if tw.scored:
-        d.scored += 1
-        d.counts[tw.label] = d.counts.get(tw.label, 0) + 1
-        for label, p in tw.probs.items():
-            d.prob_sums[label] = d.prob_sums.get(label, 0.0) + p
-        d.polarity_sum += tw.polarity
-        if not tag:
-            bucket = d.hourly.setdefault(hour_bucket(tw.created_at), {})
-            bucket[tw.label] = bucket.get(tw.label, 0) + 1
-        points.append((tw.created_at, tw.polarity, 1.0))
+def _created(tw: Scored) -> float:
+    return tw.created_at
+
+
+def _entry(tw: Scored, *, tag: bool) -> dict[str, Any]:
+    """A tweet as the recent list keeps it (a tag's: with its user)."""
     entry = {
         "id": tw.tweet_id,
         "t": tw.created_at,
@@ -262,14 +253,44 @@ def _add(d: UserDelta, tw: Scored, points: list[tuple[float, float, float]], *, 
     }
     if tag:
         entry["user"] = tw.user_id
-    d.recent.append(entry)
+    return entry
 
 
-def _minute(d: UserDelta, tw: Scored, sign: int) -> None:
-    """A tweet into (or, ``sign`` -1, out of) its minute's bucket."""
-    hour, minute = minute_field(tw.created_at)
+def _add(
+    d: UserDelta,
+    tw: Scored,
+    points: list[tuple[float, float, float]],
+    *,
+    contributions: bool,
+    minute: tuple[str, str, int] | None,
+) -> None:
+    d.n += 1
+    tag = d.kind == "tag"
+    if not tag:
+        d.ids.append(tw.tweet_id)
+        if contributions:
+            d.contributions[tw.tweet_id] = tw.contribution()
+    d.languages[tw.lang] = d.languages.get(tw.lang, 0) + 1
+    d.first_seen = min(d.first_seen, tw.created_at)
+    d.last_seen = max(d.last_seen, tw.created_at)
+    if tag:
+        _minute(d, tw, 1, minute)
+    if tw.scored:
+        d.scored += 1
+        d.counts[tw.label] = d.counts.get(tw.label, 0) + 1
+        for label, p in tw.probs.items():
+            d.prob_sums[label] = d.prob_sums.get(label, 0.0) + p
+        d.polarity_sum += tw.polarity
+        if not tag:
+            bucket = d.hourly.setdefault(hour_bucket(tw.created_at), {})
+            bucket[tw.label] = bucket.get(tw.label, 0) + 1
+        points.append((tw.created_at, tw.polarity, 1.0))
+
+
+def _minute(d: UserDelta, tw: Scored, sign: int, at: tuple[str, str, int] | None = None) -> None:
+    """A tweet into (or, ``sign`` -1, out of) its minute's bucket (``at``: its hour, minute and minute start)."""
+    hour, minute, start = at or (*minute_field(tw.created_at), int(tw.created_at // 60) * 60)
     if sign > 0:
-        start = int(tw.created_at // 60) * 60
         d.starts[start] = d.starts.get(start, 0) + 1
     bucket = d.minutes.setdefault(hour, {})
     bucket[f"{minute}:n"] = bucket.get(f"{minute}:n", 0) + sign

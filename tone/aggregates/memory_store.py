@@ -189,8 +189,9 @@ class MemoryToneStore:
         if tag and d.user_id == STREAM:
             return
         ranks = self.tag_ranks if tag else self.ranks
+        ranked = not tag or n >= self.config.tag_min_tweets  # a tag on probation is ranked nowhere
         for label in RANKED_LABELS:
-            if scored >= self.config.top_min_count and scored:
+            if ranked and scored >= self.config.top_min_count and scored:
                 ranks[label][d.user_id] = float(h.get(f"prob_sum:{label}", 0.0)) / scored
             else:
                 ranks[label].pop(d.user_id, None)

@@ -231,13 +231,14 @@ for _, u in ipairs(users) do
     err = expect_numbers(hkey, labels, true)
     if err then return err end
   end
+  u.mold = {}
   for hour, counts in pairs(u.minutes or {}) do
     local mkey = key .. ':m:' .. hour
     err = expect_type(mkey, 'hash')
     if err then return err end
     local names = {}
     for name, _ in pairs(counts) do table.insert(names, name) end
-    err = expect_numbers(mkey, names, false)
+    err, u.mold[hour] = expect_numbers(mkey, names, false)
     if err then return err end
   end
 end
@@ -328,15 +329,28 @@ for _, u in ipairs(users) do
     local ttl = user_ttl
     if u.tag then ttl = (n >= tag_min) and tag_ttl or probation end
     for hour, counts in pairs(u.minutes or {}) do
+      -- Read above, written here in one HSET (a count that reaches 0 goes), as the tag's hash is.
       local mkey = key .. ':m:' .. hour
+      local mold = u.mold[hour]
+      if written[mkey] then for name, v in pairs(written[mkey]) do mold[name] = v end end
+      local fields, gone = {}, {}
       for name, c in pairs(counts) do
+        local v = (mold[name] or 0) + c
+        mold[name] = v
         if string.sub(name, -2) == ':p' then
-          redis.call('HINCRBYFLOAT', mkey, name, string.format('%.17g', c))
-        elseif redis.call('HINCRBY', mkey, name, string.format('%d', c)) == 0 then
-          redis.call('HDEL', mkey, name)
+          table.insert(fields, name)
+          table.insert(fields, string.format('%.17g', v))
+        elseif v == 0 then
+          table.insert(gone, name)
+        else
+          table.insert(fields, name)
+          table.insert(fields, string.format('%d', v))
         end
       end
-      if redis.call('EXISTS', mkey) == 1 then redis.call('EXPIRE', mkey, ttl) end
+      written[mkey] = mold
+      if #fields > 0 then redis.call('HSET', mkey, unpack(fields)) end
+      if #gone > 0 then redis.call('HDEL', mkey, unpack(gone)) end
+      redis.call('EXPIRE', mkey, ttl)
     end
     if ttl > 0 then
       redis.call('EXPIRE', key, ttl)
@@ -344,22 +358,25 @@ for _, u in ipairs(users) do
     end
     -- Ranked by the mean over scored tweets, from the minimum count of them; tags also by their count (the stream,
     -- '*', is no tag to rank).
-    local row = {u.id, scored}
     local top = u.tag and 'tagtop:' or 'top:'
-    if not (u.tag and u.id == '*') then
+    -- A tag on probation is ranked nowhere; one that never left it need not be taken out of the sets either.
+    local on_probation = u.tag and n < tag_min
+    local never_ranked = on_probation and (n - u.n) < tag_min
+    local row = {u.id, on_probation and 0 or scored}
+    if not (u.tag and u.id == '*') and not never_ranked then
       for _, label in ipairs(ranked) do
         local zkey = prefix .. top .. label
         local sum = old['prob_sum:' .. label] or 0
         if not top_here then
           table.insert(row, sum)
-        elseif scored >= min_count and scored > 0 then
+        elseif scored >= min_count and scored > 0 and not on_probation then
           redis.call('ZADD', zkey, sum / scored, u.id)
         else
           redis.call('ZREM', zkey, u.id)
         end
       end
       if u.tag then
-        local ranked_n = (n >= tag_min) and n or 0
+        local ranked_n = on_probation and 0 or n
         if not top_here then
           table.insert(row, ranked_n)
           table.insert(row, 1)
