@@ -159,6 +159,7 @@ class Settings(BaseSettings):
     tag_ttl_s: int = Field(7 * 24 * 3600, ge=60, validation_alias=env.TAG_TTL_S)
     # A tag is on probation until it has this many tweets: its keys expire TONE_TAG_PROBATION_S after its last tweet
     # (not TONE_TAG_TTL_S) and it is not ranked, so spam's one-off tags cost memory for that long only.
+    tag_recent_tweets: int = Field(5, ge=1, le=1000, validation_alias=env.TAG_RECENT_TWEETS)  # kept per tag
     tag_min_tweets: int = Field(5, ge=1, le=1_000_000, validation_alias=env.TAG_MIN_TWEETS)
     tag_probation_s: int = Field(3600, ge=60, validation_alias=env.TAG_PROBATION_S)
     # A minute is closed (the shift detector reads it) once the stream's event time is this far past its end; a tweet

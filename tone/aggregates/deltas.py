@@ -198,13 +198,15 @@ def batch_deltas(  # noqa: C901 - one pass over the tweets, for users and tags
     contributions: bool = False,
     tags: bool = False,
     keep: Callable[[str, str], bool] | None = None,
+    tag_recent_k: int = 5,
 ) -> list[UserDelta]:
     """Group a batch's counted tweets by user into deltas (recent tweets newest first, at most ``recent_k``).
 
     Unscored tweets (see :class:`Scored`) count in ``n``, ``languages``, first/last seen and the recent list only. A
     deletion subtracts what its tweet added (first and last seen stay). ``contributions``: keep each tweet's, for a
     deletion to come (the store does within the dedupe horizon). ``tags``: each tweet also counts for each of its
-    tags and for the whole stream (the tag STREAM). ``keep(kind, id)``: only the deltas it keeps (a shard's part).
+    tags and for the whole stream (the tag STREAM), a tag keeping ``tag_recent_k`` recent tweets and the stream none.
+    ``keep(kind, id)``: only the deltas it keeps (a shard's part).
     """
     deltas: dict[tuple[str, str], UserDelta] = {}
     points: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
@@ -227,11 +229,12 @@ def batch_deltas(  # noqa: C901 - one pass over the tweets, for users and tags
                 _take_out(d, tw, points[key])
             else:
                 _add(d, tw, points[key], contributions=contributions, minute=minute)
-                recent[key].append(tw)
+                if kind == "user" or entity != STREAM:
+                    recent[key].append(tw)
     for key, d in deltas.items():
         d.ewma = Ewma.of(points[key], half_life)
         # Newest first; sorted() is stable, so tweets of the same time keep their order.
-        kept = sorted(recent[key], key=_created, reverse=True)[:recent_k]
+        kept = sorted(recent[key], key=_created, reverse=True)[: recent_k if d.kind == "user" else tag_recent_k]
         d.recent = [_entry(tw, tag=d.kind == "tag") for tw in kept]
     return list(deltas.values())
 

@@ -206,7 +206,8 @@ class MemoryToneStore:
         key = _key(d)
         recent = [json.dumps(r) for r in d.recent] + self.recent.get(key, [])
         gone = set(d.deletes)
-        self.recent[key] = [r for r in recent if json.loads(r)["id"] not in gone][: self.config.recent_k]
+        k = self.config.tag_recent_k if d.kind == "tag" else self.config.recent_k
+        self.recent[key] = [r for r in recent if json.loads(r)["id"] not in gone][:k]
         for hour, fields in d.minutes.items():
             bucket = self.minutes.setdefault((key, hour), {})
             for name, v in fields.items():

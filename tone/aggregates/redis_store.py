@@ -91,6 +91,7 @@ local tag_ttl = tonumber(ARGV[16])
 -- not ranked (spam makes millions of tags of a tweet or two each: they cost memory for that long only).
 local tag_min = tonumber(ARGV[18])
 local probation = tonumber(ARGV[19])
+local tag_recent_k = tonumber(ARGV[20])  -- a tag keeps this many recent tweets (the stream none)
 local lateness = tonumber(ARGV[17])
 local function key_of(u)
   if u.tag then return prefix .. 'tag:{' .. u.key .. '}' end
@@ -131,7 +132,9 @@ end
 -- The fields' values as numbers (field -> number; a missing field is absent), or an error if one is not the number
 -- its write needs (``counts``: every field is a count, else as is_count says).
 local function expect_numbers(key, fields, counts)
-  local values = redis.call('HMGET', key, unpack(fields))
+  -- pcall: a key of another type is an error reply here, before any write (so a hash needs no TYPE first).
+  local values = redis.pcall('HMGET', key, unpack(fields))
+  if values.err then return redis.error_reply('refused, nothing written: ' .. key .. ': ' .. values.err) end
   local numbers = {}
   for i, v in ipairs(values) do
     if v then
@@ -170,7 +173,7 @@ if top_here then
 end
 for _, u in ipairs(users) do
   local key = key_of(u)
-  err = expect_type(key, 'hash') or expect_type(key .. ':recent', 'list')
+  err = expect_type(key .. ':recent', 'list')
   if err then return err end
   -- A read of the wrong type is an error reply (pcall), not a failed script: one call checks and reads.
   local gone = (not u.tag) and redis.pcall('GET', key .. ':forgotten')
@@ -224,8 +227,6 @@ for _, u in ipairs(users) do
   if err then return err end
   for hour, counts in pairs(u.hourly) do
     local hkey = key .. ':h:' .. hour
-    err = expect_type(hkey, 'hash')
-    if err then return err end
     local labels = {}
     for label, _ in pairs(counts) do table.insert(labels, label) end
     err = expect_numbers(hkey, labels, true)
@@ -234,8 +235,6 @@ for _, u in ipairs(users) do
   u.mold = {}
   for hour, counts in pairs(u.minutes or {}) do
     local mkey = key .. ':m:' .. hour
-    err = expect_type(mkey, 'hash')
-    if err then return err end
     local names = {}
     for name, _ in pairs(counts) do table.insert(names, name) end
     err, u.mold[hour] = expect_numbers(mkey, names, false)
@@ -309,7 +308,8 @@ for _, u in ipairs(users) do
     local pushed = {}
     for i = #u.recent, 1, -1 do table.insert(pushed, cjson.encode(u.recent[i])) end
     if #pushed > 0 then redis.call('LPUSH', key .. ':recent', unpack(pushed)) end
-    redis.call('LTRIM', key .. ':recent', 0, recent_k - 1)
+    local keep = u.tag and tag_recent_k or recent_k
+    if #pushed > 0 or not u.tag then redis.call('LTRIM', key .. ':recent', 0, keep - 1) end
     for _, id in ipairs(u.deletes) do  -- a deleted tweet leaves the recent list too
       for _, entry in ipairs(redis.call('LRANGE', key .. ':recent', 0, -1)) do
         local ok, e = pcall(cjson.decode, entry)
@@ -354,7 +354,7 @@ for _, u in ipairs(users) do
     end
     if ttl > 0 then
       redis.call('EXPIRE', key, ttl)
-      redis.call('EXPIRE', key .. ':recent', ttl)
+      if #pushed > 0 or not u.tag then redis.call('EXPIRE', key .. ':recent', ttl) end
     end
     -- Ranked by the mean over scored tweets, from the minimum count of them; tags also by their count (the stream,
     -- '*', is no tag to rank).
@@ -524,7 +524,7 @@ class RedisToneStore:
         payload = json.dumps([d.to_wire() | {"key": key_part(d.user_id)} for d in deltas], allow_nan=False)
         args: list[Any] = [start, payload, c.half_life_s, c.recent_k, c.top_min_count, c.bucket_ttl_s, c.prefix, end]
         args += [json.dumps(RANKED_LABELS), c.user_ttl_s, int(top_here), c.dedupe_horizon_s]
-        tail = [c.tag_ttl_s, c.lateness_s, c.tag_min_tweets, c.tag_probation_s]
+        tail = [c.tag_ttl_s, c.lateness_s, c.tag_min_tweets, c.tag_probation_s, c.tag_recent_k]
         if not evidence:
             return [*args, "", "{}", FLIPS_KEPT, *tail]
         # An empty Lua table encodes as {}: the lists and maps are written so that the script reads them alike.

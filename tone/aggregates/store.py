@@ -49,6 +49,7 @@ class StoreConfig:
     dedupe_horizon_s: int = 0  # a tweet id counts once within this long of its counting (0: no dedupe)
     tags: bool = False  # each tweet also counts for its tags and the stream (tone.tags)
     tag_ttl_s: int = 7 * 24 * 3600
+    tag_recent_k: int = 5  # a tag's recent tweets (the stream keeps none)
     tag_min_tweets: int = 5  # a tag with fewer is on probation: it expires after tag_probation_s, and is not ranked
     tag_probation_s: int = 3600
     lateness_s: int = 120  # a tweet this far behind the stream's event time is late (still counted)
@@ -67,6 +68,7 @@ class StoreConfig:
             tags=settings.tags,
             tag_ttl_s=settings.tag_ttl_s,
             tag_min_tweets=settings.tag_min_tweets,
+            tag_recent_k=settings.tag_recent_tweets,
             tag_probation_s=settings.tag_probation_s,
             lateness_s=settings.timeline_lateness_s,
         )
@@ -276,6 +278,7 @@ def count_records(  # noqa: C901, PLR0912, PLR0915 - one loop over the shards' s
                 config.half_life_s,
                 config.recent_k,
                 contributions=bool(config.dedupe_horizon_s),
+                tag_recent_k=config.tag_recent_k,
                 tags=config.tags,
                 keep=keep,
             )
