@@ -148,3 +148,15 @@ def test_minutes_close_at_the_slowest_partitions_event_time_and_late_is_per_part
     assert red.tag(STREAM)["watermarks"] == twin.tag(STREAM)["watermarks"] == {
         "t:0": T0 + 1800, "t:1": T0 + 900, "t:2": T0 - 7200,
     }  # fmt: skip
+
+
+def test_an_erasure_takes_the_users_kept_tweets_out_of_their_tags_recent_lists(pair, settings):
+    recs = [(i, Scored("gone" if i % 2 else "stays", f"e{i}", T0 + i, "negative", PROBS, -0.5, f"text {i}", "v",
+                       tags=("#topic",))) for i in range(6)]  # fmt: skip
+    for store in pair:
+        count_records(store, "q", "t", 0, recs, 5)
+        assert {r["user"] for r in tag_report(store, "#topic", settings)["recent"]} == {"gone", "stays"}
+        assert store.forget("gone", T0 + 100)
+        report = tag_report(store, "#topic", settings)
+        assert {r["user"] for r in report["recent"]} == {"stays"}
+        assert report["tweets"] == 6  # the tag's counts stay: anonymous sums

@@ -77,7 +77,24 @@ class Scored:
             return None
 
 
+def tags_of_contributions(kept: Iterable[str]) -> set[str]:
+    """The tags of kept contributions (a user's ids hash values: ``STAMP[ CONTRIBUTION]``), skipping any other value."""
+    tags: set[str] = set()
+    for value in kept:
+        _, _, contribution = value.partition(" ")
+        if not contribution:
+            continue
+        try:
+            row = json.loads(contribution)
+        except ValueError:
+            continue
+        if isinstance(row, list) and len(row) > 6 and isinstance(row[6], list):  # noqa: PLR2004 - the tags' place
+            tags.update(t for t in row[6] if isinstance(t, str))
+    return tags
+
+
 _json_text = functools.lru_cache(maxsize=4096)(json.dumps)  # labels and language tags: a few distinct strings
+_compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 @dataclass
@@ -161,7 +178,9 @@ class UserDelta:
             "ewma_w": self.ewma.w,
             "ewma_t": self.ewma.t if self.ewma.w else 0.0,  # no scored tweet: nothing to merge (and JSON has no inf)
             "hourly": self.hourly,
-            "recent": self.recent,
+            # Each entry as the JSON text the list keeps: the script pushes it as it is (cjson.encode of a table in
+            # Lua cost more than json.dumps here, and the store is the stream's one serial resource).
+            "recent": [_compact(r) for r in self.recent],
         }
         if self.first_seen != float("inf"):  # a step of deletions only leaves first and last seen as they are
             wire["first_seen"], wire["last_seen"] = self.first_seen, self.last_seen

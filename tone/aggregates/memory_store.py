@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tone.aggregates.deltas import Ewma, UserDelta
+from tone.aggregates.deltas import Ewma, UserDelta, tags_of_contributions
 from tone.aggregates.shadow import FLIPS_KEPT, StepEvidence, evidence_view
 from tone.aggregates.store import (
     Step,
@@ -251,6 +251,10 @@ class MemoryToneStore:
         Whether there was anything to erase. Idempotent: a second erasure with the same time changes nothing.
         """
         existed = user_id in self.users
+        tags = tags_of_contributions(f"0 {c}" for c in self.contributions.get(user_id, {}).values())
+        for tag in tags:  # the user's kept tweets leave their tags' recent lists too
+            key = TAG_KEY + tag
+            self.recent[key] = [r for r in self.recent.get(key, []) if json.loads(r).get("user") != user_id]
         for table in (self.users, self.recent, self.ids, self.contributions):
             table.pop(user_id, None)
         for key in [k for k in self.buckets if k[0] == user_id]:

@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tone.aggregates.deltas import UserDelta, hour_bucket
+from tone.aggregates.deltas import UserDelta, hour_bucket, tags_of_contributions
 from tone.aggregates.shadow import FLIPS_KEPT, StepEvidence, evidence_view
 from tone.aggregates.store import (
     TAG_RANKS,
@@ -306,7 +306,7 @@ for _, u in ipairs(users) do
     written[key] = old
     -- Oldest first: LPUSH puts each value at the head in turn, so the newest (recent[1]) ends up first.
     local pushed = {}
-    for i = #u.recent, 1, -1 do table.insert(pushed, cjson.encode(u.recent[i])) end
+    for i = #u.recent, 1, -1 do table.insert(pushed, u.recent[i]) end  -- JSON texts (UserDelta.to_wire)
     if #pushed > 0 then redis.call('LPUSH', key .. ':recent', unpack(pushed)) end
     local keep = u.tag and tag_recent_k or recent_k
     if #pushed > 0 or not u.tag then redis.call('LTRIM', key .. ':recent', 0, keep - 1) end
@@ -804,9 +804,17 @@ class RedisToneStore:
             hours = sorted({hour_bucket(first + 3600 * i) for i in range(int((last - first) // 3600) + 2)})
         keys = [key, f"{key}:recent", f"{key}:ids", f"{key}:forgotten", *(f"{key}:h:{h}" for h in hours)]
         ttl = max(self.config.dedupe_horizon_s, 86_400)
+        # The tags of the tweets still kept (within the horizon), read before the script deletes them: the user's
+        # tweets leave those tags' recent lists too (idempotent; an erasure repeated by a retry finds none).
+        tags = tags_of_contributions(_text(v) for v in self.client.hvals(self.ids_key(user_id)))
         existed = bool(self._forget(keys=keys, args=[at, ttl]))
         for label in RANKED_LABELS:
             self.client.zrem(f"{self.config.prefix}top:{label}", user_id)
+        for tag in tags:
+            recent = f"{self.tag_key(tag)}:recent"
+            for entry in self.client.lrange(recent, 0, -1):
+                if _of_user(entry, user_id):
+                    self.client.lrem(recent, 1, entry)
         return existed
 
     def ids_key(self, user_id: str) -> str:
@@ -904,6 +912,15 @@ class RedisToneStore:
             f"markers ({self.config.prefix}applied:*) and tweets would then count twice. Use volatile-lru, "
             "volatile-ttl or noeviction (user keys expire with TONE_USER_TTL_S, markers never do)"
         )
+
+
+def _of_user(entry: bytes | str, user_id: str) -> bool:
+    """Whether a tag's recent entry is a tweet of ``user_id``."""
+    try:
+        row = json.loads(entry)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and row.get("user") == user_id
 
 
 def _text(value: str | bytes) -> str:
