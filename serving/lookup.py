@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
-from tone.aggregates.store import ToneStore
-
-
-def iso(epoch: float | None) -> str | None:
-    """Epoch seconds as an ISO-8601 UTC string."""
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
+from tone.aggregates.store import ToneStore, public_view
 
 
 def user_tone(store: ToneStore, user_id: str) -> dict[str, Any] | None:
@@ -26,20 +20,7 @@ def tone_view(agg: dict[str, Any]) -> dict[str, Any]:
     ``tweets``: every counted tweet; ``languages``: the same by language (most first); ``scored``: those a route
     scored. ``counts``, the means and the EWMA are the tone of the scored ones.
     """
-    return {
-        "user_id": agg["user_id"],
-        "tweets": agg["n"],
-        "scored": agg["scored"],
-        "languages": dict(sorted(agg["languages"].items(), key=lambda kv: (-kv[1], kv[0]))),
-        "dominant_label": agg["dominant_label"],
-        "counts": agg["counts"],
-        "mean_probs": {k: round(v, 4) for k, v in agg["mean_probs"].items()},
-        "mean_polarity": round(agg["mean_polarity"], 4),
-        "ewma_polarity": None if agg["ewma_polarity"] is None else round(agg["ewma_polarity"], 4),
-        "first_seen": iso(agg["first_seen"]),
-        "last_seen": iso(agg["last_seen"]),
-        "recent": [{**r, "t": iso(r["t"])} for r in agg["recent"]],
-    }
+    return {"user_id": agg["user_id"], **public_view(agg)}
 
 
 def hourly_tone(store: ToneStore, user_id: str, hours: int, end: float) -> list[dict[str, Any]]:

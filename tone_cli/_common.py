@@ -59,3 +59,25 @@ def dev_tool(module: str) -> Any:
 def say(message: str) -> None:
     """A progress line on stderr (stdout stays for results)."""
     err_console.print(message, highlight=False, markup=False)
+
+
+def print_tone(name: str, result: dict[str, Any], no_tone: str) -> None:
+    """A user's or a tag's public view (tone.aggregates.store.public_view): a line, then the labels' table."""
+    from rich.table import Table
+
+    languages = ", ".join(f"{lang} {n}" for lang, n in result["languages"].items())
+    ewma = result["ewma_polarity"]
+    tone = (
+        f"mostly {result['dominant_label']}; mean polarity {result['mean_polarity']:+.3f}, recent (EWMA) {ewma:+.3f}"
+        if ewma is not None
+        else no_tone
+    )
+    console.print(
+        f"[bold]{name}[/bold]: {result['tweets']} tweets ({languages}), {result['scored']} scored, {tone}; "
+        f"seen {result['first_seen']} .. {result['last_seen']}",
+        highlight=False,
+    )
+    table = Table("label", "tweets", "mean p")
+    for label, p in sorted(result["mean_probs"].items()):
+        table.add_row(label, str(result["counts"].get(label, 0)), f"{p:.3f}")
+    console.print(table)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from tone.errors import ConfigError
-from tone_cli._common import cli_settings, console
+from tone_cli._common import cli_settings, console, print_tone
 
 
 def _tag(value: str) -> str:
@@ -38,23 +38,7 @@ def tag(
     if as_json:
         console.print_json(json.dumps(result))
         return
-    ewma = result["ewma_polarity"]
-    tone = (
-        f"mostly {result['dominant_label']}; mean polarity {result['mean_polarity']:+.3f}"
-        if ewma is not None
-        else "no tone"
-    )
-    if ewma is not None:
-        tone += f", recent (EWMA) {ewma:+.3f}"
-    console.print(
-        f"[bold]{wanted}[/bold]: {result['tweets']} tweets, {result['scored']} scored, {tone}; "
-        f"seen {result['first_seen']} .. {result['last_seen']}",
-        highlight=False,
-    )
-    table = Table("label", "tweets", "mean p")
-    for label, p in sorted(result["mean_probs"].items()):
-        table.add_row(label, str(result["counts"].get(label, 0)), f"{p:.3f}")
-    console.print(table)
+    print_tone(wanted, result, "no tone: no route scores its tweets' languages (TONE_ROUTES)")
     for s in result["shifts"]:
         console.print(
             f"  shift to {s['direction']} at {s['at']} (since {s['since']}): negative share "

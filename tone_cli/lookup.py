@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from tone.errors import ConfigError
-from tone_cli._common import cli_settings, console
+from tone_cli._common import cli_settings, console, print_tone
 
 
 def lookup(
@@ -30,22 +30,7 @@ def lookup(
     if as_json:
         console.print_json(json.dumps(result))
         return
-    languages = ", ".join(f"{lang} {n}" for lang, n in result["languages"].items())
-    ewma = result["ewma_polarity"]
-    tone = (
-        f"mostly {result['dominant_label']}; mean polarity {result['mean_polarity']:+.3f}, recent (EWMA) {ewma:+.3f}"
-        if ewma is not None
-        else "no tone: no route scores their languages (TONE_ROUTES)"
-    )
-    console.print(
-        f"[bold]{user_id}[/bold]: {result['tweets']} tweets ({languages}), {result['scored']} scored, {tone}; "
-        f"seen {result['first_seen']} .. {result['last_seen']}",
-        highlight=False,
-    )
-    table = Table("label", "tweets", "mean p")
-    for label, p in sorted(result["mean_probs"].items()):
-        table.add_row(label, str(result["counts"].get(label, 0)), f"{p:.3f}")
-    console.print(table)
+    print_tone(user_id, result, "no tone: no route scores their languages (TONE_ROUTES)")
     for r in result["recent"][:5]:
         unscored = f"({r.get('lang', '?')})"
         tone = f"{r['label']:>8}  {r['polarity']:+.2f}" if r.get("label") else f"{unscored:>8}     -"

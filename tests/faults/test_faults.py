@@ -141,6 +141,18 @@ class Stream:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGINT)
 
+    def started_and_killed(self, rng: random.Random, times: int, lo: float = 15, hi: float = 35) -> list[float]:
+        """Start it and kill -9 it ``times`` times, each after a random lo..hi s (Spark starts in ~15 s: some kills
+        land in start-up, most mid-batch); the seconds after each start."""
+        kills = []
+        for _ in range(times):
+            self.start(until_idle=120)
+            at = rng.uniform(lo, hi)
+            time.sleep(at)
+            self.kill9()
+            kills.append(round(at, 1))
+        return kills
+
     def kill9(self) -> None:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL)
@@ -261,13 +273,7 @@ def test_kill_9_of_the_stream_at_three_random_moments(isolated, tmp_path):
 
     tiny_rnn(seed=7).save(tmp_path / "candidate")  # a shadow candidate beside VADER: its evidence must stay exact
     stream = Stream(s, tmp_path, extra={envvars.SHADOW_SCORER: str(tmp_path / "candidate")})
-    kills = []
-    for _ in range(3):
-        stream.start(until_idle=120)
-        at = rng.uniform(15, 35)  # Spark starts in ~15 s: some kills land in start-up, most mid-batch
-        time.sleep(at)
-        stream.kill9()
-        kills.append(round(at, 1))
+    kills = stream.started_and_killed(rng, 3)
     producer.join(timeout=300)
     assert not producer.errors
     stream.start(until_idle=8)
@@ -325,13 +331,7 @@ def test_tweets_sent_up_to_three_times_some_deleted_one_user_forgotten_through_t
     phases = [*as_pairs(copies), *controls]
     producer = produce_in_background(s, phases, rate=500)
     stream = Stream(s, tmp_path)
-    kills = []
-    for _ in range(2):
-        stream.start(until_idle=120)
-        at = rng.uniform(15, 35)
-        time.sleep(at)
-        stream.kill9()
-        kills.append(round(at, 1))
+    kills = stream.started_and_killed(rng, 2)
     producer.join(timeout=300)
     assert not producer.errors
     stream.start(until_idle=8)
@@ -685,13 +685,7 @@ def test_a_tagged_feed_counts_each_tag_exactly_through_kill_9_and_finds_the_turn
     sent = conversation_feed(180, turn, SEED)
     producer = produce_in_background(s, as_pairs(sent), rate=600)
     stream = Stream(s, tmp_path, query="conversation")
-    kills = []
-    for _ in range(2):
-        stream.start(until_idle=120)
-        at = rng.uniform(15, 30)
-        time.sleep(at)
-        stream.kill9()
-        kills.append(round(at, 1))
+    kills = stream.started_and_killed(rng, 2, hi=30)
     producer.join(timeout=300)
     assert not producer.errors
     stream.start(until_idle=8)

@@ -1,5 +1,6 @@
 """The live dashboard in a real browser: headless Chromium (Debian's), driven by Playwright, against real Redis."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -36,6 +37,23 @@ def tweet(user, i, probs, t0=1_795_428_780):
         "rnn-test",
         "en",
     )
+
+
+@contextlib.contextmanager
+def serving(s):
+    """The API (and its dashboard) on a free port, in a thread, until the block ends."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -76,16 +94,8 @@ def served(isolated):
             ),
         },
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield s, store, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(s) as base:
+        yield s, store, base
 
 
 @pytest.fixture
@@ -163,16 +173,8 @@ def conversation(isolated):
         recs.append((o, Scored(f"u{o % 40}", f"c{o}", t, label, probs, probs["positive"] - probs["negative"],
                                f"tweet {o} {tag}", "rnn-test", "en", tags=(tag,))))  # fmt: skip
     count_records(store, "q", "tweets", 0, recs, len(recs) - 1)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield s, store, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(s) as base:
+        yield s, store, base
 
 
 def test_the_conversation_view_shows_the_timeline_tags_and_the_active_shift_in_a_real_browser(conversation, page):

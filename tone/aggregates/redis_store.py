@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tone.aggregates.deltas import UserDelta, hour_bucket, tags_of_contributions
@@ -709,19 +709,7 @@ class RedisToneStore:
     def top_tags(self, by: str, n: int = 10) -> list[tuple[str, float]]:
         """The ``n`` tags with the highest mean p(``by``) or (``by`` "n") the most tweets; expired tags left out."""
         check_tag_rank(by)
-        zkey = f"{self.config.prefix}tagtop:{by}"
-        out: list[tuple[str, float]] = []
-        start, page = 0, max(n, 16)
-        while len(out) < n:
-            rows = [
-                (m.decode(), float(s)) for m, s in self.client.zrevrange(zkey, start, start + page - 1, withscores=True)
-            ]
-            if not rows:
-                break
-            gone = set(self._expired_tags([t for t, _ in rows]))
-            out += [(t, s) for t, s in rows if t not in gone]
-            start += page
-        return finite_top(out[:n])
+        return self._ranked(f"{self.config.prefix}tagtop:{by}", n, self._expired_tags)
 
     def _expired_tags(self, tags: Sequence[str]) -> list[str]:
         if not tags:
@@ -854,7 +842,10 @@ class RedisToneStore:
         removes the expired users' entries. Until it has, they are skipped here, a page at a time.
         """
         check_ranked(by)
-        zkey = f"{self.config.prefix}top:{by}"
+        return self._ranked(f"{self.config.prefix}top:{by}", n, self._expired)
+
+    def _ranked(self, zkey: str, n: int, expired: Callable[[Sequence[str]], list[str]]) -> list[tuple[str, float]]:
+        """The ``n`` best members of a top set whose keys have not expired, a page at a time."""
         out: list[tuple[str, float]] = []
         start, page = 0, max(n, 16)
         while len(out) < n:
@@ -863,7 +854,7 @@ class RedisToneStore:
             ]
             if not rows:
                 break
-            gone = set(self._expired([u for u, _ in rows]))
+            gone = set(expired([u for u, _ in rows]))
             out += [(u, s) for u, s in rows if u not in gone]
             start += page
         return finite_top(out[:n])

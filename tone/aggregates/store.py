@@ -24,6 +24,7 @@ import math
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
@@ -393,6 +394,32 @@ def user_view(user_id: str, fields: Mapping[str, str], recent: list[dict[str, An
         "first_seen": float(fields["first_seen"]) if "first_seen" in fields else None,
         "last_seen": float(fields["last_seen"]) if "last_seen" in fields else None,
         "recent": recent,
+    }
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """Epoch seconds as an ISO-8601 UTC string."""
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def public_view(agg: Mapping[str, Any]) -> dict[str, Any]:
+    """The public shape of a user's or a tag's aggregates (``user_view``'s answer), for the CLI and the API.
+
+    ``tweets``: every counted tweet; ``languages``: the same by language (most first); ``scored``: those a route
+    scored. ``counts``, the means and the EWMA are the tone of the scored ones.
+    """
+    return {
+        "tweets": agg["n"],
+        "scored": agg["scored"],
+        "languages": dict(sorted(agg["languages"].items(), key=lambda kv: (-kv[1], kv[0]))),
+        "dominant_label": agg["dominant_label"],
+        "counts": agg["counts"],
+        "mean_probs": {k: round(v, 4) for k, v in agg["mean_probs"].items()},
+        "mean_polarity": round(agg["mean_polarity"], 4),
+        "ewma_polarity": None if agg["ewma_polarity"] is None else round(agg["ewma_polarity"], 4),
+        "first_seen": iso_time(agg["first_seen"]),
+        "last_seen": iso_time(agg["last_seen"]),
+        "recent": [{**r, "t": iso_time(r["t"])} for r in agg["recent"]],
     }
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tone.aggregates.deltas import hour_bucket
-from tone.aggregates.store import ToneStore
+from tone.aggregates.store import ToneStore, public_view
 from tone.labels import TONE_LABELS
 from tone.shifts import Shift, ShiftConfig, detect
 from tone.tags import STREAM
@@ -124,23 +124,8 @@ def tag_report(store: ToneStore, tag: str, settings: Any, *, recent: int = 10) -
     if view is None:
         return None
     found = shifts(store, tag, settings.timeline_lateness_s, shift_config(settings))
-    iso = lambda t: None if t is None else datetime.fromtimestamp(t, UTC).isoformat()  # noqa: E731
-    return {
-        "tag": tag,
-        "tweets": view["n"],
-        "scored": view["scored"],
-        "languages": dict(sorted(view["languages"].items(), key=lambda kv: (-kv[1], kv[0]))),
-        "dominant_label": view["dominant_label"],
-        "counts": view["counts"],
-        "mean_probs": {k: round(v, 4) for k, v in view["mean_probs"].items()},
-        "mean_polarity": round(view["mean_polarity"], 4),
-        "ewma_polarity": None if view["ewma_polarity"] is None else round(view["ewma_polarity"], 4),
-        "first_seen": iso(view["first_seen"]),
-        "last_seen": iso(view["last_seen"]),
-        "shifts": [s.to_dict() for s in found],
-        "late": view["late"],
-        "recent": view["recent"][:recent],
-    }
+    shape = public_view(view | {"recent": view["recent"][:recent]})
+    return {"tag": tag, **shape, "shifts": [s.to_dict() for s in found], "late": view["late"]}
 
 
 def timeline_report(store: ToneStore, tag: str, n_minutes: int, settings: Any) -> dict[str, Any] | None:
