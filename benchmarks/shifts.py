@@ -31,7 +31,7 @@ def _replay(rng: random.Random, rate: float, before: float, after: float) -> lis
 def run_shift_bench(config: ShiftConfig, runs: int = 200, seed: int = 1) -> list[dict[str, Any]]:
     """One row per (rate, base share, jump): jump 0 rows count false alarms, others delays."""
     rng = random.Random(seed)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rate in (3, 10, 30, 100):
         for base in (0.1, 0.3):
             alarms = sum(len(detect(_replay(rng, rate, base, base), config)) for _ in range(runs))

@@ -16,15 +16,24 @@ START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 TURN_MINUTE = 90
 TEXTS = {
     "positive": [
-        "Loving the new {t}, great work!", "{t} is brilliant, best update in ages", "So happy with {t} today",
-        "Really impressed by {t}, thank you", "{t} made my morning, wonderful",
+        "Loving the new {t}, great work!",
+        "{t} is brilliant, best update in ages",
+        "So happy with {t} today",
+        "Really impressed by {t}, thank you",
+        "{t} made my morning, wonderful",
     ],
     "negative": [
-        "{t} is broken again, this is awful", "Terrible experience with {t}, so disappointed",
-        "I hate what they did to {t}", "{t} crashed twice, worst release ever", "Angry about {t}, what a mess",
+        "{t} is broken again, this is awful",
+        "Terrible experience with {t}, so disappointed",
+        "I hate what they did to {t}",
+        "{t} crashed twice, worst release ever",
+        "Angry about {t}, what a mess",
     ],
     "neutral": [
-        "Reading the notes on {t}", "{t} update at 3pm today", "Anyone tried {t} yet?", "Meeting about {t} at noon",
+        "Reading the notes on {t}",
+        "{t} update at 3pm today",
+        "Anyone tried {t} yet?",
+        "Meeting about {t} at noon",
     ],
 }
 TAGS = {"#launch": (0.15, 0.25), "#weather": (0.3, 0.4), "#coffee": (0.1, 0.3), "$ACME": (0.25, 0.5)}  # neg, neu

@@ -139,7 +139,7 @@ class ScoredTweet:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of the scored topic."""
-        data = {
+        data: dict[str, Any] = {
             "id": self.id,
             "user_id": self.user_id,
             "created_at": self.created_at.isoformat(),

@@ -240,9 +240,10 @@ def bench_replay(
             if value not in ("on", "off"):
                 msg = f"{value!r}: use on or off"
                 raise typer.BadParameter(msg, param_hint=hint)
+    tag_values: list[str | None] = [*(tag_runs or [])] or [None]
     runs = [
         (t, sh, d, *run)
-        for t in tag_runs or [None]
+        for t in tag_values
         for sh in shadows or ["none"]
         for d in dedupe or ["on"]
         for run in _replay_runs(replay, guarantees, limits, langs)

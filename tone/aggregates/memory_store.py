@@ -209,11 +209,11 @@ class MemoryToneStore:
         k = self.config.tag_recent_k if d.kind == "tag" else self.config.recent_k
         self.recent[key] = [r for r in recent if json.loads(r)["id"] not in gone][:k]
         for hour, fields in d.minutes.items():
-            bucket = self.minutes.setdefault((key, hour), {})
+            minute = self.minutes.setdefault((key, hour), {})
             for name, v in fields.items():
-                bucket[name] = bucket.get(name, 0) + v
-                if not name.endswith(":p") and bucket[name] == 0:
-                    del bucket[name]
+                minute[name] = minute.get(name, 0) + v
+                if not name.endswith(":p") and minute[name] == 0:
+                    del minute[name]
         for hour, counts in d.hourly.items():
             bucket = self.buckets.setdefault((d.user_id, hour), {})
             for label, c in counts.items():
@@ -253,8 +253,8 @@ class MemoryToneStore:
         existed = user_id in self.users
         tags = tags_of_contributions(f"0 {c}" for c in self.contributions.get(user_id, {}).values())
         for tag in tags:  # the user's kept tweets leave their tags' recent lists too
-            key = TAG_KEY + tag
-            self.recent[key] = [r for r in self.recent.get(key, []) if json.loads(r).get("user") != user_id]
+            entries = self.recent.get(TAG_KEY + tag, [])
+            self.recent[TAG_KEY + tag] = [r for r in entries if json.loads(r).get("user") != user_id]
         for table in (self.users, self.recent, self.ids, self.contributions):
             table.pop(user_id, None)
         for key in [k for k in self.buckets if k[0] == user_id]:

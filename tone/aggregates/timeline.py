@@ -84,7 +84,7 @@ def closed_until(store: ToneStore, lateness_s: float) -> float | None:
     stream = store.tag(STREAM)
     if stream is None or stream["last_seen"] is None:
         return None
-    marks = list(stream["watermarks"].values()) or [float(stream["last_seen"])]
+    marks: list[float] = [float(w) for w in stream["watermarks"].values()] or [float(stream["last_seen"])]
     furthest = max(marks)
     return min(w for w in marks if w >= furthest - IDLE_PARTITION_S) - lateness_s
 
