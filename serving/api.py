@@ -22,7 +22,7 @@ from serving.metrics import ApiMetrics, MetricsMiddleware
 from tone import __version__
 from tone.aggregates.factory import open_store
 from tone.aggregates.redis_store import settings_client
-from tone.aggregates.store import TAG_RANKS
+from tone.aggregates.store import TagRank
 from tone.aggregates.timeline import MAX_TIMELINE_MINUTES, active_shifts, tag_report, timeline_report, top_tags
 from tone.events import MAX_USER_ID_CHARS, USER_ID_PATTERN, check_user_id
 from tone.labels import NEGATIVE, RankedLabel
@@ -115,28 +115,30 @@ def _erasure_route(app: FastAPI, store: Any, token: str, checked: Any) -> None:
 
 
 def _tag_of(value: str) -> str:
+    """The tag normalised; a 404 for text no tag can be (no counted tweet has it), saying the rule."""
     try:
         return check_tag(value)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(404, f"no counted tweet has this tag: {exc}") from None
 
 
 def _conversation_routes(app: FastAPI, store: Any, settings: Settings) -> None:
     """The conversation's tone: tags, the stream's per-minute timeline and its shifts (docs/conversation.md)."""
     unknown_tag: dict[int | str, dict[str, Any]] = {
-        404: {"description": "No counted tweet has this tag.", "model": ErrorBody},
-        422: {"description": "Not a tag (a hashtag: letters, digits, _; a cashtag: $ and 1-6 letters)."},
+        404: {
+            "description": "No counted tweet has this tag, or the text is no tag (a hashtag: letters, digits, _, not "
+            "all digits; a cashtag: $ and 1-6 letters).",
+            "model": ErrorBody,
+        },
     }
     cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     @app.get("/tags")
     def tags(
-        by: Annotated[str, Query(description="negative, positive (mean probability) or n (most tweets).")] = NEGATIVE,
+        by: Annotated[TagRank, Query(description="negative, positive (mean p) or n (the most tweets).")] = NEGATIVE,
         n: Annotated[int, Query(ge=1, le=1000)] = 10,
     ) -> dict[str, Any]:
         """The most negative (positive, or most active: ``by=n``) tags."""
-        if by not in TAG_RANKS:
-            raise HTTPException(422, f"by must be one of {', '.join(TAG_RANKS)}, got {by!r}")
         return {"by": by, "min_count": settings.top_min_count, "tags": top_tags(store, by, n)}
 
     @app.get("/tags/{tag:path}/tone", responses=unknown_tag)

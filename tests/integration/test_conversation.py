@@ -160,3 +160,33 @@ def test_an_erasure_takes_the_users_kept_tweets_out_of_their_tags_recent_lists(p
         report = tag_report(store, "#topic", settings)
         assert {r["user"] for r in report["recent"]} == {"stays"}
         assert report["tweets"] == 6  # the tag's counts stay: anonymous sums
+
+
+def test_the_http_api_serves_tags_the_timeline_and_shifts(pair, settings):
+    from urllib.parse import quote
+
+    from fastapi.testclient import TestClient
+
+    from serving.api import create_app
+
+    red, _ = pair
+    recs = feed(minutes=100)
+    count_records(red, "q", "t", 0, recs, recs[-1][0], step=50)
+    s = settings.model_copy(update={"redis_key_prefix": red.config.prefix, "top_min_count": 1})
+    client = TestClient(create_app(s))
+    launch = client.get(f"/tags/{quote('#launch', safe='')}/tone").json()
+    assert launch == tag_report(red, "#launch", s)
+    assert client.get("/tags/launch/tone").json()["tweets"] == launch["tweets"]  # a bare word is a hashtag
+    assert client.get("/tags/$TSLA/tone").json()["tag"] == "$tsla"
+    for missing in ("#never", "0", "a b"):
+        assert client.get(f"/tags/{quote(missing, safe='')}/tone").status_code == 404
+    active = client.get("/tags", params={"by": "n", "n": 3}).json()["tags"]
+    assert [t["tag"] for t in active] == [t for t, _ in red.top_tags("n", 3)]
+    assert client.get("/tags", params={"by": "loudest"}).status_code == 422
+    minutes = client.get("/timeline", params={"minutes": 30}).json()["minutes"]
+    assert len(minutes) == 30 and sum(m["tweets"] for m in minutes) > 0
+    assert client.get("/timeline", params={"tag": "#launch", "minutes": 100}).json() == timeline_report(
+        red, "#launch", 100, s
+    )
+    shifts = client.get("/shifts").json()["shifts"]
+    assert any(x["tag"] == "#launch" and x["direction"] == "negative" for x in shifts)

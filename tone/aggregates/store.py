@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, get_args
 
 from tone.aggregates.deltas import Ewma, Scored, UserDelta, batch_deltas
 from tone.aggregates.shadow import StepEvidence, step_evidence
@@ -336,7 +336,8 @@ def check_ranked(by: str) -> None:
         raise ValueError(msg)
 
 
-TAG_RANKS: Final = (*RANKED_LABELS, "n")
+TagRank = Literal["negative", "positive", "n"]  # the labels users are ranked by, and n: the most tweets
+TAG_RANKS: Final[tuple[str, ...]] = get_args(TagRank)
 
 
 def check_tag_rank(by: str) -> None:
