@@ -270,10 +270,12 @@ def count_records(  # noqa: C901, PLR0912, PLR0915 - one loop over the shards' s
             tweets = [s for _, s in part[i:j]]
             keep = None
             if store.sharded:
+                # A record is counted (Counted.counted) and its shadow evidence added in its user's shard only.
                 keep = functools.partial(_in_shard, store, shard)
-                homes = [s for s in tweets if s.shadow is not None and store.shard_of(s.user_id) == shard]
+                own = [s for s in tweets if store.shard_of(s.user_id) == shard]
             else:
-                homes = [s for s in tweets if s.shadow is not None]
+                own = tweets
+            homes = [s for s in own if s.shadow is not None]
             deltas = batch_deltas(
                 tweets,
                 config.half_life_s,
@@ -288,7 +290,7 @@ def count_records(  # noqa: C901, PLR0912, PLR0915 - one loop over the shards' s
                     d.watermark = f"{topic}:{partition}"
             # A tweet's shadow evidence counts once: in its user's shard.
             evidence = step_evidence(homes) if homes else None
-            todo.append((Step(shard, start, stop, deltas, evidence or None), j - i))
+            todo.append((Step(shard, start, stop, deltas, evidence or None), len(own)))
         if not todo:
             break
         refused = []
