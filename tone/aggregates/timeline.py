@@ -81,7 +81,11 @@ def closed_until(store: ToneStore, lateness_s: float) -> float | None:
     is in Spark and Flink: a partition behind the others may still bring tweets of earlier minutes. A partition more
     than IDLE_PARTITION_S behind the furthest is idle (no tweets for it lately) and holds nothing back.
     """
-    stream = store.tag(STREAM)
+    return _closed(store.tag(STREAM), lateness_s)
+
+
+def _closed(stream: dict[str, Any] | None, lateness_s: float) -> float | None:
+    """:func:`closed_until` from the stream's view, read by the caller."""
     if stream is None or stream["last_seen"] is None:
         return None
     marks: list[float] = [float(w) for w in stream["watermarks"].values()] or [float(stream["last_seen"])]
@@ -89,20 +93,22 @@ def closed_until(store: ToneStore, lateness_s: float) -> float | None:
     return min(w for w in marks if w >= furthest - IDLE_PARTITION_S) - lateness_s
 
 
-def timeline(store: ToneStore, tag: str, n_minutes: int, lateness_s: float) -> list[Minute] | None:
-    """The last ``n_minutes`` of ``tag`` up to its latest tweet, or None for a tag never counted."""
-    view = store.tag(tag)
+def _timeline(
+    store: ToneStore, tag: str, view: dict[str, Any] | None, n_minutes: int, until: float | None
+) -> list[Minute] | None:
     if view is None or view["last_seen"] is None:
         return None
     last = float(view["last_seen"])
-    until = closed_until(store, lateness_s) or float("-inf")
-    return minutes(store, tag, last - (n_minutes - 1) * 60, last, until)
+    return minutes(store, tag, last - (n_minutes - 1) * 60, last, float("-inf") if until is None else until)
 
 
-def shifts(store: ToneStore, tag: str, lateness_s: float, config: ShiftConfig | None = None) -> list[Shift]:
-    """The shifts of ``tag`` over its closed minutes (at most HISTORY_HOURS back), oldest first."""
-    view = store.tag(tag)
-    until = closed_until(store, lateness_s)
+def _shifts(
+    store: ToneStore, tag: str, view: dict[str, Any] | None, until: float | None, config: ShiftConfig | None
+) -> list[Shift]:
+    """The shifts of ``tag`` over its closed minutes (at most HISTORY_HOURS back), oldest first.
+
+    ``view`` (the tag's) and ``until`` (:func:`closed_until`) are read once by the caller.
+    """
     if view is None or view["first_seen"] is None or until is None:
         return []
     last = min(float(view["last_seen"]), until)
@@ -123,17 +129,18 @@ def tag_report(store: ToneStore, tag: str, settings: Any, *, recent: int = 10) -
     view = store.tag(tag)
     if view is None:
         return None
-    found = shifts(store, tag, settings.timeline_lateness_s, shift_config(settings))
+    found = _shifts(store, tag, view, closed_until(store, settings.timeline_lateness_s), shift_config(settings))
     shape = public_view(view | {"recent": view["recent"][:recent]})
     return {"tag": tag, **shape, "shifts": [s.to_dict() for s in found], "late": view["late"]}
 
 
 def timeline_report(store: ToneStore, tag: str, n_minutes: int, settings: Any) -> dict[str, Any] | None:
     """``tone timeline`` / GET /timeline: one entry per minute with its counts, and the tag's shifts."""
-    rows = timeline(store, tag, n_minutes, settings.timeline_lateness_s)
+    view, until = store.tag(tag), closed_until(store, settings.timeline_lateness_s)
+    rows = _timeline(store, tag, view, n_minutes, until)
     if rows is None:
         return None
-    found = shifts(store, tag, settings.timeline_lateness_s, shift_config(settings))
+    found = _shifts(store, tag, view, until, shift_config(settings))
     return {
         "tag": None if tag == STREAM else tag,
         "minutes": [m.to_dict() for m in rows],
@@ -154,12 +161,14 @@ def top_tags(store: ToneStore, by: str, n: int) -> list[dict[str, Any]]:
 
 def active_shifts(store: ToneStore, settings: Any, n_tags: int = 20, window_s: float = 3600.0) -> list[dict[str, Any]]:
     """The shifts detected within ``window_s`` of the closed event time, for the stream and the most active tags."""
-    until = closed_until(store, settings.timeline_lateness_s)
+    stream = store.tag(STREAM)
+    until = _closed(stream, settings.timeline_lateness_s)
     if until is None:
         return []
     out = []
+    config = shift_config(settings)
     for tag in [STREAM, *(t for t, _ in store.top_tags("n", n_tags))]:
-        found = shifts(store, tag, settings.timeline_lateness_s, shift_config(settings))
+        found = _shifts(store, tag, stream if tag == STREAM else store.tag(tag), until, config)
         if found and until - found[-1].at <= window_s:
             out.append({"tag": None if tag == STREAM else tag, **found[-1].to_dict()})
     return out
